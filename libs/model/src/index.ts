@@ -1,0 +1,11 @@
+export * from './types';
+export * from './config';
+export * from './safetensors';
+export * from './weights';
+export * from './tokenizer';
+export * from './sampling';
+export * from './rope';
+export * from './prompt';
+export * from './generate';
+export * from './runtime/engine';
+export type { ExecutorOptions, ExecutorStats, ForwardRequest, QkvOut } from './runtime/executor';

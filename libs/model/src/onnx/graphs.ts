@@ -1,0 +1,145 @@
+/**
+ * The four per-layer ONNX graphs the engine runs (DESIGN §3). Every attention variant (global,
+ * Star phase 1/2, Ring, decode) is built from these same pieces; only the choice of keys differs.
+ *
+ *   qkv(layer):  x (T, hidden), cos/sin (T, D/2)  → q (H, T, D), k (Hkv, T, D), v (Hkv, T, D)
+ *   attend:      q (H, Tq, D), k/v (Hkv, Tk, D), qpos (Tq), kpos (Tk) → o (H, Tq, D), lse (H, Tq)
+ *   post(layer): x (T, hidden), attn (H, T, D)   → x' (T, hidden)
+ *   head:        x (T, hidden)                   → logits (T, vocab)
+ *
+ * Symbols: T rows, H query heads, Hkv key/value heads, G = H/Hkv, D head dim.
+ * Linear weights are stored as initializers transposed to (in, out) so each projection is a plain
+ * MatMul (constant weights are pre-packed by onnxruntime).
+ */
+import type { LayerWeights, ModelConfig, ModelWeights } from '../types';
+import { GraphBuilder } from './graph-builder';
+
+/** Scores of masked keys. Large negative rather than -inf so a fully masked row stays finite. */
+export const MASKED_SCORE = -1e30;
+
+/** x (T, n) → x / sqrt(mean(x²) + eps) · w */
+function rmsNorm(g: GraphBuilder, x: string, w: Float32Array, eps: number, name: string): string {
+  const sq = g.op('Mul', [x, x]);
+  const ms = g.op('ReduceMean', [sq, g.constI([-1])], { keepdims: 1 }); // (T, 1)
+  const rs = g.op('Sqrt', [g.op('Add', [ms, g.constF(eps)])]);
+  const nrm = g.op('Div', [x, rs]);
+  return g.op('Mul', [nrm, g.weight(name, w, [w.length])]);
+}
+
+/** Transpose an (out, in) row-major matrix to (in, out). */
+export function transposeMatrix(w: Float32Array, out: number, inn: number): Float32Array {
+  const t = new Float32Array(w.length);
+  for (let o = 0; o < out; o++) {
+    const row = o * inn;
+    for (let i = 0; i < inn; i++) t[i * out + o] = w[row + i];
+  }
+  return t;
+}
+
+/** Concatenate (out_i, in) matrices along `out`, then transpose to (in, Σ out_i). */
+function fusedTransposed(mats: Float32Array[], outs: number[], inn: number): Float32Array {
+  const total = outs.reduce((a, b) => a + b, 0);
+  const cat = new Float32Array(total * inn);
+  let off = 0;
+  mats.forEach((m) => {
+    cat.set(m, off);
+    off += m.length;
+  });
+  return transposeMatrix(cat, total, inn);
+}
+
+/** RoPE (rotate_half) on x (heads, T, D) with cos/sin (T, D/2). */
+function rope(g: GraphBuilder, x: string, cos: string, sin: string, half: number): string {
+  const [x1, x2] = g.opN('Split', [x, g.constI([half, half])], 2, { axis: -1 }); // (h, T, D/2) each
+  const a = g.op('Sub', [g.op('Mul', [x1, cos]), g.op('Mul', [x2, sin])]);
+  const b = g.op('Add', [g.op('Mul', [x2, cos]), g.op('Mul', [x1, sin])]);
+  return g.op('Concat', [a, b], { axis: -1 }); // (h, T, D)
+}
+
+export function buildQkvGraph(cfg: ModelConfig, w: LayerWeights, layer: number): Uint8Array {
+  const { hiddenSize: hid, numHeads: H, numKvHeads: Hkv, headDim: D } = cfg;
+  const g = new GraphBuilder(`qkv_${layer}`);
+  const x = g.input('x', 'float32', ['T', hid]); // (T, hidden)
+  const cos = g.input('cos', 'float32', ['T', D / 2]); // (T, D/2)
+  const sin = g.input('sin', 'float32', ['T', D / 2]); // (T, D/2)
+  const h = rmsNorm(g, x, w.inputNorm, cfg.rmsNormEps, 'input_norm');
+  const outs = [H * D, Hkv * D, Hkv * D];
+  let qkv = g.op('MatMul', [h, g.weight('wqkv', fusedTransposed([w.q, w.k, w.v], outs, hid), [hid, H * D + 2 * Hkv * D])]); // (T, (H+2Hkv)·D)
+  if (cfg.qkvBias) {
+    if (!w.qBias || !w.kBias || !w.vBias) throw new Error(`layer ${layer}: config has qkv bias but weights do not`);
+    const bias = new Float32Array(H * D + 2 * Hkv * D);
+    bias.set(w.qBias, 0);
+    bias.set(w.kBias, H * D);
+    bias.set(w.vBias, H * D + Hkv * D);
+    qkv = g.op('Add', [qkv, g.weight('bqkv', bias, [bias.length])]);
+  }
+  const [q2, k2, v2] = g.opN('Split', [qkv, g.constI(outs)], 3, { axis: -1 }); // (T, H·D), (T, Hkv·D) ×2
+  const heads = (t: string, n: number) => g.op('Transpose', [g.op('Reshape', [t, g.constI([0, n, D])])], { perm: [1, 0, 2] }); // (n, T, D)
+  const q = rope(g, heads(q2, H), cos, sin, D / 2);
+  const k = rope(g, heads(k2, Hkv), cos, sin, D / 2);
+  const v = heads(v2, Hkv);
+  g.output('q', q, 'float32', [H, 'T', D]);
+  g.output('k', k, 'float32', [Hkv, 'T', D]);
+  g.output('v', v, 'float32', [Hkv, 'T', D]);
+  return g.toBytes();
+}
+
+/**
+ * Attention of Q over one K/V chunk, returning the output and the natural-log sum-exp of the
+ * scaled scores. Key j is visible to query i iff kpos[j] ≤ qpos[i] (when `masked`); this one rule
+ * gives causal prefill, Star's anchored phase 1, phase 2 and decode. The unmasked variant skips the
+ * mask for chunks whose keys all precede every query.
+ */
+export function buildAttendGraph(cfg: ModelConfig, masked: boolean): Uint8Array {
+  const { numHeads: H, numKvHeads: Hkv, headDim: D } = cfg;
+  const G = H / Hkv;
+  const g = new GraphBuilder(masked ? 'attend_masked' : 'attend');
+  const q = g.input('q', 'float32', [H, 'Tq', D]); // (H, Tq, D)
+  const k = g.input('k', 'float32', [Hkv, 'Tk', D]); // (Hkv, Tk, D)
+  const v = g.input('v', 'float32', [Hkv, 'Tk', D]); // (Hkv, Tk, D)
+  const qs = g.op('Mul', [g.op('Reshape', [q, g.constI([Hkv, -1, D])]), g.constF(1 / Math.sqrt(D))]); // (Hkv, G·Tq, D)
+  const kt = g.op('Transpose', [k], { perm: [0, 2, 1] }); // (Hkv, D, Tk)
+  let s = g.op('MatMul', [qs, kt]); // (Hkv, G·Tq, Tk); row r of kv-head j is q-head j·G + r / Tq
+  if (masked) {
+    const qpos = g.input('qpos', 'int64', ['Tq']);
+    const kpos = g.input('kpos', 'int64', ['Tk']);
+    const qposG = g.op('Tile', [qpos, g.constI([G])]); // (G·Tq)
+    const hidden = g.op('Less', [g.op('Unsqueeze', [qposG, g.constI([1])]), kpos]); // (G·Tq, Tk): kpos > qpos
+    s = g.op('Where', [hidden, g.constF(MASKED_SCORE), s]);
+  }
+  const axis = g.constI([-1]);
+  const m = g.op('ReduceMax', [s, axis], { keepdims: 1 }); // (Hkv, G·Tq, 1)
+  const p = g.op('Exp', [g.op('Sub', [s, m])]); // (Hkv, G·Tq, Tk)
+  const l = g.op('ReduceSum', [p, axis], { keepdims: 1 }); // (Hkv, G·Tq, 1)
+  const o = g.op('Div', [g.op('MatMul', [p, v]), l]); // (Hkv, G·Tq, D)
+  g.output('o', g.op('Reshape', [o, g.constI([H, -1, D])]), 'float32', [H, 'Tq', D]);
+  const lse = g.op('Add', [m, g.op('Log', [l])]); // (Hkv, G·Tq, 1)
+  g.output('lse', g.op('Reshape', [lse, g.constI([H, -1])]), 'float32', [H, 'Tq']);
+  return g.toBytes();
+}
+
+export function buildPostGraph(cfg: ModelConfig, w: LayerWeights, layer: number): Uint8Array {
+  const { hiddenSize: hid, numHeads: H, headDim: D, intermediateSize: I } = cfg;
+  const g = new GraphBuilder(`post_${layer}`);
+  const x = g.input('x', 'float32', ['T', hid]); // (T, hidden)
+  const attn = g.input('attn', 'float32', [H, 'T', D]); // (H, T, D)
+  const a = g.op('Reshape', [g.op('Transpose', [attn], { perm: [1, 0, 2] }), g.constI([0, H * D])]); // (T, H·D)
+  const h = g.op('Add', [x, g.op('MatMul', [a, g.weight('wo', transposeMatrix(w.o, hid, H * D), [H * D, hid])])]); // (T, hidden)
+  const n = rmsNorm(g, h, w.postNorm, cfg.rmsNormEps, 'post_norm');
+  const gu = g.op('MatMul', [n, g.weight('wgu', fusedTransposed([w.gate, w.up], [I, I], hid), [hid, 2 * I])]); // (T, 2I)
+  const [gate, up] = g.opN('Split', [gu, g.constI([I, I])], 2, { axis: -1 }); // (T, I) each
+  const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]); // silu(gate)·up
+  const out = g.op('Add', [h, g.op('MatMul', [act, g.weight('wdown', transposeMatrix(w.down, hid, I), [I, hid])])]);
+  g.output('y', out, 'float32', ['T', hid]);
+  return g.toBytes();
+}
+
+export function buildHeadGraph(cfg: ModelConfig, w: ModelWeights): Uint8Array {
+  const { hiddenSize: hid, vocabSize: V } = cfg;
+  const g = new GraphBuilder('head');
+  const x = g.input('x', 'float32', ['T', hid]);
+  const n = rmsNorm(g, x, w.finalNorm, cfg.rmsNormEps, 'final_norm');
+  const logits = g.op('MatMul', [n, g.weight('lm_head', transposeMatrix(w.lmHead, V, hid), [hid, V])]); // (T, vocab)
+  g.output('logits', logits, 'float32', ['T', V]);
+  return g.toBytes();
+}

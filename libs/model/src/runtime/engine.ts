@@ -1,0 +1,131 @@
+/**
+ * `ModelEngine`: the main-thread handle of a model executor running in a worker thread. Every call
+ * is asynchronous and leaves the event loop free while ORT computes (Redis I/O, heartbeats and
+ * BullMQ locks keep flowing). Calls on one engine run one at a time, in order.
+ *
+ * Restart semantics: if the worker dies, every pending and later call rejects with
+ * `EngineDiedError` and the KV caches it held are lost; create a new engine.
+ */
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { Partial } from '@starq/attention';
+import { StarqError } from '@starq/protocol/errors';
+import type { ModelConfig } from '../types';
+import type { ExecutorOptions, ExecutorStats, ForwardRequest, QkvOut } from './executor';
+import type { SerializedError, WorkerRequest, WorkerResponse } from './worker';
+
+export class EngineDiedError extends Error {
+  constructor(reason: string) {
+    super(`model worker died (${reason}); its KV caches are lost — create a new ModelEngine`);
+    this.name = 'EngineDiedError';
+  }
+}
+
+/** Error raised in the worker, rebuilt on this side (keeps code/param for StarqErrors). */
+function rebuildError(e: SerializedError): Error {
+  if (e.code) {
+    const err = new StarqError(e.code, e.message, { param: e.param, status: e.status ?? 400 });
+    Object.defineProperty(err, 'name', { value: e.name });
+    return err;
+  }
+  const err = new Error(e.message);
+  err.name = e.name;
+  if (e.stack) err.stack = e.stack;
+  return err;
+}
+
+export class ModelEngine {
+  private readonly worker: Worker;
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private dead: Error | null = null;
+
+  private constructor(readonly config: ModelConfig, readonly modelDir: string) {
+    this.worker = new Worker(path.join(__dirname, 'worker-entry.js'));
+    this.worker.on('message', (msg: WorkerResponse) => {
+      const p = this.pending.get(msg.id);
+      if (!p) return;
+      this.pending.delete(msg.id);
+      if (msg.ok) p.resolve(msg.result);
+      else p.reject(rebuildError(msg.error));
+    });
+    const die = (reason: string) => {
+      this.dead = new EngineDiedError(reason);
+      for (const p of this.pending.values()) p.reject(this.dead);
+      this.pending.clear();
+    };
+    this.worker.on('error', (e) => die(e.message));
+    this.worker.on('exit', (code) => die(`exit code ${code}`));
+  }
+
+  /** Start a worker and load the model directory into it (weights never cross the thread boundary). */
+  static async load(modelDir: string, config: ModelConfig, opts: ExecutorOptions = {}): Promise<ModelEngine> {
+    const engine = new ModelEngine(config, modelDir);
+    try {
+      await engine.call('load', modelDir, opts);
+    } catch (e) {
+      await engine.close();
+      throw e;
+    }
+    return engine;
+  }
+
+  forward(req: ForwardRequest): Promise<Float32Array | null> {
+    return this.call('forward', req) as Promise<Float32Array | null>;
+  }
+  embed(ids: Int32Array): Promise<Float32Array> {
+    return this.call('embed', ids) as Promise<Float32Array>;
+  }
+  qkv(layer: number, x: Float32Array, positions: Int32Array): Promise<QkvOut> {
+    return this.call('qkv', layer, x, positions) as Promise<QkvOut>;
+  }
+  post(layer: number, x: Float32Array, attn: Float32Array): Promise<Float32Array> {
+    return this.call('post', layer, x, attn) as Promise<Float32Array>;
+  }
+  head(x: Float32Array): Promise<Float32Array> {
+    return this.call('head', x) as Promise<Float32Array>;
+  }
+  attendCache(cacheId: string, layer: number, q: Float32Array, qpos: Int32Array): Promise<Partial> {
+    return this.call('attendCache', cacheId, layer, q, qpos) as Promise<Partial>;
+  }
+  attendKv(q: Float32Array, qpos: Int32Array, k: Float32Array, v: Float32Array, kpos: Int32Array): Promise<Partial> {
+    return this.call('attendKv', q, qpos, k, v, kpos) as Promise<Partial>;
+  }
+  appendKv(cacheId: string, layer: number, k: Float32Array, v: Float32Array, positions: Int32Array, from = 0): Promise<void> {
+    return this.call('appendKv', cacheId, layer, k, v, positions, from) as Promise<void>;
+  }
+  createCache(id: string, reserve = 0): Promise<void> {
+    return this.call('createCache', id, reserve) as Promise<void>;
+  }
+  hasCache(id: string): Promise<boolean> {
+    return this.call('hasCache', id) as Promise<boolean>;
+  }
+  dropCache(id: string): Promise<boolean> {
+    return this.call('dropCache', id) as Promise<boolean>;
+  }
+  cacheInfo(id: string): Promise<{ tokens: number; bytes: number }> {
+    return this.call('cacheInfo', id) as Promise<{ tokens: number; bytes: number }>;
+  }
+  listCaches(): Promise<{ id: string; tokens: number; bytes: number }[]> {
+    return this.call('listCaches') as Promise<{ id: string; tokens: number; bytes: number }[]>;
+  }
+  stats(): Promise<ExecutorStats> {
+    return this.call('stats') as Promise<ExecutorStats>;
+  }
+
+  /** Stop the worker; its caches are freed. */
+  async close(): Promise<void> {
+    if (!this.dead) this.dead = new EngineDiedError('closed');
+    await this.worker.terminate();
+  }
+
+  private call(op: string, ...args: unknown[]): Promise<unknown> {
+    if (this.dead) return Promise.reject(this.dead);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      const msg: WorkerRequest = { id, op, args };
+      this.worker.postMessage(msg);
+    });
+  }
+}

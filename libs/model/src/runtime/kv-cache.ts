@@ -1,0 +1,133 @@
+/**
+ * Paged KV cache for one sequence (or one Star block): per layer a list of pages, each page a
+ * head-major K and V buffer `(Hkv, cap, D)` plus the position of every slot. Pages are handed to the
+ * attention graph as they are (no copies); slots not yet written carry position `EMPTY_POS`, which
+ * the position mask hides from every query. Positions need not be contiguous (Star keeps global
+ * positions for a block; an anchor is never stored here).
+ */
+
+/** Position of an unwritten slot: larger than any real position, so `kpos ≤ qpos` never holds. */
+export const EMPTY_POS = 1n << 60n;
+
+export interface KvPage {
+  k: Float32Array; // (Hkv, cap, D)
+  v: Float32Array; // (Hkv, cap, D)
+  pos: BigInt64Array; // (cap) — EMPTY_POS where unwritten
+  cap: number;
+  len: number;
+  /** Smallest and largest written position (Infinity / -Infinity when empty). */
+  minPos: number;
+  maxPos: number;
+}
+
+export interface KvCacheOptions {
+  numLayers: number;
+  numKvHeads: number;
+  headDim: number;
+  /** Maximum tokens per page (the attention key-chunk size). @defaultValue 4096 */
+  pageSize?: number;
+  /** Expected total tokens: pages are sized to fit it exactly (no masked waste). @defaultValue 0 (grow) */
+  reserve?: number;
+}
+
+export class KvCache {
+  readonly layers: KvPage[][];
+  readonly pageSize: number;
+  private reserve: number;
+  private readonly hkv: number;
+  private readonly d: number;
+
+  constructor(opts: KvCacheOptions) {
+    this.layers = Array.from({ length: opts.numLayers }, () => []);
+    this.pageSize = opts.pageSize ?? 4096;
+    this.reserve = opts.reserve ?? 0;
+    this.hkv = opts.numKvHeads;
+    this.d = opts.headDim;
+  }
+
+  /** Tokens stored (identical across layers once a forward pass has finished). */
+  get length(): number {
+    return this.layers[0].reduce((n, p) => n + p.len, 0);
+  }
+
+  /** Bytes held by allocated pages (K, V and positions, all layers). */
+  get bytes(): number {
+    let b = 0;
+    for (const pages of this.layers) for (const p of pages) b += p.k.byteLength + p.v.byteLength + p.pos.byteLength;
+    return b;
+  }
+
+  /** Raise the expected total so the next pages are sized for it. */
+  reserveTokens(total: number): void {
+    this.reserve = Math.max(this.reserve, total);
+  }
+
+  pages(layer: number): KvPage[] {
+    return this.layers[layer];
+  }
+
+  /**
+   * Append rows `[from, to)` of freshly computed k/v `(Hkv, T, D)` with their positions to `layer`.
+   */
+  append(layer: number, k: Float32Array, v: Float32Array, positions: ArrayLike<number>, from = 0, to = positions.length): void {
+    const T = positions.length;
+    const { hkv, d } = this;
+    if (k.length !== hkv * T * d || v.length !== k.length) throw new Error(`KvCache.append: k/v size ${k.length} != Hkv·T·D = ${hkv * T * d}`);
+    const pages = this.layers[layer];
+    let row = from;
+    while (row < to) {
+      let page = pages[pages.length - 1];
+      if (!page || page.len === page.cap) {
+        page = this.newPage(pages.reduce((n, p) => n + p.len, 0), to - row);
+        pages.push(page);
+      }
+      const n = Math.min(page.cap - page.len, to - row);
+      for (let h = 0; h < hkv; h++) {
+        const src = (h * T + row) * d;
+        const dst = (h * page.cap + page.len) * d;
+        page.k.set(k.subarray(src, src + n * d), dst);
+        page.v.set(v.subarray(src, src + n * d), dst);
+      }
+      for (let i = 0; i < n; i++) {
+        const p = positions[row + i];
+        page.pos[page.len + i] = BigInt(p);
+        if (p < page.minPos) page.minPos = p;
+        if (p > page.maxPos) page.maxPos = p;
+      }
+      page.len += n;
+      row += n;
+    }
+  }
+
+  private newPage(stored: number, incoming: number): KvPage {
+    const want = this.reserve > stored ? this.reserve - stored : Math.max(64, stored, incoming);
+    const cap = Math.max(1, Math.min(this.pageSize, want));
+    const size = this.hkv * cap * this.d;
+    return {
+      k: new Float32Array(size),
+      v: new Float32Array(size),
+      pos: new BigInt64Array(cap).fill(EMPTY_POS),
+      cap,
+      len: 0,
+      minPos: Infinity,
+      maxPos: -Infinity,
+    };
+  }
+}
+
+/** Build pages over rows `[from, to)` of k/v `(Hkv, T, D)` without keeping them anywhere. */
+export function transientPages(
+  k: Float32Array,
+  v: Float32Array,
+  positions: ArrayLike<number>,
+  from: number,
+  to: number,
+  numKvHeads: number,
+  headDim: number,
+  pageSize: number,
+): KvPage[] {
+  if (to <= from) return [];
+  const tmp = new KvCache({ numLayers: 1, numKvHeads, headDim, pageSize, reserve: to - from });
+  tmp.append(0, k, v, positions, from, to);
+  return tmp.pages(0);
+}

@@ -1,0 +1,91 @@
+/**
+ * Worker-thread side of `ModelEngine`: owns one `ModelExecutor` and answers `{id, op, args}`
+ * messages with `{id, ok, result | error}`. Typed arrays in results are transferred, not copied.
+ * A failing call answers with the error; the worker keeps serving.
+ */
+import { parentPort } from 'node:worker_threads';
+import { StarqError } from '@starq/protocol/errors';
+import { loadModelDir } from '../weights';
+import { ModelExecutor, type ExecutorOptions } from './executor';
+
+export interface WorkerRequest {
+  id: number;
+  op: string;
+  args: unknown[];
+}
+
+export type WorkerResponse =
+  | { id: number; ok: true; result: unknown }
+  | { id: number; ok: false; error: SerializedError };
+
+export interface SerializedError {
+  name: string;
+  message: string;
+  code: string | null;
+  param: string | null;
+  status: number | null;
+  stack?: string;
+}
+
+/** Executor methods callable from the main thread. */
+export const EXECUTOR_OPS = [
+  'forward',
+  'embed',
+  'qkv',
+  'post',
+  'head',
+  'attendCache',
+  'attendKv',
+  'appendKv',
+  'createCache',
+  'hasCache',
+  'dropCache',
+  'cacheInfo',
+  'listCaches',
+] as const;
+export type ExecutorOp = (typeof EXECUTOR_OPS)[number];
+
+let executor: ModelExecutor | null = null;
+
+async function handle(op: string, args: unknown[]): Promise<unknown> {
+  if (op === 'load') {
+    const [dir, opts] = args as [string, ExecutorOptions];
+    const { config, weights } = loadModelDir(dir);
+    executor = await ModelExecutor.create(config, weights, opts);
+    return null;
+  }
+  if (op === 'stats') return executor ? { ...executor.stats } : null;
+  if (!executor) throw new Error(`worker: "${op}" called before load`);
+  if (!(EXECUTOR_OPS as readonly string[]).includes(op)) throw new Error(`worker: unknown op "${op}"`);
+  const fn = (executor as unknown as Record<string, (...a: unknown[]) => unknown>)[op];
+  return fn.apply(executor, args);
+}
+
+function transferables(value: unknown, out: ArrayBuffer[] = [], depth = 0): ArrayBuffer[] {
+  if (ArrayBuffer.isView(value)) {
+    const buf = value.buffer as ArrayBuffer;
+    if (!out.includes(buf) && buf.byteLength === value.byteLength) out.push(buf);
+  } else if (value && typeof value === 'object' && depth < 3) {
+    for (const v of Object.values(value)) transferables(v, out, depth + 1);
+  }
+  return out;
+}
+
+function serializeError(e: unknown): SerializedError {
+  if (e instanceof StarqError) return { name: e.name, message: e.message, code: e.code, param: e.param, status: e.status, stack: e.stack };
+  const err = e instanceof Error ? e : new Error(String(e));
+  return { name: err.name, message: err.message, code: null, param: null, status: null, stack: err.stack };
+}
+
+parentPort!.on('message', async (msg: WorkerRequest) => {
+  let response: WorkerResponse;
+  let transfer: ArrayBuffer[] = [];
+  try {
+    const result = await handle(msg.op, msg.args);
+    response = { id: msg.id, ok: true, result };
+    transfer = transferables(result);
+  } catch (e) {
+    response = { id: msg.id, ok: false, error: serializeError(e) };
+  }
+  parentPort!.postMessage(response, transfer);
+});
