@@ -32,6 +32,11 @@ export interface GenerateOptions {
   onToken?: (id: number, index: number) => void;
   /** Called when phase 1 (context encoding) progresses: done/total units. */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Global mode: encode the context in forward passes of at most this many tokens (each chunk
+   * attends to the cache of the previous ones), reporting progress after each. @defaultValue 2048
+   */
+  prefillChunkTokens?: number;
 }
 
 export interface Timings {
@@ -102,6 +107,10 @@ export function validateGenerateOptions(opts: GenerateOptions): void {
     throw new InvalidInputError('invalid_max_new_tokens', `max new tokens must be an integer ≥ 0, got ${opts.maxNewTokens}`, 'max_new_tokens');
   }
   validateSamplingParams(opts.sampling);
+  const c = opts.prefillChunkTokens;
+  if (c !== undefined && (!Number.isInteger(c) || c < 1)) {
+    throw new InvalidInputError('invalid_prefill_chunk', `prefill chunk must be an integer ≥ 1, got ${c}`, 'prefill_chunk_tokens');
+  }
 }
 
 /**
@@ -116,10 +125,13 @@ export async function generateGlobal(engine: ModelEngine, contextIds: number[], 
   try {
     const t0 = performance.now();
     await engine.createCache(cacheId, reserve);
-    if (N > 0) {
-      await engine.forward({ cacheId, ids: Int32Array.from(contextIds), positions: Int32Array.from(contextIds, (_, i) => i), logits: 'none' });
+    const chunk = opts.prefillChunkTokens ?? 2048;
+    for (let s = 0; s < N; s += chunk) {
+      const e = Math.min(N, s + chunk);
+      const ids = Int32Array.from(contextIds.slice(s, e));
+      await engine.forward({ cacheId, ids, positions: Int32Array.from(ids, (_, i) => s + i), logits: 'none' });
+      opts.onProgress?.(e, N);
     }
-    opts.onProgress?.(1, 1);
     const phase1Ms = performance.now() - t0;
     const step: StepFn = async (ids, positions) => (await engine.forward({ cacheId, ids, positions, logits: 'last' }))!;
     const r = await decodeLoop(step, N, queryIds, opts);
