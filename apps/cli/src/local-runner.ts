@@ -1,15 +1,11 @@
 /**
- * In-process execution of one generation request: loads the model into worker-thread engines and
- * runs the requested attention mode.
+ * In-process execution of one `starq generate`: plan the mode, start one engine per host plus the
+ * query actor's, run, shut down.
  */
-import os from 'node:os';
-import { InvalidInputError } from '@starq/protocol/errors';
-import { generateGlobal, type GenerateOptions, type GenerationResult } from '@starq/model/generate';
-import { ModelEngine } from '@starq/model/runtime/engine';
+import { planMode, type Mode, type StarPlan } from '@starq/attention';
+import type { GenerateOptions, GenerationResult } from '@starq/model/generate';
+import { LocalCluster } from '@starq/model/local/local-cluster';
 import type { ModelConfig } from '@starq/model/types';
-
-export const MODES = ['star', 'global', 'ring'] as const;
-export type Mode = (typeof MODES)[number];
 
 export interface LocalRunRequest {
   modelDir: string;
@@ -26,24 +22,19 @@ export interface LocalRunRequest {
 
 export interface LocalRunResult extends GenerationResult {
   mode: Mode;
-  blockSize: number | null;
-  anchorSize: number | null;
-  hosts: number;
+  plan: StarPlan;
 }
 
 export async function runLocal(req: LocalRunRequest): Promise<LocalRunResult> {
-  if (req.mode !== 'global') {
-    throw new InvalidInputError('unsupported_mode', `--mode ${req.mode} is not available in this build yet: use --mode global`, 'mode');
-  }
-  const extra = (['blockSize', 'anchorSize', 'hosts'] as const).filter((k) => req[k] !== undefined && !(k === 'hosts' && req.hosts === 1));
-  if (extra.length > 0) {
-    throw new InvalidInputError('invalid_flag', `--mode global uses one host and no blocks: drop ${extra.map((k) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())).join(', ')}`, extra[0]);
-  }
-  const engine = await ModelEngine.load(req.modelDir, req.config, { threads: req.threads ?? Math.max(1, os.availableParallelism()) });
+  const plan = planMode(req.mode, req.contextIds.length, req); // validates before any engine starts
+  const cluster = await LocalCluster.start(req.modelDir, req.config, {
+    hosts: plan.effectiveHosts,
+    hostThreads: req.threads,
+    queryThreads: req.threads,
+  });
   try {
-    const r = await generateGlobal(engine, req.contextIds, req.queryIds, req.generate);
-    return { ...r, mode: 'global', blockSize: null, anchorSize: null, hosts: 1 };
+    return await cluster.generate({ mode: req.mode, contextIds: req.contextIds, queryIds: req.queryIds, blockSize: req.blockSize, anchorSize: req.anchorSize, hosts: req.hosts }, req.generate);
   } finally {
-    await engine.close();
+    await cluster.close();
   }
 }

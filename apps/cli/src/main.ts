@@ -11,6 +11,8 @@ export function buildProgram(): Command {
   const program = new Command('starq')
     .description('distributed long-context LLM inference with Star Attention')
     .showHelpAfterError(false)
+    // Usage errors are printed by main() as one line with an error code, like every other bad input.
+    .configureOutput({ outputError: () => undefined })
     .exitOverride();
   registerGenerate(program);
   registerInspect(program);
@@ -25,7 +27,8 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) {
       if (e.exitCode === 0) return 0; // --help, --version
-      return 2; // commander already printed its one-line error
+      process.stderr.write(`starq: error [${commanderCode(e.code)}]: ${e.message.replace(/^error: /, '').split('\n')[0]}\n`);
+      return 2;
     }
     if (e instanceof StarqError) {
       process.stderr.write(`starq: error [${e.code}]${e.param ? ` (${e.param})` : ''}: ${e.message}\n`);
@@ -34,4 +37,19 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`starq: internal error: ${(e as Error).stack ?? e}\n`);
     return 1;
   }
+}
+
+/** Commander's usage-error codes (`commander.unknownOption`, …) as starq error codes. */
+function commanderCode(code: string): string {
+  const map: Record<string, string> = {
+    'commander.unknownOption': 'unknown_flag',
+    'commander.unknownCommand': 'unknown_command',
+    'commander.excessArguments': 'unexpected_argument',
+    'commander.missingArgument': 'missing_argument',
+    'commander.optionMissingArgument': 'missing_flag_value',
+    'commander.missingMandatoryOptionValue': 'missing_flag',
+    'commander.invalidArgument': 'invalid_flag',
+    'commander.conflictingOption': 'conflicting_flags',
+  };
+  return map[code] ?? 'invalid_usage';
 }

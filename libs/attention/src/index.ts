@@ -9,3 +9,7 @@ export * from './partial';
 export * from './merge';
 export * from './reference';
 export * from './plan';
+export * from './host';
+export * from './star';
+export * from './ring';
+export * from './modes';

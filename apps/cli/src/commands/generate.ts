@@ -10,7 +10,8 @@ import { StarqTokenizer } from '@starq/model/tokenizer';
 import { validateSamplingParams } from '@starq/model/sampling';
 import { floatFlag, idsFlag, intFlag, readTextFile } from '../options';
 import { Progress } from '../progress';
-import { runLocal, type Mode, MODES } from '../local-runner';
+import { MODES, type Mode } from '@starq/attention';
+import { runLocal } from '../local-runner';
 
 interface GenerateFlags {
   model?: string;
@@ -132,9 +133,9 @@ async function generateCommand(f: GenerateFlags): Promise<void> {
         mode: result.mode,
         contextTokens: contextIds.length,
         queryTokens: queryIds.length,
-        blockSize: result.blockSize,
-        anchorSize: result.anchorSize,
-        hosts: result.hosts,
+        blockSize: result.plan.blockSize,
+        anchorSize: result.plan.anchorSize,
+        hosts: result.plan.effectiveHosts,
         generatedIds: result.generatedIds,
         text,
         finishReason: result.finishReason,

@@ -88,6 +88,12 @@ export class ModelEngine {
   attendCache(cacheId: string, layer: number, q: Float32Array, qpos: Int32Array): Promise<Partial> {
     return this.call('attendCache', cacheId, layer, q, qpos) as Promise<Partial>;
   }
+  attendCaches(cacheIds: string[], layer: number, q: Float32Array, qpos: Int32Array): Promise<Partial> {
+    return this.call('attendCaches', cacheIds, layer, q, qpos) as Promise<Partial>;
+  }
+  queryLayer(cacheId: string, layer: number, x: Float32Array, positions: Int32Array): Promise<{ q: Float32Array; own: Partial }> {
+    return this.call('queryLayer', cacheId, layer, x, positions) as Promise<{ q: Float32Array; own: Partial }>;
+  }
   attendKv(q: Float32Array, qpos: Int32Array, k: Float32Array, v: Float32Array, kpos: Int32Array): Promise<Partial> {
     return this.call('attendKv', q, qpos, k, v, kpos) as Promise<Partial>;
   }

@@ -187,6 +187,26 @@ export class ModelExecutor {
     return this.attendPages(q, qpos, this.cache(cacheId).pages(layer));
   }
 
+  /**
+   * Partial attention of q over the union of several caches (a host's blocks), merged here so a
+   * host answers with one partial.
+   */
+  attendCaches(cacheIds: string[], layer: number, q: Float32Array, qpos: Int32Array): Promise<Partial> {
+    return this.attendPages(q, qpos, cacheIds.flatMap((id) => this.cache(id).pages(layer)));
+  }
+
+  /**
+   * The query actor's half of a distributed layer: q/k/v of the new rows, their K/V appended to the
+   * query actor's own cache, and the partial of q over that cache (query + generated tokens,
+   * causal by position). Hosts supply the context partials.
+   */
+  async queryLayer(cacheId: string, layer: number, x: Float32Array, positions: Int32Array): Promise<{ q: Float32Array; own: Partial }> {
+    const { q, k, v } = await this.qkv(layer, x, positions);
+    const cache = this.cache(cacheId);
+    cache.append(layer, k, v, positions);
+    return { q, own: await this.attendPages(q, positions, cache.pages(layer)) };
+  }
+
   /** Partial attention over k/v given directly (Ring Attention passes K/V blocks around). */
   attendKv(q: Float32Array, qpos: Int32Array, k: Float32Array, v: Float32Array, kpos: Int32Array): Promise<Partial> {
     const { numKvHeads: Hkv, headDim: D } = this.config;

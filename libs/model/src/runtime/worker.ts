@@ -35,6 +35,8 @@ export const EXECUTOR_OPS = [
   'post',
   'head',
   'attendCache',
+  'attendCaches',
+  'queryLayer',
   'attendKv',
   'appendKv',
   'createCache',

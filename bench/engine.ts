@@ -1,0 +1,503 @@
+/**
+ * Single-process engine benchmark (docs/BENCHMARKS.md, "Engine (single process)").
+ *
+ * In one run (ratios within a run are what matter on a noisy machine) it measures:
+ *   1. the roofline — GFLOP/s of a plain ORT fp32 MatMul (2048×512)·(512×2048), weight as
+ *      initializer and both operands as inputs, same intra-op threads and session options as the
+ *      engine; plus the two attention-shaped batched MatMuls for reference;
+ *   2. for stories260K (256 / 480 tokens) and a random Llama (hidden 512, 8 layers, 8 heads,
+ *      2 KV heads, intermediate 1376, vocab 512) at 1K / 4K / 16K tokens: prefill (one forward,
+ *      logits 'last'), decode (single-token forwards after the prefill), analytic FLOPs,
+ *      achieved GFLOP/s and % of the MatMul rate, and the engine's issued attention FLOPs
+ *      against the causally useful ones;
+ *   3. a per-piece breakdown (qkv / append / attend / post / head) of the largest random-model
+ *      prefill, driven through the engine's piece API.
+ *
+ *   npx tsx bench/engine.ts [--threads 2] [--contexts 1024,4096,16384] [--json FILE] [--quick]
+ *                           [--reps 2] [--decode 32] [--no-breakdown] [--markdown]
+ *                           [--page-size N] [--score-budget-mib N] [--no-stories] [--no-random]
+ *
+ * Progress goes to stderr; the tables go to stdout; --json writes every number.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { loadConfig, ModelEngine, type ExecutorOptions, type ExecutorStats, type ModelConfig } from '@starq/model';
+import { attentionFlopsPerPairPerLayer, causalPairs, forwardFlops, linearFlopsPerToken } from './lib/flops';
+import { machineInfo, type MachineInfo } from './lib/machine';
+import { RANDOM_BENCH_MODEL_NAME, writeRandomBenchModel } from './lib/models';
+import { measureMatmul, type MatmulResult } from './lib/roofline';
+import { markdownTable, textTable, type Column } from './lib/table';
+import { nowMs, progress } from './lib/timing';
+
+// ------------------------------------------------------------------ CLI
+
+interface Args {
+  threads: number;
+  contexts: number[];
+  storiesContexts: number[];
+  json: string | null;
+  quick: boolean;
+  reps: number;
+  decode: number;
+  breakdown: boolean;
+  markdown: boolean;
+  pageSize: number | null;
+  scoreBudgetMiB: number | null;
+  stories: boolean;
+  random: boolean;
+  storiesDir: string;
+}
+
+const USAGE = `usage: npx tsx bench/engine.ts [--threads N] [--contexts 1024,4096,16384] [--json FILE] [--quick]
+       [--reps N] [--decode N] [--no-breakdown] [--markdown] [--page-size N] [--score-budget-mib N]
+       [--no-stories] [--no-random] [--stories-dir DIR]`;
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = {
+    threads: 2,
+    contexts: [1024, 4096, 16384],
+    storiesContexts: [256, 480],
+    json: null,
+    quick: false,
+    reps: 2,
+    decode: 32,
+    breakdown: true,
+    markdown: false,
+    pageSize: null,
+    scoreBudgetMiB: null,
+    stories: true,
+    random: true,
+    storiesDir: path.resolve(__dirname, '../../shared/models/stories260K'),
+  };
+  let contextsGiven = false;
+  let repsGiven = false;
+  let decodeGiven = false;
+  const int = (flag: string, v: string | undefined, min = 1): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) fail(`${flag} needs an integer ≥ ${min}, got ${v}`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const f = argv[i];
+    switch (f) {
+      case '--threads':
+        a.threads = int(f, argv[++i]);
+        break;
+      case '--contexts':
+        a.contexts = (argv[++i] ?? '').split(',').map((s) => int(f, s.trim()));
+        contextsGiven = true;
+        break;
+      case '--json':
+        a.json = argv[++i] ?? fail('--json needs a file');
+        break;
+      case '--quick':
+        a.quick = true;
+        break;
+      case '--reps':
+        a.reps = int(f, argv[++i]);
+        repsGiven = true;
+        break;
+      case '--decode':
+        a.decode = int(f, argv[++i], 0);
+        decodeGiven = true;
+        break;
+      case '--no-breakdown':
+        a.breakdown = false;
+        break;
+      case '--markdown':
+        a.markdown = true;
+        break;
+      case '--page-size':
+        a.pageSize = int(f, argv[++i]);
+        break;
+      case '--score-budget-mib':
+        a.scoreBudgetMiB = int(f, argv[++i]);
+        break;
+      case '--no-stories':
+        a.stories = false;
+        break;
+      case '--no-random':
+        a.random = false;
+        break;
+      case '--stories-dir':
+        a.storiesDir = path.resolve(argv[++i] ?? fail('--stories-dir needs a directory'));
+        break;
+      case '-h':
+      case '--help':
+        process.stdout.write(USAGE + '\n');
+        process.exit(0);
+      // falls through (exit)
+      default:
+        fail(`unknown argument ${f}\n${USAGE}`);
+    }
+  }
+  if (a.quick) {
+    if (!contextsGiven) a.contexts = [256, 512];
+    a.storiesContexts = [64, 128];
+    if (!repsGiven) a.reps = 1;
+    if (!decodeGiven) a.decode = 4;
+  }
+  return a;
+}
+
+function fail(msg: string): never {
+  process.stderr.write(`bench/engine: ${msg}\n`);
+  process.exit(2);
+}
+
+// ------------------------------------------------------------------ helpers
+
+function statsDelta(a: ExecutorStats, b: ExecutorStats): ExecutorStats {
+  return { attendCalls: b.attendCalls - a.attendCalls, attendFlops: b.attendFlops - a.attendFlops, linearFlops: b.linearFlops - a.linearFlops };
+}
+
+function randomIds(n: number, vocab: number, seed: number): Int32Array {
+  const ids = new Int32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    ids[i] = 3 + (s % (vocab - 3)); // skip <unk>, <s>, </s>
+  }
+  return ids;
+}
+
+function range(from: number, n: number): Int32Array {
+  return Int32Array.from({ length: n }, (_, i) => from + i);
+}
+
+// ------------------------------------------------------------------ measurements
+
+interface RunResult {
+  model: string;
+  context: number;
+  prefillMs: number; // best of reps
+  prefillMsAll: number[];
+  prefillTokPerSec: number;
+  prefillFlops: { linear: number; attention: number; lmHead: number; total: number };
+  prefillGflops: number;
+  pctOfMatmul: number;
+  engine: ExecutorStats; // issued during one prefill
+  attendUsefulFlops: number; // causal-useful attention FLOPs (all layers)
+  attendWastePct: number; // issued beyond useful, as % of useful
+  decodeSteps: number;
+  decodeMs: number;
+  decodeTokPerSec: number;
+  decodeMsPerTok: number;
+  decodeFlops: number;
+  decodeGflops: number;
+  decodeEngine: ExecutorStats;
+}
+
+async function runContext(engine: ModelEngine, cfg: ModelConfig, model: string, N: number, args: Args, matmulRate: number): Promise<RunResult> {
+  const ids = randomIds(N + args.decode, cfg.vocabSize, 12345 + N);
+  const positions = range(0, N);
+  const prefillIds = ids.subarray(0, N);
+  const times: number[] = [];
+  let engineStats: ExecutorStats | null = null;
+  const cacheId = `bench-${model}-${N}`;
+  for (let r = 0; r < args.reps; r++) {
+    if (r > 0) await engine.dropCache(cacheId);
+    const s0 = await engine.stats();
+    const t0 = nowMs();
+    await engine.forward({ cacheId, ids: prefillIds, positions, logits: 'last', reserve: N + args.decode });
+    const dt = nowMs() - t0;
+    const s1 = await engine.stats();
+    times.push(dt);
+    engineStats = statsDelta(s0, s1);
+    progress(`${model} N=${N} prefill rep ${r + 1}/${args.reps}: ${(dt / 1000).toFixed(2)} s (${(N / (dt / 1000)).toFixed(0)} tok/s)`);
+  }
+  const prefillMs = Math.min(...times);
+  const fl = forwardFlops(cfg, 0, N, 1);
+  const useful = causalPairs(0, N) * attentionFlopsPerPairPerLayer(cfg) * cfg.numLayers;
+
+  // Decode: single-token forwards after the prefill, logits of that token each time.
+  const d0 = await engine.stats();
+  let decodeFlops = 0;
+  const td = nowMs();
+  for (let i = 0; i < args.decode; i++) {
+    await engine.forward({ cacheId, ids: ids.subarray(N + i, N + i + 1), positions: Int32Array.of(N + i), logits: 'last' });
+    decodeFlops += forwardFlops(cfg, N + i, 1, 1).total;
+  }
+  const decodeMs = nowMs() - td;
+  const d1 = await engine.stats();
+  await engine.dropCache(cacheId);
+  if (args.decode > 0) progress(`${model} N=${N} decode ${args.decode} tokens: ${(decodeMs / args.decode).toFixed(2)} ms/token`);
+
+  const gflops = fl.total / (prefillMs * 1e6);
+  return {
+    model,
+    context: N,
+    prefillMs,
+    prefillMsAll: times,
+    prefillTokPerSec: N / (prefillMs / 1000),
+    prefillFlops: fl,
+    prefillGflops: gflops,
+    pctOfMatmul: (100 * gflops) / matmulRate,
+    engine: engineStats!,
+    attendUsefulFlops: useful,
+    attendWastePct: (100 * (engineStats!.attendFlops - useful)) / useful,
+    decodeSteps: args.decode,
+    decodeMs,
+    decodeTokPerSec: args.decode > 0 ? args.decode / (decodeMs / 1000) : NaN,
+    decodeMsPerTok: args.decode > 0 ? decodeMs / args.decode : NaN,
+    decodeFlops,
+    decodeGflops: args.decode > 0 ? decodeFlops / (decodeMs * 1e6) : NaN,
+    decodeEngine: statsDelta(d0, d1),
+  };
+}
+
+interface PieceTiming {
+  piece: string;
+  ms: number;
+  flops: number; // analytic useful FLOPs of the piece (all layers)
+  issuedFlops: number; // what the engine counted
+}
+
+interface Breakdown {
+  model: string;
+  context: number;
+  totalMs: number;
+  forwardMs: number; // the same prefill through engine.forward, for comparison
+  pieces: PieceTiming[];
+  perLayerAttendMs: number[];
+}
+
+/**
+ * Re-runs one prefill piece by piece through the engine API (the same work `forward` does:
+ * qkv → append K/V → attend over the cache → post, per layer; then head on the last row), timing
+ * each call from the main thread (includes the worker message round trip and the argument copy).
+ */
+async function breakdown(engine: ModelEngine, cfg: ModelConfig, model: string, N: number, forwardMs: number): Promise<Breakdown> {
+  const { numLayers: L, hiddenSize: hid, numHeads: H, numKvHeads: Hkv, headDim: D, intermediateSize: I } = cfg;
+  const ids = randomIds(N, cfg.vocabSize, 12345 + N);
+  const positions = range(0, N);
+  const cacheId = `bench-breakdown-${N}`;
+  await engine.createCache(cacheId, N);
+  const ms: Record<string, number> = { embed: 0, qkv: 0, append: 0, attend: 0, post: 0, head: 0 };
+  const issued: Record<string, number> = { embed: 0, qkv: 0, append: 0, attend: 0, post: 0, head: 0 };
+  const perLayerAttendMs: number[] = [];
+  const timed = async <T>(piece: string, fn: () => Promise<T>): Promise<T> => {
+    const s0 = await engine.stats();
+    const t0 = nowMs();
+    const r = await fn();
+    const dt = nowMs() - t0;
+    ms[piece] += dt;
+    const d = statsDelta(s0, await engine.stats());
+    issued[piece] += d.attendFlops + d.linearFlops;
+    if (piece === 'attend') perLayerAttendMs.push(dt);
+    return r;
+  };
+  const t0 = nowMs();
+  let x = await timed('embed', () => engine.embed(ids));
+  for (let l = 0; l < L; l++) {
+    const { q, k, v } = await timed('qkv', () => engine.qkv(l, x, positions));
+    await timed('append', () => engine.appendKv(cacheId, l, k, v, positions));
+    const part = await timed('attend', () => engine.attendCache(cacheId, l, q, positions));
+    const xl = x;
+    x = await timed('post', () => engine.post(l, xl, part.o));
+  }
+  const xLast = x.slice((N - 1) * hid);
+  await timed('head', () => engine.head(xLast));
+  const totalMs = nowMs() - t0;
+  await engine.dropCache(cacheId);
+  const useful: Record<string, number> = {
+    embed: 0,
+    qkv: L * 2 * N * hid * (H + 2 * Hkv) * D,
+    append: 0,
+    attend: causalPairs(0, N) * attentionFlopsPerPairPerLayer(cfg) * L,
+    post: L * 2 * N * (H * D * hid + 3 * hid * I),
+    head: 2 * hid * cfg.vocabSize,
+  };
+  const pieces = Object.keys(ms).map((p) => ({ piece: p, ms: ms[p], flops: useful[p], issuedFlops: issued[p] }));
+  return { model, context: N, totalMs, forwardMs, pieces, perLayerAttendMs };
+}
+
+// ------------------------------------------------------------------ output
+
+function fmtG(flops: number): number {
+  return flops / 1e9;
+}
+
+function printAll(out: (s: string) => void, md: boolean, roof: MatmulResult[], rate: number, runs: RunResult[], bds: Breakdown[]): void {
+  const table = (cols: Column[], rows: Record<string, string | number | null>[]) => (md ? markdownTable(cols, rows) : textTable(cols, rows));
+
+  out(`Roofline: plain ORT fp32 MatMul (best of reps)\n`);
+  out(
+    table(
+      [
+        { key: 'shape', title: 'shape', align: 'left' },
+        { key: 'variant', title: 'B operand', align: 'left' },
+        { key: 'ms', title: 'best ms', digits: 2 },
+        { key: 'gflops', title: 'GFLOP/s', digits: 1 },
+      ],
+      roof.map((r) => ({
+        shape: `${r.shape.batch ? `${r.shape.batch}×` : ''}(${r.shape.m}×${r.shape.k})·(${r.shape.k}×${r.shape.n})`,
+        variant: r.variant === 'weight' ? 'initializer' : 'input',
+        ms: r.bestMs,
+        gflops: r.gflops,
+      })),
+    ),
+  );
+  out(`\nMatMul rate used as 100%: ${rate.toFixed(1)} GFLOP/s (best of the two (2048×512)·(512×2048) variants)\n`);
+
+  out(`\nPrefill (one forward over N tokens, logits of the last row) and decode (single-token forwards after it)\n`);
+  out(
+    table(
+      [
+        { key: 'model', title: 'model', align: 'left' },
+        { key: 'N', title: 'N' },
+        { key: 'pms', title: 'prefill ms', digits: 0 },
+        { key: 'ptok', title: 'prefill tok/s', digits: 0 },
+        { key: 'gflop', title: 'GFLOP', digits: 2 },
+        { key: 'attnShare', title: 'attn % of FLOP', digits: 0 },
+        { key: 'gfs', title: 'GFLOP/s', digits: 1 },
+        { key: 'pct', title: '% MatMul', digits: 1 },
+        { key: 'waste', title: 'attn issued/useful', digits: 2 },
+        { key: 'calls', title: 'attend calls' },
+        { key: 'dtok', title: 'decode tok/s', digits: 1 },
+        { key: 'dms', title: 'decode ms/tok', digits: 2 },
+      ],
+      runs.map((r) => ({
+        model: r.model,
+        N: r.context,
+        pms: r.prefillMs,
+        ptok: r.prefillTokPerSec,
+        gflop: fmtG(r.prefillFlops.total),
+        attnShare: (100 * r.prefillFlops.attention) / r.prefillFlops.total,
+        gfs: r.prefillGflops,
+        pct: r.pctOfMatmul,
+        waste: r.engine.attendFlops / r.attendUsefulFlops,
+        calls: r.engine.attendCalls,
+        dtok: r.decodeTokPerSec,
+        dms: r.decodeMsPerTok,
+      })),
+    ),
+  );
+  out('\n');
+  for (const b of bds) {
+    out(`\nPrefill piece by piece: ${b.model}, N=${b.context} (sum ${b.totalMs.toFixed(0)} ms; engine.forward ${b.forwardMs.toFixed(0)} ms)\n`);
+    out(
+      table(
+        [
+          { key: 'piece', title: 'piece', align: 'left' },
+          { key: 'ms', title: 'ms', digits: 0 },
+          { key: 'share', title: '% time', digits: 1 },
+          { key: 'gflop', title: 'useful GFLOP', digits: 1 },
+          { key: 'issued', title: 'issued GFLOP', digits: 1 },
+          { key: 'gfs', title: 'useful GFLOP/s', digits: 1 },
+          { key: 'pct', title: '% MatMul', digits: 1 },
+        ],
+        b.pieces.map((p) => ({
+          piece: p.piece,
+          ms: p.ms,
+          share: (100 * p.ms) / b.totalMs,
+          gflop: fmtG(p.flops),
+          issued: fmtG(p.issuedFlops),
+          gfs: p.flops > 0 ? p.flops / (p.ms * 1e6) : null,
+          pct: p.flops > 0 ? (100 * p.flops) / (p.ms * 1e6) / rate : null,
+        })),
+      ),
+    );
+    out('\n');
+  }
+}
+
+// ------------------------------------------------------------------ main
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const machine: MachineInfo = machineInfo();
+  progress(`${machine.cpuModel} ×${machine.logicalCpus} [${machine.simd.join(' ')}], node ${machine.node}, onnxruntime-node ${machine.ortVersion}, threads ${args.threads}`);
+
+  // 1. roofline
+  const rReps = args.quick ? 3 : 7;
+  const roof: MatmulResult[] = [];
+  const main2k = { m: 2048, k: 512, n: 2048 };
+  for (const v of ['weight', 'inputs'] as const) {
+    const r = await measureMatmul(main2k, v, { threads: args.threads, reps: rReps });
+    roof.push(r);
+    progress(`MatMul (2048×512)·(512×2048) B=${v}: best ${r.bestMs.toFixed(1)} ms → ${r.gflops.toFixed(1)} GFLOP/s`);
+  }
+  const rate = Math.max(roof[0].gflops, roof[1].gflops);
+  // The attention-shaped batched MatMuls (QKᵀ and P·V of one 1024-row × 4096-key chunk, 2 KV heads × G=4)
+  if (!args.quick) {
+    for (const shape of [
+      { batch: 2, m: 4096, k: 64, n: 4096 },
+      { batch: 2, m: 4096, k: 4096, n: 64 },
+    ]) {
+      const r = await measureMatmul(shape, 'inputs', { threads: args.threads, reps: 3 });
+      roof.push(r);
+      progress(`MatMul ${shape.batch}×(${shape.m}×${shape.k})·(${shape.k}×${shape.n}): ${r.gflops.toFixed(1)} GFLOP/s`);
+    }
+  }
+
+  const engineOpts: ExecutorOptions = { threads: args.threads };
+  if (args.pageSize !== null) engineOpts.pageSize = args.pageSize;
+  if (args.scoreBudgetMiB !== null) engineOpts.scoreBudgetBytes = args.scoreBudgetMiB * 2 ** 20;
+
+  const runs: RunResult[] = [];
+  const bds: Breakdown[] = [];
+  const models: { name: string; dir: string; contexts: number[]; cleanup?: () => void }[] = [];
+  if (args.stories) {
+    if (!fs.existsSync(path.join(args.storiesDir, 'config.json'))) fail(`stories260K not found at ${args.storiesDir} (use --stories-dir or --no-stories)`);
+    models.push({ name: 'stories260K', dir: args.storiesDir, contexts: args.storiesContexts });
+  }
+  if (args.random) {
+    const maxPos = Math.max(16384 + 64, Math.max(...args.contexts) + args.decode);
+    progress(`writing random checkpoint (hidden 512, 8 layers, 8 heads, 2 KV heads, I 1376, vocab 512, ${maxPos} positions)`);
+    const { dir, cleanup } = writeRandomBenchModel(maxPos);
+    models.push({ name: RANDOM_BENCH_MODEL_NAME, dir, contexts: args.contexts, cleanup });
+  }
+
+  const modelInfo: Record<string, { config: ModelConfig; linearFlopsPerToken: number }> = {};
+  try {
+    for (const m of models) {
+      const cfg = loadConfig(m.dir);
+      modelInfo[m.name] = { config: cfg, linearFlopsPerToken: linearFlopsPerToken(cfg) };
+      for (const N of m.contexts) {
+        if (N + args.decode > cfg.maxPositionEmbeddings) fail(`${m.name}: ${N} + ${args.decode} decode tokens exceed max_position_embeddings ${cfg.maxPositionEmbeddings}`);
+      }
+      progress(`loading ${m.name} (${m.dir})`);
+      const engine = await ModelEngine.load(m.dir, cfg, engineOpts);
+      try {
+        // Warm-up: first runs of each session pay one-time costs.
+        await engine.forward({ cacheId: 'warmup', ids: randomIds(16, cfg.vocabSize, 1), positions: range(0, 16), logits: 'last' });
+        await engine.dropCache('warmup');
+        for (const N of m.contexts) runs.push(await runContext(engine, cfg, m.name, N, args, rate));
+        if (args.breakdown && m.name.startsWith('random')) {
+          const N = Math.max(...m.contexts);
+          progress(`${m.name} N=${N}: piece-by-piece prefill`);
+          const fwd = runs.find((r) => r.model === m.name && r.context === N)!.prefillMs;
+          bds.push(await breakdown(engine, cfg, m.name, N, fwd));
+        }
+      } finally {
+        await engine.close();
+      }
+    }
+  } finally {
+    for (const m of models) m.cleanup?.();
+  }
+
+  printAll((s) => process.stdout.write(s), args.markdown, roof, rate, runs, bds);
+
+  if (args.json) {
+    const report = {
+      date: new Date().toISOString(),
+      command: `npx tsx bench/engine.ts ${process.argv.slice(2).join(' ')}`.trim(),
+      machine,
+      threads: args.threads,
+      engineOptions: engineOpts,
+      roofline: { results: roof, matmulRateGflops: rate },
+      models: modelInfo,
+      runs,
+      breakdown: bds,
+    };
+    fs.writeFileSync(args.json, JSON.stringify(report, null, 2) + '\n');
+    progress(`wrote ${args.json}`);
+  }
+}
+
+main().catch((e) => {
+  process.stderr.write(`bench/engine: ${(e as Error).stack ?? e}\n`);
+  process.exit(1);
+});

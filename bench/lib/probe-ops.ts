@@ -1,0 +1,116 @@
+/**
+ * Probe: per-op ORT profile of the engine's own graphs (libs/model/src/onnx/graphs.ts, used as
+ * they are) on the random bench model, at the shapes a long prefill runs them:
+ *   qkv(layer 0) and post(layer 0) over T rows;
+ *   attend (masked and open) over one query chunk × one KV page, the chunk sizes the engine picks
+ *   with its default options (rows = scoreBudget / (2·4·H·page), page = 4096).
+ *
+ *   npx tsx bench/lib/probe-ops.ts [--threads 2] [--rows 16384] [--q-rows 1024] [--keys 4096] [--runs 3]
+ *
+ * Prints, per graph, the mean wall time per run, ORT's model_run time, and time per op type and
+ * per node (top entries).
+ */
+import * as ort from 'onnxruntime-node';
+import { buildAttendGraph, buildPostGraph, buildQkvGraph } from '@starq/model/onnx/graphs';
+import { ropeCosSin, ropeInvFreq } from '@starq/model/rope';
+import { loadModelDir } from '@starq/model/weights';
+import { writeRandomBenchModel } from './models';
+import { profileSession, type OpProfile } from './ort-profile';
+import { textTable } from './table';
+import { progress } from './timing';
+
+function arg(name: string, def: number): number {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? Number(process.argv[i + 1]) : def;
+}
+
+function rand(n: number, seed: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[i] = (s / 4294967296 - 0.5) * scale;
+  }
+  return a;
+}
+
+export function printProfile(title: string, p: OpProfile, usefulFlops: number, topNodes = 12): void {
+  const gf = usefulFlops > 0 ? ` — useful ${(usefulFlops / 1e9).toFixed(2)} GFLOP → ${(usefulFlops / (p.wallMs * 1e6)).toFixed(1)} GFLOP/s` : '';
+  process.stdout.write(`\n## ${title}: wall ${p.wallMs.toFixed(1)} ms/run, ORT model_run ${p.modelRunMs.toFixed(1)} ms, kernels ${p.kernelMs.toFixed(1)} ms${gf}\n`);
+  process.stdout.write(
+    textTable(
+      [
+        { key: 'op', title: 'op type', align: 'left' },
+        { key: 'ms', title: 'ms/run', digits: 1 },
+        { key: 'pct', title: '% kernels', digits: 1 },
+        { key: 'calls', title: 'nodes' },
+      ],
+      p.byOpType.map((o) => ({ op: o.opType, ms: o.ms, pct: (100 * o.ms) / p.kernelMs, calls: Math.round(o.calls) })),
+    ) + '\n',
+  );
+  process.stdout.write(
+    `top nodes:\n` +
+      textTable(
+        [
+          { key: 'node', title: 'node', align: 'left' },
+          { key: 'op', title: 'op', align: 'left' },
+          { key: 'ms', title: 'ms/run', digits: 1 },
+          { key: 'shape', title: 'output', align: 'left' },
+        ],
+        p.byNode.slice(0, topNodes).map((o) => ({ node: o.name, op: o.opType, ms: o.ms, shape: (o.outputShape ?? '').slice(0, 60) })),
+      ) +
+      '\n',
+  );
+}
+
+async function main(): Promise<void> {
+  const threads = arg('--threads', 2);
+  const T = arg('--rows', 16384);
+  const Tq = arg('--q-rows', 1024);
+  const Tk = arg('--keys', 4096);
+  const runs = arg('--runs', 3);
+  const { dir, cleanup } = writeRandomBenchModel(Math.max(16448, T + 64));
+  try {
+    const { config: cfg, weights } = loadModelDir(dir);
+    const { hiddenSize: hid, numHeads: H, numKvHeads: Hkv, headDim: D, intermediateSize: I } = cfg;
+    const positions = Int32Array.from({ length: T }, (_, i) => i);
+    const { cos, sin } = ropeCosSin(ropeInvFreq(cfg), positions);
+    const x = new ort.Tensor('float32', rand(T * hid, 1), [T, hid]);
+
+    progress(`qkv T=${T}`);
+    const qkv = await profileSession(
+      buildQkvGraph(cfg, weights.layers[0], 0),
+      { x, cos: new ort.Tensor('float32', cos, [T, D / 2]), sin: new ort.Tensor('float32', sin, [T, D / 2]) },
+      { threads, runs },
+    );
+    printProfile(`qkv, T=${T}`, qkv, 2 * T * hid * (H + 2 * Hkv) * D);
+
+    progress(`post T=${T}`);
+    const post = await profileSession(buildPostGraph(cfg, weights.layers[0], 0), { x, attn: new ort.Tensor('float32', rand(H * T * D, 2), [H, T, D]) }, { threads, runs });
+    printProfile(`post, T=${T}`, post, 2 * T * (H * D * hid + 3 * hid * I));
+
+    // One attention chunk: Tq query rows at the end of a Tk-key page (diagonal chunk: masked) and
+    // the same rows against an earlier, fully visible page (open).
+    const q = new ort.Tensor('float32', rand(H * Tq * D, 3, 2), [H, Tq, D]);
+    const k = new ort.Tensor('float32', rand(Hkv * Tk * D, 4, 2), [Hkv, Tk, D]);
+    const v = new ort.Tensor('float32', rand(Hkv * Tk * D, 5), [Hkv, Tk, D]);
+    const qpos = new ort.Tensor('int64', BigInt64Array.from({ length: Tq }, (_, i) => BigInt(Tk - Tq + i)), [Tq]);
+    const kpos = new ort.Tensor('int64', BigInt64Array.from({ length: Tk }, (_, i) => BigInt(i)), [Tk]);
+    const issued = 4 * H * Tq * Tk * D;
+    progress(`attend masked Tq=${Tq} Tk=${Tk}`);
+    const am = await profileSession(buildAttendGraph(cfg, true), { q, k, v, qpos, kpos }, { threads, runs });
+    printProfile(`attend masked, Tq=${Tq}, Tk=${Tk} (issued FLOPs counted)`, am, issued);
+    progress(`attend open Tq=${Tq} Tk=${Tk}`);
+    const ao = await profileSession(buildAttendGraph(cfg, false), { q, k, v }, { threads, runs });
+    printProfile(`attend open, Tq=${Tq}, Tk=${Tk}`, ao, issued);
+  } finally {
+    cleanup();
+  }
+}
+
+if (require.main === module) {
+  main().catch((e) => {
+    process.stderr.write(`${(e as Error).stack ?? e}\n`);
+    process.exit(1);
+  });
+}
