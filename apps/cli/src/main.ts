@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { StarqError } from '@starq/protocol/errors';
 import { registerGenerate } from './commands/generate';
 import { registerInspect } from './commands/inspect';
+import { registerDemo } from './commands/demo';
 
 export function buildProgram(): Command {
   const program = new Command('starq')
@@ -16,6 +17,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerGenerate(program);
   registerInspect(program);
+  registerDemo(program);
   return program;
 }
 

@@ -1,0 +1,146 @@
+/**
+ * Probe: the engine's attend graph against the candidate formulations of attend-variants.ts, on
+ * the random bench model's attention shape (H 8, Hkv 2, D 64), for several (query rows × keys)
+ * tile sizes, masked (diagonal tile: rows are the last Tq positions of the Tk keys) and open.
+ * Rounds are interleaved across variants and the best time per variant is kept, so machine noise
+ * hits every variant alike. Every variant's o/lse is checked against the engine graph's.
+ *
+ *   npx tsx bench/lib/probe-attend.ts [--threads 2] [--rounds 3] [--tiles 1024x4096,256x4096,256x1024]
+ *                                     [--json FILE]
+ */
+import * as fs from 'node:fs';
+import * as ort from 'onnxruntime-node';
+import type { ModelConfig } from '@starq/model';
+import { buildAttendGraph } from '@starq/model/onnx/graphs';
+import { buildAttendVariant, type AttendVariant } from './attend-variants';
+import { engineSessionOptions } from './ort-options';
+import { textTable } from './table';
+import { nowMs, progress } from './timing';
+
+function argStr(name: string, def: string): string {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : def;
+}
+
+function rand(n: number, seed: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[i] = (s / 4294967296 - 0.5) * scale;
+  }
+  return a;
+}
+
+const SHAPE = { numHeads: 8, numKvHeads: 2, headDim: 64 } as ModelConfig;
+
+export interface AttendProbeRow {
+  tile: string;
+  masked: boolean;
+  variant: string;
+  bestMs: number;
+  gflops: number; // issued FLOPs (4·H·Tq·Tk·D) per second
+  speedup: number; // engine bestMs / this bestMs
+  maxAbsDiffO: number;
+  maxAbsDiffLse: number;
+}
+
+export async function probeAttend(threads: number, rounds: number, tiles: [number, number][]): Promise<AttendProbeRow[]> {
+  const { numHeads: H, numKvHeads: Hkv, headDim: D } = SHAPE;
+  const variants: ('engine' | AttendVariant)[] = ['engine', 'bias', 'bias4d', 'softmax'];
+  const rows: AttendProbeRow[] = [];
+  for (const [Tq, Tk] of tiles) {
+    const q = new ort.Tensor('float32', rand(H * Tq * D, 3, 4), [H, Tq, D]);
+    const k = new ort.Tensor('float32', rand(Hkv * Tk * D, 4, 4), [Hkv, Tk, D]);
+    const v = new ort.Tensor('float32', rand(Hkv * Tk * D, 5), [Hkv, Tk, D]);
+    const qpos = new ort.Tensor('int64', BigInt64Array.from({ length: Tq }, (_, i) => BigInt(Tk - Tq + i)), [Tq]);
+    const kpos = new ort.Tensor('int64', BigInt64Array.from({ length: Tk }, (_, i) => BigInt(i)), [Tk]);
+    for (const masked of [true, false]) {
+      const feeds: Record<string, ort.Tensor> = masked ? { q, k, v, qpos, kpos } : { q, k, v };
+      const sessions = new Map<string, ort.InferenceSession>();
+      for (const va of variants) {
+        const bytes = va === 'engine' ? buildAttendGraph(SHAPE, masked) : buildAttendVariant(SHAPE, masked, va);
+        sessions.set(va, await ort.InferenceSession.create(bytes, engineSessionOptions(threads)));
+      }
+      const ref = await sessions.get('engine')!.run(feeds);
+      const diffs = new Map<string, [number, number]>();
+      for (const va of variants) {
+        const out = await sessions.get(va)!.run(feeds); // warm-up + correctness
+        const d = (a: ort.Tensor, b: ort.Tensor) => {
+          const x = a.data as Float32Array;
+          const y = b.data as Float32Array;
+          let m = 0;
+          for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i] - y[i]));
+          return m;
+        };
+        diffs.set(va, [d(out.o, ref.o), d(out.lse, ref.lse)]);
+      }
+      const best = new Map<string, number>(variants.map((va) => [va, Infinity]));
+      for (let r = 0; r < rounds; r++) {
+        for (const va of variants) {
+          const t0 = nowMs();
+          await sessions.get(va)!.run(feeds);
+          best.set(va, Math.min(best.get(va)!, nowMs() - t0));
+        }
+      }
+      for (const s of sessions.values()) await s.release();
+      const issued = 4 * H * Tq * Tk * D;
+      for (const va of variants) {
+        rows.push({
+          tile: `${Tq}x${Tk}`,
+          masked,
+          variant: va,
+          bestMs: best.get(va)!,
+          gflops: issued / (best.get(va)! * 1e6),
+          speedup: best.get('engine')! / best.get(va)!,
+          maxAbsDiffO: diffs.get(va)![0],
+          maxAbsDiffLse: diffs.get(va)![1],
+        });
+      }
+      progress(`tile ${Tq}x${Tk} ${masked ? 'masked' : 'open'}: ${variants.map((va) => `${va} ${best.get(va)!.toFixed(1)} ms`).join(', ')}`);
+    }
+  }
+  return rows;
+}
+
+async function main(): Promise<void> {
+  const threads = Number(argStr('--threads', '2'));
+  const rounds = Number(argStr('--rounds', '3'));
+  const tiles = argStr('--tiles', '1024x4096,256x4096,256x1024')
+    .split(',')
+    .map((t) => t.split('x').map(Number) as [number, number]);
+  const rows = await probeAttend(threads, rounds, tiles);
+  process.stdout.write(
+    textTable(
+      [
+        { key: 'tile', title: 'Tq×Tk', align: 'left' },
+        { key: 'kind', title: 'mask', align: 'left' },
+        { key: 'variant', title: 'variant', align: 'left' },
+        { key: 'ms', title: 'best ms', digits: 1 },
+        { key: 'gfs', title: 'GFLOP/s', digits: 1 },
+        { key: 'sp', title: 'vs engine', digits: 2 },
+        { key: 'do', title: 'max|Δo|', align: 'right' },
+        { key: 'dl', title: 'max|Δlse|', align: 'right' },
+      ],
+      rows.map((r) => ({
+        tile: r.tile,
+        kind: r.masked ? 'masked' : 'open',
+        variant: r.variant,
+        ms: r.bestMs,
+        gfs: r.gflops,
+        sp: r.speedup,
+        do: r.maxAbsDiffO.toExponential(1),
+        dl: r.maxAbsDiffLse.toExponential(1),
+      })),
+    ) + '\n',
+  );
+  const json = argStr('--json', '');
+  if (json) fs.writeFileSync(json, JSON.stringify({ date: new Date().toISOString(), threads, rounds, rows }, null, 2) + '\n');
+}
+
+if (require.main === module) {
+  main().catch((e) => {
+    process.stderr.write(`${(e as Error).stack ?? e}\n`);
+    process.exit(1);
+  });
+}
