@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { StarqError } from '@starq/protocol/errors';
 import { registerGenerate } from './commands/generate';
 import { registerInspect } from './commands/inspect';
+import { registerEvalFidelity } from './commands/eval-fidelity';
 import { registerDemo } from './commands/demo';
 
 export function buildProgram(): Command {
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerGenerate(program);
   registerInspect(program);
+  registerEvalFidelity(program);
   registerDemo(program);
   return program;
 }
