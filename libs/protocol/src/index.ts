@@ -1,2 +1,5 @@
 export * from './errors';
 export * from './context-key';
+export * from './messages';
+export * from './keys';
+export * from './kv-handle';

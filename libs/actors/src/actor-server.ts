@@ -1,0 +1,343 @@
+/**
+ * The receiving side of actor calls: subscribes to the actor's inbox channel, runs `call` messages
+ * on registered method handlers and publishes a `reply` on the caller's reply channel.
+ *
+ * Ordering and concurrency:
+ * - Messages are handled in arrival order. Redis delivers messages published on one connection in
+ *   publish order, so calls from one caller (one ActorClient) are *started* in the order made.
+ * - By default a method is concurrent: each call starts on arrival and async handlers overlap,
+ *   so calls may *finish* out of order.
+ * - `method(name, fn, { serial: true })` runs that method's calls one at a time, FIFO (start and
+ *   finish in arrival order). `serial: 'compute'` puts methods in a shared serial lane (e.g. a
+ *   host's `encode` and `attend`, which share one serial compute engine).
+ *
+ * Failure handling: a handler error becomes `reply{ok:false}` with the error's code/message/param;
+ * an unknown method gets `unknown_method`; a call whose deadline passed before it started is not
+ * run and gets `deadline_exceeded`; a malformed message is answered with `protocol_error` when its
+ * reply address can be recovered, else counted in `stats.malformed` and dropped. Nothing a peer
+ * sends can crash the server.
+ */
+import type { Redis } from 'ioredis';
+import {
+  InvalidInputError,
+  ProtocolError,
+  RedisKeys,
+  decode,
+  encode,
+  message,
+  toWireError,
+  type CallMessage,
+  type Message,
+  type MessageKind,
+  type MessageOf,
+  type WireError,
+} from '@starq/protocol';
+import { duplicateRedis } from './redis';
+
+/** What a handler learns about the call besides its args. */
+export interface CallContext {
+  actorId: string;
+  callId: string;
+  /** Caller's reply channel. */
+  from: string;
+  method: string;
+  /** Epoch ms; work past it will not be awaited by the caller. */
+  deadline: number;
+}
+
+export type MethodHandler<A = any, R = unknown> = (args: A, ctx: CallContext) => R | Promise<R>;
+
+export interface MethodOptions {
+  /**
+   * Serial execution: `true` gives the method its own FIFO lane (one call at a time); a string
+   * names a lane shared with other methods. `false` runs calls concurrently.
+   * @defaultValue false
+   */
+  serial?: boolean | string;
+}
+
+export interface ActorServerOptions {
+  /** The actor's id; the inbox is `keys.inbox(actorId)`. */
+  actorId: string;
+  /** Key layout. @defaultValue `new RedisKeys()` */
+  keys?: RedisKeys;
+  /**
+   * Connection used for SUBSCRIBE (a subscribed connection cannot run other commands).
+   * @defaultValue `duplicateRedis(redis)`, closed by stop()
+   */
+  subscriber?: Redis;
+  /** Reports dropped messages and failed reply publishes. @defaultValue console.warn */
+  onError?: (err: Error) => void;
+}
+
+export interface ActorServerStats {
+  /** Messages received on the inbox. */
+  received: number;
+  /** Replies published (ok or not). */
+  replied: number;
+  /** Calls whose handler threw. */
+  failed: number;
+  /** Calls not run because their deadline had passed. */
+  expired: number;
+  /** Undecodable / invalid messages. */
+  malformed: number;
+  /** Valid messages nobody handles (e.g. a stray reply, a kind with no `onMessage` handler). */
+  dropped: number;
+}
+
+/** Error codes the server puts in replies it generates itself. */
+export const SERVER_ERROR_CODES = {
+  unknownMethod: 'unknown_method',
+  deadlineExceeded: 'deadline_exceeded',
+  stopped: 'actor_stopped',
+  replyEncode: 'reply_encode_failed',
+} as const;
+
+interface Lane {
+  running: boolean;
+  queue: CallMessage[];
+}
+
+export class ActorServer {
+  readonly actorId: string;
+  readonly keys: RedisKeys;
+  /** Inbox channel. */
+  readonly address: string;
+  readonly stats: ActorServerStats = { received: 0, replied: 0, failed: 0, expired: 0, malformed: 0, dropped: 0 };
+
+  private readonly handlers = new Map<string, { fn: MethodHandler; lane: string | null }>();
+  private readonly messageHandlers = new Map<MessageKind, (msg: Message) => unknown>();
+  private readonly lanes = new Map<string, Lane>();
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly subscriber: Redis;
+  private readonly ownSubscriber: boolean;
+  private readonly addressBuf: Buffer;
+  private readonly replyPrefix: string;
+  private readonly onError: (err: Error) => void;
+  private state: 'new' | 'running' | 'stopped' = 'new';
+  private readonly listener = (channel: Buffer, data: Buffer) => {
+    if (channel.equals(this.addressBuf)) this.receive(data);
+  };
+
+  constructor(
+    private readonly redis: Redis,
+    opts: ActorServerOptions,
+  ) {
+    this.actorId = opts.actorId;
+    this.keys = opts.keys ?? new RedisKeys();
+    this.address = this.keys.inbox(opts.actorId);
+    this.addressBuf = Buffer.from(this.address);
+    this.replyPrefix = this.keys.replyChannel('x').slice(0, -1);
+    this.ownSubscriber = !opts.subscriber;
+    this.subscriber = opts.subscriber ?? duplicateRedis(redis);
+    this.onError = opts.onError ?? ((err) => console.warn(`[starq] actor ${this.actorId}: ${err.message}`));
+  }
+
+  /** Registers a method handler. Its return value (any msgpack-able value) is the call's result. */
+  method<A = any, R = unknown>(name: string, fn: MethodHandler<A, R>, opts: MethodOptions = {}): this {
+    if (!name) throw new InvalidInputError('invalid_method', 'method name must be a non-empty string', 'method');
+    if (this.handlers.has(name)) throw new InvalidInputError('duplicate_method', `method ${name} is already registered on actor ${this.actorId}`, 'method');
+    const lane = opts.serial === true ? `method:${name}` : typeof opts.serial === 'string' && opts.serial ? `lane:${opts.serial}` : null;
+    this.handlers.set(name, { fn: fn as MethodHandler, lane });
+    return this;
+  }
+
+  /** Handles non-call messages sent to the inbox (e.g. `release`, `shutdown`), fire-and-forget. */
+  onMessage<K extends Exclude<MessageKind, 'call' | 'reply'>>(kind: K, fn: (msg: MessageOf<K>) => unknown): this {
+    this.messageHandlers.set(kind, fn as (msg: Message) => unknown);
+    return this;
+  }
+
+  /** Subscribes to the inbox; calls are served once this resolves. */
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new InvalidInputError('server_state', `actor server ${this.actorId} was already ${this.state === 'running' ? 'started' : 'stopped'}`, null);
+    this.state = 'running';
+    this.subscriber.on('messageBuffer', this.listener);
+    try {
+      await this.subscriber.subscribe(this.address);
+    } catch (err) {
+      this.subscriber.off('messageBuffer', this.listener);
+      this.state = 'new';
+      throw err;
+    }
+  }
+
+  /**
+   * Stops receiving, answers queued (not yet started) calls with `actor_stopped`, and waits up to
+   * `drainMs` for running handlers to finish and reply.
+   * @param opts.drainMs - @defaultValue 5000
+   */
+  async stop(opts: { drainMs?: number } = {}): Promise<void> {
+    if (this.state !== 'running') {
+      this.state = 'stopped';
+      return;
+    }
+    this.state = 'stopped';
+    this.subscriber.off('messageBuffer', this.listener);
+    try {
+      if (this.ownSubscriber) await this.subscriber.quit();
+      else await this.subscriber.unsubscribe(this.address);
+    } catch {
+      this.subscriber.disconnect();
+    }
+    for (const lane of this.lanes.values()) {
+      for (const call of lane.queue.splice(0)) {
+        this.track(this.replyError(call, { code: SERVER_ERROR_CODES.stopped, message: `actor ${this.actorId} is stopping`, param: null, name: 'ActorStoppedError' }));
+      }
+    }
+    const drainMs = opts.drainMs ?? 5000;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.inFlight]),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, drainMs);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  /** Replies only go to reply channels of this key prefix (a call cannot make us publish elsewhere). */
+  private isReplyChannel(channel: string): boolean {
+    return channel.startsWith(this.replyPrefix) && channel.length > this.replyPrefix.length;
+  }
+
+  private track(p: Promise<void>): void {
+    this.inFlight.add(p);
+    void p.finally(() => this.inFlight.delete(p));
+  }
+
+  private receive(data: Buffer): void {
+    this.stats.received++;
+    let msg: Message;
+    try {
+      msg = decode(data);
+    } catch (err) {
+      this.stats.malformed++;
+      const pe = err instanceof ProtocolError ? err : new ProtocolError(String(err));
+      if (pe.replyTo && this.isReplyChannel(pe.replyTo.from)) {
+        const call = { id: pe.replyTo.id, from: pe.replyTo.from } as CallMessage;
+        this.track(this.replyError(call, toWireError(pe)));
+      } else {
+        this.onError(new ProtocolError(`dropped malformed message on ${this.address}: ${pe.message}`));
+      }
+      return;
+    }
+    if (msg.kind === 'call') {
+      if (this.isReplyChannel(msg.from)) {
+        this.dispatch(msg);
+      } else {
+        this.stats.malformed++;
+        this.onError(new ProtocolError(`dropped call ${msg.method} on ${this.address}: reply channel ${msg.from} is not under ${this.replyPrefix}`));
+      }
+      return;
+    }
+    const fn = this.messageHandlers.get(msg.kind);
+    if (!fn) {
+      this.stats.dropped++;
+      this.onError(new Error(`dropped ${msg.kind} message on ${this.address}: no onMessage('${msg.kind}') handler`));
+      return;
+    }
+    this.track(
+      (async () => {
+        try {
+          await fn(msg);
+        } catch (err) {
+          this.onError(new Error(`onMessage('${msg.kind}') handler failed: ${(err as Error)?.message ?? String(err)}`));
+        }
+      })(),
+    );
+  }
+
+  private dispatch(call: CallMessage): void {
+    const h = this.handlers.get(call.method);
+    if (!h) {
+      const known = [...this.handlers.keys()].join(', ') || '(none)';
+      this.track(
+        this.replyError(call, {
+          code: SERVER_ERROR_CODES.unknownMethod,
+          message: `actor ${this.actorId} has no method ${call.method}; its methods: ${known}`,
+          param: 'method',
+          name: 'UnknownMethodError',
+          status: 404,
+        }),
+      );
+      return;
+    }
+    if (!h.lane) {
+      this.track(this.run(call, h.fn));
+      return;
+    }
+    let lane = this.lanes.get(h.lane);
+    if (!lane) this.lanes.set(h.lane, (lane = { running: false, queue: [] }));
+    lane.queue.push(call);
+    if (!lane.running) this.track(this.drainLane(lane));
+  }
+
+  private async drainLane(lane: Lane): Promise<void> {
+    lane.running = true;
+    try {
+      for (let call = lane.queue.shift(); call; call = lane.queue.shift()) {
+        await this.run(call, this.handlers.get(call.method)!.fn);
+      }
+    } finally {
+      lane.running = false;
+    }
+  }
+
+  private async run(call: CallMessage, fn: MethodHandler): Promise<void> {
+    if (Date.now() > call.deadline) {
+      this.stats.expired++;
+      await this.replyError(call, {
+        code: SERVER_ERROR_CODES.deadlineExceeded,
+        message: `call ${call.method} reached actor ${this.actorId} ${Date.now() - call.deadline} ms after its deadline and was not run`,
+        param: null,
+        name: 'DeadlineExceededError',
+        status: 504,
+      });
+      return;
+    }
+    let result: unknown;
+    try {
+      result = await fn(call.args, { actorId: this.actorId, callId: call.id, from: call.from, method: call.method, deadline: call.deadline });
+    } catch (err) {
+      this.stats.failed++;
+      await this.replyError(call, toWireError(err));
+      return;
+    }
+    let buf: Buffer;
+    try {
+      buf = encode(message('reply', { id: call.id, ok: true, result }));
+    } catch (err) {
+      this.stats.failed++;
+      await this.replyError(call, {
+        code: SERVER_ERROR_CODES.replyEncode,
+        message: `result of ${call.method} cannot be sent: ${(err as Error).message}`,
+        param: null,
+        name: 'ReplyEncodeError',
+        status: 500,
+      });
+      return;
+    }
+    await this.publish(call, buf);
+  }
+
+  private async replyError(call: Pick<CallMessage, 'id' | 'from' | 'method'>, error: WireError): Promise<void> {
+    let buf: Buffer;
+    try {
+      buf = encode(message('reply', { id: call.id, ok: false, error }));
+    } catch (err) {
+      this.onError(new Error(`cannot encode error reply to ${call.from}: ${(err as Error).message}`));
+      return;
+    }
+    await this.publish(call, buf);
+  }
+
+  private async publish(call: Pick<CallMessage, 'id' | 'from' | 'method'>, buf: Buffer): Promise<void> {
+    try {
+      await this.redis.publish(call.from, buf);
+      this.stats.replied++;
+    } catch (err) {
+      this.onError(new Error(`reply to ${call.from} (call ${call.id}${call.method ? ` ${call.method}` : ''}) not sent: ${(err as Error).message}`));
+    }
+  }
+}

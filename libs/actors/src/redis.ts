@@ -1,0 +1,185 @@
+/**
+ * Redis connection factory. The initial connect fails fast (one attempt, `connectTimeoutMs`) with
+ * a {@link RedisUnavailableError} that names the URL; once connected, a dropped connection is
+ * retried forever with capped backoff (Redis restarts should not kill services).
+ */
+import { Redis } from 'ioredis';
+import { InvalidInputError } from '@starq/protocol';
+import { RedisUnavailableError } from './errors';
+
+/** URL used when none is given and REDIS_URL is unset. */
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+
+/** `REDIS_URL` from the environment, else {@link DEFAULT_REDIS_URL}. */
+export function redisUrlFromEnv(env: NodeJS.ProcessEnv = process.env): string {
+  return env.REDIS_URL && env.REDIS_URL.trim() ? env.REDIS_URL.trim() : DEFAULT_REDIS_URL;
+}
+
+export interface RedisUrlParts {
+  host: string;
+  port: number;
+  db: number;
+  username?: string;
+  password?: string;
+  /** `rediss://` */
+  tls: boolean;
+}
+
+/**
+ * Parses `redis://[[user]:password@]host[:port][/db]` (or `rediss://` for TLS).
+ * @throws InvalidInputError (`invalid_redis_url`, param `redis-url`)
+ */
+export function parseRedisUrl(url: string): RedisUrlParts {
+  const bad = (why: string): never => {
+    throw new InvalidInputError('invalid_redis_url', `invalid Redis URL ${JSON.stringify(redactRedisUrl(url))}: ${why}; expected redis://[user:password@]host[:port][/db]`, 'redis-url');
+  };
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return bad('not a URL');
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') bad(`scheme must be redis:// or rediss:// (got ${u.protocol}//)`);
+  if (!u.hostname) bad('missing host');
+  const port = u.port ? Number(u.port) : 6379;
+  const path = u.pathname.replace(/^\//, '');
+  if (path !== '' && !/^\d+$/.test(path)) bad(`database must be a number (got /${path})`);
+  const db = path === '' ? 0 : Number(path);
+  const parts: RedisUrlParts = { host: u.hostname.replace(/^\[|\]$/g, ''), port, db, tls: u.protocol === 'rediss:' };
+  if (u.username) parts.username = decodeURIComponent(u.username);
+  if (u.password) parts.password = decodeURIComponent(u.password);
+  return parts;
+}
+
+/** The URL with any password replaced by `***` (for messages and logs). */
+export function redactRedisUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString().replace(/\/$/, '');
+  } catch {
+    return url.replace(/:[^:@/]*@/, ':***@');
+  }
+}
+
+export interface CreateRedisOptions {
+  /**
+   * Connection for BullMQ (workers need `maxRetriesPerRequest: null`, i.e. commands wait through
+   * outages instead of failing).
+   * @defaultValue false
+   */
+  forBullmq?: boolean;
+  /** Timeout of the initial TCP connect + ready check. @defaultValue 2000 */
+  connectTimeoutMs?: number;
+  /**
+   * How many reconnect attempts a command waits through before it fails (non-BullMQ connections).
+   * @defaultValue 3
+   */
+  maxRetriesPerRequest?: number;
+  /** CLIENT SETNAME, shown by `redis-cli client list`. @defaultValue none */
+  connectionName?: string;
+  /**
+   * Called with connection errors after the initial connect (reconnect attempts).
+   * @defaultValue console.warn of the first error of each outage
+   */
+  onError?: (err: Error) => void;
+}
+
+/**
+ * Connects to Redis and resolves once the connection is ready.
+ * @param url - @defaultValue `REDIS_URL` or `redis://127.0.0.1:6379`
+ * @throws RedisUnavailableError when the server cannot be reached within `connectTimeoutMs`.
+ */
+export async function createRedis(url: string = redisUrlFromEnv(), opts: CreateRedisOptions = {}): Promise<Redis> {
+  const p = parseRedisUrl(url);
+  const connectTimeoutMs = opts.connectTimeoutMs ?? 2000;
+  const shown = redactRedisUrl(url);
+  let connected = false;
+  let outage = false;
+  const redis = new Redis({
+    host: p.host,
+    port: p.port,
+    db: p.db,
+    username: p.username,
+    password: p.password,
+    tls: p.tls ? {} : undefined,
+    lazyConnect: true,
+    connectTimeout: connectTimeoutMs,
+    // ioredis arms this timer on every disconnect and, after a failed connect, never clears it:
+    // keep it short so a failed process exits promptly (2000 by default).
+    disconnectTimeout: 500,
+    connectionName: opts.connectionName,
+    maxRetriesPerRequest: opts.forBullmq ? null : (opts.maxRetriesPerRequest ?? 3),
+    // No retry before the first successful connect (fail fast); afterwards back off up to 2 s.
+    retryStrategy: (times: number) => (connected ? Math.min(50 * 2 ** Math.min(times, 6), 2000) : null),
+  });
+  const onError =
+    opts.onError ??
+    ((err: Error) => {
+      if (!outage) console.warn(`[starq] Redis ${shown}: ${err.message} (reconnecting)`);
+      outage = true;
+    });
+  let lastError: NodeJS.ErrnoException | undefined;
+  redis.on('error', (err: Error) => {
+    if (connected) onError(err);
+    else lastError = err;
+  });
+  redis.on('ready', () => {
+    outage = false;
+  });
+
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      redis.connect(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${connectTimeoutMs} ms`)), connectTimeoutMs + 250);
+      }),
+    ]);
+  } catch (err) {
+    if (redis.status !== 'end') redis.disconnect(); // (disconnect() on an ended client would reconnect)
+    (redis as unknown as { stream?: { destroy(): void } }).stream?.destroy(); // do not wait for a silent peer's FIN
+    const e = lastError ?? (err as NodeJS.ErrnoException);
+    throw new RedisUnavailableError(shown, e.code ?? e.message ?? String(err), e);
+  } finally {
+    clearTimeout(timer);
+  }
+  connected = true;
+  return redis;
+}
+
+/**
+ * A second connection with the same options (e.g. for SUBSCRIBE), connecting lazily on its first
+ * command. Connection errors go to `onError` instead of ioredis' "Unhandled error event" output.
+ * @param onError - @defaultValue console.warn of the first error of each outage
+ */
+export function duplicateRedis(redis: Redis, onError?: (err: Error) => void): Redis {
+  const dup = redis.duplicate();
+  let outage = false;
+  dup.on('error', (err: Error) => {
+    if (onError) onError(err);
+    else if (!outage) console.warn(`[starq] Redis ${dup.options.host}:${dup.options.port}: ${err.message} (reconnecting)`);
+    outage = true;
+  });
+  dup.on('ready', () => {
+    outage = false;
+  });
+  return dup;
+}
+
+/**
+ * Deletes every key under `prefix` (`prefix:*`, e.g. a test's random prefix) with SCAN + UNLINK.
+ * Returns the number of keys deleted.
+ */
+export async function deleteKeysByPrefix(redis: Redis, prefix: string): Promise<number> {
+  if (!prefix) throw new InvalidInputError('invalid_key_prefix', 'refusing to delete keys with an empty prefix', 'prefix');
+  const pattern = `${prefix.replace(/[*?[\]\\]/g, (c) => `\\${c}`)}:*`;
+  let cursor = '0';
+  let n = 0;
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length) n += await redis.unlink(...keys);
+  } while (cursor !== '0');
+  return n;
+}

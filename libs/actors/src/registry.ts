@@ -1,0 +1,226 @@
+/**
+ * Actor registry in Redis: each live actor has a record key with a TTL that its heartbeat keeps
+ * refreshing. A process that dies (or whose event loop stalls longer than `ttlMs`) disappears from
+ * the registry when the TTL runs out; a clean shutdown removes the record at once.
+ *
+ * One ActorRegistry instance registers at most one actor (the local one); any instance can look
+ * up all actors.
+ *
+ * Heartbeats are timers on the main thread: they keep flowing while the process computes in
+ * worker threads, but a main-thread stall longer than `ttlMs` makes the actor look dead (calls
+ * to it then fail with ActorDiedError on timeout). Keep heavy compute off the main thread.
+ */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Redis } from 'ioredis';
+import { InvalidInputError, RedisKeys } from '@starq/protocol';
+import { ActorIdInUseError } from './errors';
+
+export type ActorType = 'host' | 'query' | 'gateway';
+
+/** What an actor can take on (declared at registration). */
+export interface ActorCapacity {
+  /** Model served (hosts, query actors); empty for a gateway. */
+  model: string;
+  /** KV-cache memory budget in bytes. */
+  freeKvBytes: number;
+  /** Compute threads. */
+  threads: number;
+}
+
+/** What an actor is doing now (updated with {@link ActorRegistry.update}). */
+export interface ActorStatus {
+  /** KV blocks held. */
+  blocks: number;
+  /** Bytes of KV held. */
+  kvBytes: number;
+  busy: boolean;
+}
+
+export interface ActorInfo {
+  id: string;
+  type: ActorType;
+  /** Inbox channel. */
+  address: string;
+  capacity: ActorCapacity;
+  pid: number;
+  hostname: string;
+  /** Epoch ms. */
+  startedAt: number;
+}
+
+/** The record stored in Redis. */
+export interface ActorRecord extends ActorInfo {
+  status: ActorStatus;
+  /** Epoch ms of the last heartbeat (sender's clock). */
+  heartbeatAt: number;
+  /** Random per registration: tells a restarted actor with the same id from the old one. */
+  incarnation: string;
+}
+
+/** Registration input; omitted fields take the defaults shown. */
+export interface RegisterInput {
+  id: string;
+  type: ActorType;
+  /** @defaultValue `keys.inbox(id)` */
+  address?: string;
+  /** @defaultValue `{ model: '', freeKvBytes: 0, threads: 0 }` */
+  capacity?: ActorCapacity;
+  /** @defaultValue `process.pid` */
+  pid?: number;
+  /** @defaultValue `os.hostname()` */
+  hostname?: string;
+  /** @defaultValue `Date.now()` */
+  startedAt?: number;
+  /** @defaultValue `{ blocks: 0, kvBytes: 0, busy: false }` */
+  status?: ActorStatus;
+}
+
+export interface ActorRegistryOptions {
+  /** Key layout. @defaultValue `new RedisKeys()` (prefix `starq`) */
+  keys?: RedisKeys;
+  /** Heartbeat period. @defaultValue 1000 */
+  heartbeatMs?: number;
+  /** Record TTL; an actor is dead when no heartbeat came for this long. Must exceed heartbeatMs. @defaultValue 5000 */
+  ttlMs?: number;
+  /** Called when a heartbeat write fails (the next one retries). @defaultValue console.warn */
+  onHeartbeatError?: (err: Error) => void;
+}
+
+const ACTOR_TYPES: readonly ActorType[] = ['host', 'query', 'gateway'];
+
+function parseRecord(json: string | null): ActorRecord | null {
+  if (json === null) return null;
+  try {
+    const r = JSON.parse(json) as ActorRecord;
+    return typeof r === 'object' && r !== null && typeof r.id === 'string' && ACTOR_TYPES.includes(r.type) ? r : null;
+  } catch {
+    return null;
+  }
+}
+
+export class ActorRegistry {
+  readonly keys: RedisKeys;
+  readonly heartbeatMs: number;
+  readonly ttlMs: number;
+  private readonly onHeartbeatError: (err: Error) => void;
+  private record: ActorRecord | null = null;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly redis: Redis,
+    opts: ActorRegistryOptions = {},
+  ) {
+    this.keys = opts.keys ?? new RedisKeys();
+    this.heartbeatMs = opts.heartbeatMs ?? 1000;
+    this.ttlMs = opts.ttlMs ?? 5000;
+    if (!(this.heartbeatMs > 0)) throw new InvalidInputError('invalid_heartbeat', `heartbeatMs must be > 0 (got ${this.heartbeatMs})`, 'heartbeatMs');
+    if (!(this.ttlMs > this.heartbeatMs)) {
+      throw new InvalidInputError('invalid_heartbeat', `ttlMs (${this.ttlMs}) must exceed heartbeatMs (${this.heartbeatMs}); use ttlMs ≥ 3 × heartbeatMs`, 'ttlMs');
+    }
+    this.onHeartbeatError = opts.onHeartbeatError ?? ((err) => console.warn(`[starq] registry heartbeat failed: ${err.message}`));
+  }
+
+  /** A copy of the local actor's current record, or null when not registered. */
+  get self(): ActorRecord | null {
+    return this.record ? structuredClone(this.record) : null;
+  }
+
+  /**
+   * Registers the local actor and starts heartbeating; returns (a copy of) its record.
+   * @throws ActorIdInUseError when a live record with this id exists.
+   */
+  async register(input: RegisterInput): Promise<ActorRecord> {
+    if (this.record) {
+      throw new InvalidInputError('already_registered', `this registry already registered actor ${this.record.id}; use one ActorRegistry per actor`, 'id');
+    }
+    if (!ACTOR_TYPES.includes(input.type)) {
+      throw new InvalidInputError('invalid_actor_type', `actor type must be one of ${ACTOR_TYPES.join(', ')} (got ${JSON.stringify(input.type)})`, 'type');
+    }
+    const key = this.keys.actor(input.id);
+    const rec: ActorRecord = {
+      id: input.id,
+      type: input.type,
+      address: input.address ?? this.keys.inbox(input.id),
+      capacity: { ...(input.capacity ?? { model: '', freeKvBytes: 0, threads: 0 }) },
+      pid: input.pid ?? process.pid,
+      hostname: input.hostname ?? hostname(),
+      startedAt: input.startedAt ?? Date.now(),
+      status: { ...(input.status ?? { blocks: 0, kvBytes: 0, busy: false }) },
+      heartbeatAt: Date.now(),
+      incarnation: randomBytes(8).toString('hex'),
+    };
+    const ok = await this.redis.set(key, JSON.stringify(rec), 'PX', this.ttlMs, 'NX');
+    if (ok !== 'OK') {
+      const other = await this.get(input.id);
+      throw new ActorIdInUseError(input.id, other ? `pid ${other.pid} on ${other.hostname}` : 'unknown holder', this.ttlMs);
+    }
+    await this.redis.sadd(this.keys.actors(), input.id);
+    this.record = rec;
+    this.timer = setInterval(() => {
+      this.heartbeat().catch((err: Error) => this.onHeartbeatError(err));
+    }, this.heartbeatMs);
+    this.timer.unref();
+    return structuredClone(rec);
+  }
+
+  /** Writes the record now and refreshes its TTL (the timer does this every heartbeatMs). */
+  async heartbeat(): Promise<void> {
+    const rec = this.record;
+    if (!rec) return;
+    rec.heartbeatAt = Date.now();
+    await this.redis
+      .multi()
+      .set(this.keys.actor(rec.id), JSON.stringify(rec), 'PX', this.ttlMs)
+      .sadd(this.keys.actors(), rec.id)
+      .exec();
+  }
+
+  /** Merges `partial` into the local actor's status and writes the record now. */
+  async update(partial: Partial<ActorStatus>): Promise<void> {
+    if (!this.record) throw new InvalidInputError('not_registered', 'update() before register(): register the actor first', 'status');
+    Object.assign(this.record.status, partial);
+    await this.heartbeat();
+  }
+
+  /** Stops heartbeating and removes the local actor's record (only if it is still ours). */
+  async deregister(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    const rec = this.record;
+    this.record = null;
+    if (!rec) return;
+    const cur = await this.get(rec.id);
+    if (cur && cur.incarnation !== rec.incarnation) return; // someone else took the id
+    await this.redis.multi().del(this.keys.actor(rec.id)).srem(this.keys.actors(), rec.id).exec();
+  }
+
+  /** A live actor's record, or null (never registered, deregistered, or heartbeat expired). */
+  async get(actorId: string): Promise<ActorRecord | null> {
+    return parseRecord(await this.redis.get(this.keys.actor(actorId)));
+  }
+
+  /** True while the actor's record exists (heartbeat within ttlMs). */
+  async isAlive(actorId: string): Promise<boolean> {
+    return (await this.redis.exists(this.keys.actor(actorId))) === 1;
+  }
+
+  /** Live actors (optionally of one type), sorted by id. Prunes ids whose record expired from the set. */
+  async list(type?: ActorType): Promise<ActorRecord[]> {
+    const ids = await this.redis.smembers(this.keys.actors());
+    if (ids.length === 0) return [];
+    const jsons = await this.redis.mget(ids.map((id) => this.keys.actor(id)));
+    const out: ActorRecord[] = [];
+    const stale: string[] = [];
+    jsons.forEach((json, i) => {
+      const rec = parseRecord(json);
+      if (!rec) {
+        if (json === null) stale.push(ids[i]);
+        return;
+      }
+      if (!type || rec.type === type) out.push(rec);
+    });
+    if (stale.length) await this.redis.srem(this.keys.actors(), ...stale);
+    return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+}
