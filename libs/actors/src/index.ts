@@ -41,3 +41,4 @@ export * from './actor-server';
 export * from './actor-handle';
 export * from './actor-client';
 export * from './task-queue';
+export * from './starq';

@@ -26,6 +26,8 @@ export interface ActorCapacity {
   freeKvBytes: number;
   /** Compute threads. */
   threads: number;
+  /** KV bytes one context token costs on this actor (all layers, K and V). */
+  kvBytesPerToken?: number;
 }
 
 /** What an actor is doing now (updated with {@link ActorRegistry.update}). */

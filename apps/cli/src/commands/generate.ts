@@ -11,7 +11,9 @@ import { validateSamplingParams } from '@starq/model/sampling';
 import { floatFlag, idsFlag, intFlag, readTextFile } from '../options';
 import { Progress } from '../progress';
 import { MODES, type Mode } from '@starq/attention';
-import { runLocal } from '../local-runner';
+import { runLocal, type LocalRunResult } from '../local-runner';
+import type { GenerateOptions } from '@starq/model/generate';
+import { runOnCluster } from '../cluster-runner';
 
 interface GenerateFlags {
   model?: string;
@@ -74,9 +76,6 @@ async function generateCommand(f: GenerateFlags): Promise<void> {
   if (!(MODES as readonly string[]).includes(f.mode)) {
     throw new InvalidInputError('invalid_mode', `--mode must be one of ${MODES.join(', ')}, got "${f.mode}"`, 'mode');
   }
-  if (f.redis) {
-    throw new InvalidInputError('cluster_unavailable', '--redis (running on a cluster) is not available in this build yet: omit it to use in-process hosts', 'redis');
-  }
   if (!fs.existsSync(f.model)) throw new InvalidInputError('model_not_found', `model directory ${f.model} does not exist`, 'model');
   const config = loadConfig(f.model);
   const tokenizer = StarqTokenizer.load(f.model);
@@ -98,17 +97,16 @@ async function generateCommand(f: GenerateFlags): Promise<void> {
   const progress = new Progress(process.stderr, 'phase 1');
   let streamed = '';
   const allIds: number[] = [];
-  const result = await runLocal({
+  const common = {
     modelDir: f.model,
-    config,
     contextIds,
     queryIds,
     mode: f.mode as Mode,
     blockSize: intFlag(f.blockSize, 'block-size', 1),
     anchorSize: intFlag(f.anchorSize, 'anchor-size', 0),
     hosts: intFlag(f.hosts, 'hosts', 1),
-    threads: intFlag(f.threads, 'threads', 1),
-    generate: {
+  };
+  const generate: GenerateOptions = {
       maxNewTokens: intFlag(f.maxNewTokens, 'max-new-tokens')!,
       sampling,
       stopIds: tokenizer.eosTokenIds,
@@ -123,8 +121,10 @@ async function generateCommand(f: GenerateFlags): Promise<void> {
         streamed += delta;
         process.stdout.write(delta);
       },
-    },
-  });
+  };
+  const result = f.redis
+    ? toResult(await runOnCluster({ ...common, redisUrl: f.redis, prefix: process.env.STARQ_PREFIX || 'starq', generate }))
+    : fromLocal(await runLocal({ ...common, config, threads: intFlag(f.threads, 'threads', 1), generate }));
   progress.done();
   const text = tokenizer.decode(result.generatedIds, { skipSpecialTokens: false });
   if (f.json) {
@@ -133,9 +133,9 @@ async function generateCommand(f: GenerateFlags): Promise<void> {
         mode: result.mode,
         contextTokens: contextIds.length,
         queryTokens: queryIds.length,
-        blockSize: result.plan.blockSize,
-        anchorSize: result.plan.anchorSize,
-        hosts: result.plan.effectiveHosts,
+        blockSize: result.blockSize,
+        anchorSize: result.anchorSize,
+        hosts: result.hosts,
         generatedIds: result.generatedIds,
         text,
         finishReason: result.finishReason,
@@ -151,6 +151,24 @@ async function generateCommand(f: GenerateFlags): Promise<void> {
         `phase 1 ${t.phase1Ms.toFixed(1)} ms, first token ${t.firstTokenMs.toFixed(1)} ms, ${t.decodeTokensPerSec.toFixed(1)} tok/s\n`,
     );
   }
+}
+
+interface CliResult {
+  mode: Mode;
+  blockSize: number;
+  anchorSize: number;
+  hosts: number;
+  generatedIds: number[];
+  finishReason: 'length' | 'stop';
+  timings: { phase1Ms: number; phase2Ms: number; firstTokenMs: number; decodeTokensPerSec: number };
+}
+
+function toResult(r: CliResult): CliResult {
+  return { mode: r.mode, blockSize: r.blockSize, anchorSize: r.anchorSize, hosts: r.hosts, generatedIds: r.generatedIds, finishReason: r.finishReason, timings: r.timings };
+}
+
+function fromLocal(r: LocalRunResult): CliResult {
+  return toResult({ ...r, blockSize: r.plan.blockSize, anchorSize: r.plan.anchorSize, hosts: r.plan.effectiveHosts });
 }
 
 /** New text since `emitted` chars, holding back a trailing incomplete UTF-8 sequence (U+FFFD). */

@@ -112,6 +112,9 @@ export class ModelEngine {
   cacheInfo(id: string): Promise<{ tokens: number; bytes: number }> {
     return this.call('cacheInfo', id) as Promise<{ tokens: number; bytes: number }>;
   }
+  truncateCache(id: string, tokens: number): Promise<void> {
+    return this.call('truncateCache', id, tokens) as Promise<void>;
+  }
   listCaches(): Promise<{ id: string; tokens: number; bytes: number }[]> {
     return this.call('listCaches') as Promise<{ id: string; tokens: number; bytes: number }[]>;
   }

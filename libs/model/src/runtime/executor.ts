@@ -124,6 +124,11 @@ export class ModelExecutor {
     return { tokens: c.length, bytes: c.bytes };
   }
 
+  /** Keep only the first `tokens` tokens of a cache (undo a partially applied step). */
+  truncateCache(id: string, tokens: number): void {
+    this.cache(id).truncate(tokens);
+  }
+
   listCaches(): { id: string; tokens: number; bytes: number }[] {
     return [...this.caches.entries()].map(([id, c]) => ({ id, tokens: c.length, bytes: c.bytes }));
   }

@@ -99,6 +99,35 @@ export class KvCache {
     }
   }
 
+  /**
+   * Drop every token after the first `tokens` (in append order) from all layers — used to undo a
+   * partially applied step before retrying it.
+   */
+  truncate(tokens: number): void {
+    for (const pages of this.layers) {
+      let keep = tokens;
+      for (let i = 0; i < pages.length; i++) {
+        const p = pages[i];
+        if (keep >= p.len) {
+          keep -= p.len;
+          continue;
+        }
+        p.pos.fill(EMPTY_POS, keep, p.len);
+        p.len = keep;
+        p.minPos = Infinity;
+        p.maxPos = -Infinity;
+        for (let j = 0; j < keep; j++) {
+          const v = Number(p.pos[j]);
+          if (v < p.minPos) p.minPos = v;
+          if (v > p.maxPos) p.maxPos = v;
+        }
+        keep = 0;
+        pages.length = p.len === 0 ? i : i + 1;
+        break;
+      }
+    }
+  }
+
   private newPage(stored: number, incoming: number): KvPage {
     const want = this.reserve > stored ? this.reserve - stored : Math.max(64, stored, incoming);
     const cap = Math.max(1, Math.min(this.pageSize, want));

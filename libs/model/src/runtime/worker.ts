@@ -44,6 +44,7 @@ export const EXECUTOR_OPS = [
   'dropCache',
   'cacheInfo',
   'listCaches',
+  'truncateCache',
 ] as const;
 export type ExecutorOp = (typeof EXECUTOR_OPS)[number];
 

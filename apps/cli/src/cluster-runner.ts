@@ -1,0 +1,46 @@
+/**
+ * `starq generate --redis URL`: the same request on a running cluster — submit the flow, follow
+ * its event stream (phase-1 progress, tokens), return the result.
+ */
+import path from 'node:path';
+import { StarqClient, type RequestResult } from '@starq/actors';
+import type { Mode } from '@starq/attention';
+import type { GenerateOptions } from '@starq/model/generate';
+
+export interface ClusterRunRequest {
+  redisUrl: string;
+  prefix: string;
+  modelDir: string;
+  contextIds: number[];
+  queryIds: number[];
+  mode: Mode;
+  blockSize?: number;
+  anchorSize?: number;
+  hosts?: number;
+  generate: GenerateOptions;
+}
+
+export async function runOnCluster(req: ClusterRunRequest): Promise<RequestResult> {
+  const client = await StarqClient.connect(req.redisUrl, { prefix: req.prefix });
+  try {
+    const sub = await client.submit({
+      model: path.basename(path.resolve(req.modelDir)),
+      mode: req.mode,
+      blockSize: req.blockSize,
+      anchorSize: req.anchorSize,
+      hosts: req.hosts,
+      contextIds: req.contextIds,
+      queryIds: req.queryIds,
+      maxNewTokens: req.generate.maxNewTokens,
+      sampling: req.generate.sampling,
+      stopIds: req.generate.stopIds,
+      ignoreEos: req.generate.ignoreEos,
+    });
+    return await client.wait(sub.requestId, {
+      token: (id, index) => req.generate.onToken?.(id, index),
+      phase1: (done, total) => req.generate.onProgress?.(done, total),
+    });
+  } finally {
+    await client.close();
+  }
+}

@@ -1,0 +1,189 @@
+/**
+ * A host actor process: owns KV blocks of contexts in its own engine (a worker thread) and
+ *  - takes phase-1 block jobs from the BullMQ `blocks` queue (any free host takes the next block),
+ *    encodes them and registers a KV handle in Redis;
+ *  - answers actor calls (pub/sub, the phase-2 hot path): `attend` for its blocks, `encodeBlock`
+ *    (re-encoding a lost block, by lineage), the Ring steps, `release`, `stats`;
+ *  - keeps its KV under a memory limit by evicting least-recently-used blocks;
+ *  - heartbeats in the registry (blocks held, KV bytes).
+ * Restart semantics: a restarted host has no blocks; its stale handles are ignored by clients
+ * (their host id is not alive) and its blocks are re-encoded where needed.
+ */
+import type { Job } from 'bullmq';
+import { UnrecoverableError, type Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { phase1Positions, phase1Tokens, type AttendRequest, type EncodeBlockRequest, type KvBlock } from '@starq/attention';
+import { ActorRegistry, ActorServer, createRedis, createWorker, HOST_METHODS, KvDirectory, type ActorConfig, type BlockJobData } from '@starq/actors';
+import { loadConfig } from '@starq/model/config';
+import { LocalHost } from '@starq/model/local/local-host';
+import { ModelEngine } from '@starq/model/runtime/engine';
+import type { ModelConfig } from '@starq/model/types';
+import { RedisKeys, StarqError } from '@starq/protocol';
+
+interface HeldBlock {
+  bytes: number;
+  tokens: number;
+  lastUsed: number;
+}
+
+export class KvNotFoundError extends StarqError {
+  constructor(cacheId: string, hostId: string) {
+    super('kv_not_found', `host ${hostId} does not hold KV block ${cacheId} (evicted or never encoded here): re-encode it`, { param: 'cacheIds', status: 409 });
+  }
+}
+
+export class HostActor {
+  private redis!: Redis;
+  private bull!: Redis;
+  private engine!: ModelEngine;
+  private local!: LocalHost;
+  private registry!: ActorRegistry;
+  private server!: ActorServer;
+  private worker!: Worker;
+  private directory!: KvDirectory;
+  private readonly keys: RedisKeys;
+  private readonly model: ModelConfig;
+  private readonly held = new Map<string, HeldBlock>();
+  private readonly bytesPerToken: number;
+
+  constructor(readonly cfg: ActorConfig) {
+    this.keys = new RedisKeys(cfg.prefix);
+    this.model = loadConfig(cfg.modelDir);
+    this.bytesPerToken = this.model.numLayers * 2 * this.model.numKvHeads * this.model.headDim * 4 + this.model.numLayers * 8;
+  }
+
+  get id(): string {
+    return this.cfg.actorId;
+  }
+
+  async start(): Promise<void> {
+    this.redis = await createRedis(this.cfg.redisUrl, { connectionName: this.id });
+    this.bull = await createRedis(this.cfg.redisUrl, { forBullmq: true, connectionName: `${this.id}-bull` });
+    this.engine = await ModelEngine.load(this.cfg.modelDir, this.model, { threads: this.cfg.threads });
+    this.local = new LocalHost(this.id, this.engine);
+    this.directory = new KvDirectory(this.redis, this.keys);
+    this.registry = new ActorRegistry(this.redis, { keys: this.keys, heartbeatMs: this.cfg.heartbeatMs, ttlMs: this.cfg.ttlMs });
+    this.server = new ActorServer(this.redis, { actorId: this.id, keys: this.keys });
+    this.server.method(HOST_METHODS.attend, (req: AttendRequest) => this.attend(req));
+    this.server.method(HOST_METHODS.encodeBlock, (req: EncodeBlockRequest) => this.encode(req));
+    this.server.method(HOST_METHODS.ringStart, (a: { cacheId: string; ids: Int32Array; positions: Int32Array }) => this.ringStart(a));
+    this.server.method(HOST_METHODS.ringQkv, (a: { cacheId: string; layer: number }) => this.local.ringQkv(a.cacheId, a.layer));
+    this.server.method(HOST_METHODS.ringAttend, (a: { cacheId: string; layer: number; kv: KvBlock }) => this.local.ringAttend(a.cacheId, a.layer, a.kv));
+    this.server.method(HOST_METHODS.ringPost, (a: { cacheId: string; layer: number }) => this.local.ringPost(a.cacheId, a.layer));
+    this.server.method(HOST_METHODS.ringEnd, (a: { cacheId: string }) => this.local.ringEnd(a.cacheId));
+    this.server.method(HOST_METHODS.release, (a: { cacheIds: string[] }) => this.release(a.cacheIds));
+    this.server.method(HOST_METHODS.stats, () => this.stats());
+    await this.server.start();
+    await this.registry.register({
+      id: this.id,
+      type: 'host',
+      capacity: { model: this.cfg.modelId, freeKvBytes: this.cfg.kvLimitBytes, threads: this.cfg.threads, kvBytesPerToken: this.bytesPerToken },
+    });
+    this.worker = createWorker<BlockJobData>(this.keys.queues.blocks, (job) => this.processBlockJob(job), {
+      connection: this.bull,
+      prefix: this.keys.bullPrefix,
+      concurrency: 1,
+      lockDuration: 30000,
+      stalledInterval: 5000,
+      maxStalledCount: 2,
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.worker?.close().catch(() => undefined);
+    await this.server?.stop({ drainMs: 2000 }).catch(() => undefined);
+    await this.directory?.dropHost(this.id).catch(() => undefined);
+    await this.registry?.deregister().catch(() => undefined);
+    await this.engine?.close().catch(() => undefined);
+    this.redis?.disconnect();
+    this.bull?.disconnect();
+  }
+
+  /** Phase-1 block job: fetch the context's ids, encode (idempotent), register the handle. */
+  async processBlockJob(job: Job<BlockJobData>): Promise<{ cacheId: string; hostId: string; tokens: number; bytes: number }> {
+    const d = job.data;
+    if (!d || typeof d.cacheId !== 'string' || !Array.isArray(d.segments) || typeof d.contextHash !== 'string') {
+      throw new UnrecoverableError(`malformed block job ${job.id}: expected {cacheId, contextHash, segments, keepFrom, ...}`);
+    }
+    if (d.model !== this.cfg.modelId) throw new UnrecoverableError(`block job ${job.id} is for model ${d.model}; this cluster's hosts serve ${this.cfg.modelId}`);
+    const buf = await this.redis.getBuffer(this.keys.contextIds(d.contextHash));
+    if (!buf) throw new UnrecoverableError(`context ${d.contextHash} is no longer in Redis (expired?): resubmit the request`);
+    const ctx = new Int32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength)); // (N)
+    const seq = { segments: d.segments, keepFrom: d.keepFrom, length: d.segments.reduce((n, s) => n + s.end - s.start, 0) };
+    if (seq.segments.some((s) => s.start < 0 || s.end > ctx.length || s.end < s.start)) throw new UnrecoverableError(`block job ${job.id}: token ranges outside the context of ${ctx.length} tokens`);
+    const handle = await this.encode({ cacheId: d.cacheId, ids: Int32Array.from(phase1Tokens(ctx, seq)), positions: phase1Positions(seq), keepFrom: d.keepFrom });
+    const now = Date.now();
+    const blockSeg = d.segments[d.segments.length - 1];
+    await this.directory.put({
+      cacheId: d.cacheId,
+      model: d.model,
+      contextHash: d.contextHash,
+      blockIndex: d.blockIndex,
+      blockSize: d.blockSize,
+      anchorSize: d.anchorSize,
+      tokenStart: blockSeg.start,
+      tokenEnd: blockSeg.end,
+      layers: this.model.numLayers,
+      bytes: handle.bytes,
+      hostId: this.id,
+      createdAt: now,
+      lastUsedAt: now,
+    });
+    return handle;
+  }
+
+  private async encode(req: EncodeBlockRequest) {
+    const tokens = req.ids.length - req.keepFrom;
+    await this.makeRoom(tokens * this.bytesPerToken, req.cacheId);
+    const handle = await this.local.encodeBlock(req);
+    this.held.set(req.cacheId, { bytes: handle.bytes, tokens: handle.tokens, lastUsed: Date.now() });
+    await this.publishStatus();
+    return handle;
+  }
+
+  private async attend(req: AttendRequest) {
+    const now = Date.now();
+    for (const id of req.cacheIds) {
+      const h = this.held.get(id);
+      if (!h) throw new KvNotFoundError(id, this.id);
+      h.lastUsed = now;
+    }
+    return this.local.attend(req);
+  }
+
+  private async ringStart(a: { cacheId: string; ids: Int32Array; positions: Int32Array }): Promise<void> {
+    await this.makeRoom(a.ids.length * this.bytesPerToken, a.cacheId);
+    await this.local.ringStart(a.cacheId, a.ids, a.positions);
+    this.held.set(a.cacheId, { bytes: a.ids.length * this.bytesPerToken, tokens: a.ids.length, lastUsed: Date.now() });
+    await this.publishStatus();
+  }
+
+  private async release(cacheIds: string[]): Promise<void> {
+    const mine = cacheIds.filter((id) => this.held.delete(id));
+    await this.local.release(cacheIds);
+    await this.directory.remove(mine, this.id);
+    await this.publishStatus();
+  }
+
+  /** Evict least-recently-used blocks until `bytes` more fit under the limit. */
+  private async makeRoom(bytes: number, forCache: string): Promise<void> {
+    if (bytes > this.cfg.kvLimitBytes) {
+      throw new StarqError('block_too_large', `block ${forCache} needs ${bytes} bytes of KV but this host's limit is ${this.cfg.kvLimitBytes} (STARQ_KV_LIMIT_BYTES): use a smaller block size or more memory`, { param: 'block_size', status: 422 });
+    }
+    const used = () => [...this.held.values()].reduce((s, h) => s + h.bytes, 0);
+    while (used() + bytes > this.cfg.kvLimitBytes && this.held.size > 0) {
+      const [victim] = [...this.held.entries()].sort((x, y) => x[1].lastUsed - y[1].lastUsed)[0];
+      await this.release([victim]);
+    }
+  }
+
+  private stats() {
+    const kvBytes = [...this.held.values()].reduce((s, h) => s + h.bytes, 0);
+    return { id: this.id, blocks: this.held.size, kvBytes, cacheIds: [...this.held.keys()] };
+  }
+
+  private async publishStatus(): Promise<void> {
+    const { blocks, kvBytes } = this.stats();
+    await this.registry.update({ blocks, kvBytes });
+  }
+}

@@ -1,0 +1,24 @@
+/**
+ * host-actor process entry point (configured by STARQ_* environment variables, see
+ * libs/actors/src/starq/actor-config.ts). Prints one line `registered <id>` on stdout when ready;
+ * stops cleanly on SIGTERM/SIGINT (deregisters, releases its KV handles).
+ */
+import 'reflect-metadata';
+import { NestFactory } from '@nestjs/core';
+import { StarqError } from '@starq/protocol';
+import { HostActorModule, HostActorService } from './host-actor.module';
+
+export async function main(): Promise<void> {
+  try {
+    const app = await NestFactory.createApplicationContext(HostActorModule, { logger: ['error', 'warn'] });
+    app.enableShutdownHooks();
+    process.stdout.write(`registered ${app.get(HostActorService).actor.id}\n`);
+  } catch (e) {
+    if (e instanceof StarqError) {
+      process.stderr.write(`host-actor: error [${e.code}]: ${e.message}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`host-actor: ${(e as Error).stack ?? e}\n`);
+    process.exit(1);
+  }
+}

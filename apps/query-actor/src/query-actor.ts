@@ -1,0 +1,285 @@
+/**
+ * A query actor process: takes request jobs (flow parents, released by BullMQ once their block
+ * jobs are done) and runs phase 2 — per layer, q is broadcast to the hosts holding the request's
+ * blocks, their partials come back over actor calls and are merged exactly with the query actor's
+ * own partial (libs/attention star.ts) — streaming tokens to the request's event stream.
+ *
+ * Faults: a host that dies (or lost a block) during phase 2 is detected by the failing call; its
+ * blocks are re-encoded on live hosts from the request's context (lineage), the step's partial
+ * K/V are rolled back from the query cache, and the step is retried. Ring mode runs its phase 1
+ * here (layer-synchronous over the hosts).
+ */
+import type { Job, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import {
+  blockCacheId,
+  phase1Positions,
+  phase1Tokens,
+  planMode,
+  ringPhase1,
+  starStep,
+  type ContextPlacement,
+  type StarPlan,
+} from '@starq/attention';
+import {
+  ActorClient,
+  ActorDiedError,
+  ActorRegistry,
+  ActorTimeoutError,
+  createRedis,
+  createWorker,
+  KvDirectory,
+  RemoteCallError,
+  RemoteHost,
+  type ActorConfig,
+  type RequestEvent,
+  type RequestJobData,
+  type RequestResult,
+} from '@starq/actors';
+import { decodeLoop } from '@starq/model/generate';
+import { LocalQueryModel } from '@starq/model/local/local-host';
+import { loadConfig } from '@starq/model/config';
+import { ModelEngine } from '@starq/model/runtime/engine';
+import type { ModelConfig } from '@starq/model/types';
+import { RedisKeys, StarqError } from '@starq/protocol';
+
+/** Step failures that re-encoding lost blocks can fix. */
+function isRecoverable(e: unknown): boolean {
+  return e instanceof ActorDiedError || e instanceof ActorTimeoutError || (e instanceof RemoteCallError && e.code === 'kv_not_found');
+}
+
+const MAX_RECOVERIES = 3;
+
+export class QueryActor {
+  private redis!: Redis;
+  private bull!: Redis;
+  private engine!: ModelEngine;
+  private registry!: ActorRegistry;
+  private client!: ActorClient;
+  private worker!: Worker;
+  private directory!: KvDirectory;
+  private readonly keys: RedisKeys;
+  private readonly model: ModelConfig;
+  private active = 0;
+
+  constructor(readonly cfg: ActorConfig) {
+    this.keys = new RedisKeys(cfg.prefix);
+    this.model = loadConfig(cfg.modelDir);
+  }
+
+  get id(): string {
+    return this.cfg.actorId;
+  }
+
+  async start(): Promise<void> {
+    this.redis = await createRedis(this.cfg.redisUrl, { connectionName: this.id });
+    this.bull = await createRedis(this.cfg.redisUrl, { forBullmq: true, connectionName: `${this.id}-bull` });
+    this.engine = await ModelEngine.load(this.cfg.modelDir, this.model, { threads: this.cfg.threads });
+    this.directory = new KvDirectory(this.redis, this.keys);
+    this.registry = new ActorRegistry(this.redis, { keys: this.keys, heartbeatMs: this.cfg.heartbeatMs, ttlMs: this.cfg.ttlMs });
+    this.client = new ActorClient(this.redis, { keys: this.keys, registry: this.registry, defaultTimeoutMs: this.cfg.attendTimeoutMs });
+    await this.client.start();
+    await this.registry.register({ id: this.id, type: 'query', capacity: { model: this.cfg.modelId, freeKvBytes: 0, threads: this.cfg.threads } });
+    this.worker = createWorker<RequestJobData, RequestResult>(this.keys.queues.requests, (job) => this.run(job), {
+      connection: this.bull,
+      prefix: this.keys.bullPrefix,
+      concurrency: this.cfg.concurrency,
+      lockDuration: 30000,
+      stalledInterval: 5000,
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.worker?.close().catch(() => undefined);
+    await this.client?.close().catch(() => undefined);
+    await this.registry?.deregister().catch(() => undefined);
+    await this.engine?.close().catch(() => undefined);
+    this.redis?.disconnect();
+    this.bull?.disconnect();
+  }
+
+  /** One request, start to finish. */
+  async run(job: Job<RequestJobData>): Promise<RequestResult> {
+    const d = job.data;
+    const emit = (e: RequestEvent) => this.emit(d?.requestId ?? String(job.id), e);
+    try {
+      if (!d || typeof d.requestId !== 'string' || !Array.isArray(d.queryIds) || typeof d.contextHash !== 'string') {
+        throw new StarqError('malformed_job', `request job ${job.id} is malformed: expected {requestId, contextHash, queryIds, ...}`, { param: 'job' });
+      }
+      return await this.runValid(job, d, emit);
+    } catch (e) {
+      const { code, param } = e as { code?: unknown; param?: unknown };
+      await emit({
+        type: 'error',
+        error: { code: typeof code === 'string' ? code : 'internal_error', message: (e as Error).message, param: typeof param === 'string' ? param : null },
+      }).catch(() => undefined);
+      throw e;
+    } finally {
+      await this.redis.expire(this.keys.requestEvents(d?.requestId ?? String(job.id)), 3600).catch(() => undefined);
+    }
+  }
+
+  private async runValid(job: Job<RequestJobData>, d: RequestJobData, emit: (e: RequestEvent) => Promise<void>): Promise<RequestResult> {
+    this.active++;
+    await this.registry.update({ busy: true }).catch(() => undefined);
+    const plan = planMode(d.mode, d.contextLength, { blockSize: d.blockSize, anchorSize: d.anchorSize, hosts: d.hosts });
+    const ctx = await this.contextIds(d);
+    const N = d.contextLength;
+    const M = d.queryIds.length;
+    const qcache = `${d.requestId}/query`;
+    await this.engine.createCache(qcache, M + d.maxNewTokens);
+    const stats = { encoded: 0, reused: 0, recovered: 0 };
+    let placement: ContextPlacement[] = [];
+    try {
+      if (d.mode === 'ring') {
+        const hosts = await this.pickHosts(plan.effectiveHosts);
+        placement = await ringPhase1(plan, ctx, hosts, d.contextKey, this.model.numLayers, (done, total) => void emit({ type: 'phase1', done, total }));
+        stats.encoded = plan.numBlocks;
+      } else {
+        placement = await this.locate(plan, d, ctx, stats, emit);
+      }
+      const children = await job.getDependenciesCount({ processed: true }).catch(() => ({ processed: 0 }));
+      stats.encoded = Math.max(stats.encoded, children.processed ?? 0);
+      stats.reused = d.mode === 'ring' ? 0 : plan.numBlocks - stats.encoded - stats.recovered;
+      await emit({ type: 'started', queryActor: this.id, blocks: plan.numBlocks, reused: stats.reused });
+      const phase1Ms = Date.now() - d.submittedAt;
+
+      const qm = new LocalQueryModel(this.engine, qcache);
+      const step = starStep(qm, placement);
+      let cached = 0; // rows in the query cache before the current step
+      let recoveries = 0;
+      const resilientStep = async (ids: Int32Array, positions: Int32Array): Promise<Float32Array> => {
+        for (;;) {
+          try {
+            const logits = await step(ids, positions);
+            cached += ids.length;
+            return logits;
+          } catch (e) {
+            if (!isRecoverable(e) || d.mode === 'ring' || ++recoveries > MAX_RECOVERIES) throw e;
+            await this.engine.truncateCache(qcache, cached);
+            const fresh = await this.locate(plan, d, ctx, stats, emit);
+            placement.splice(0, placement.length, ...fresh); // starStep reads the same array
+          }
+        }
+      };
+      const r = await decodeLoop(resilientStep, N, d.queryIds, {
+        maxNewTokens: d.maxNewTokens,
+        sampling: d.sampling,
+        stopIds: d.stopIds,
+        ignoreEos: d.ignoreEos,
+        onToken: (id, index) => {
+          void emit({ type: 'token', index, id });
+          void job.updateProgress({ tokens: index + 1 }).catch(() => undefined);
+        },
+      });
+      const result: RequestResult = {
+        requestId: d.requestId,
+        mode: d.mode,
+        contextTokens: N,
+        queryTokens: M,
+        blockSize: plan.blockSize,
+        anchorSize: plan.anchorSize,
+        hosts: new Set(placement.map((p) => p.host.id)).size,
+        generatedIds: r.generatedIds,
+        finishReason: r.finishReason,
+        timings: { phase1Ms, ...r.timings },
+        blocksEncoded: stats.encoded,
+        blocksReused: stats.reused,
+        blocksRecovered: stats.recovered,
+      };
+      await emit({ type: 'done', result });
+      return result;
+    } finally {
+      this.active--;
+      await this.engine.dropCache(qcache).catch(() => undefined);
+      if (!d.cache || d.mode === 'ring') {
+        await Promise.all(placement.map((p) => p.host.release(p.cacheIds).catch(() => undefined)));
+      }
+      await this.registry.update({ busy: this.active > 0 }).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Where the request's blocks are: read their KV handles; re-encode every block whose handle is
+   * missing or whose host is not alive on a live host (least KV first). Placement is in block
+   * order, one entry per host.
+   */
+  private async locate(plan: StarPlan, d: RequestJobData, ctx: Int32Array, stats: { recovered: number }, emit: (e: RequestEvent) => Promise<void>): Promise<ContextPlacement[]> {
+    const cacheIds = plan.blocks.map((b) => blockCacheId(d.contextKey, b.index));
+    const handles = await this.directory.getMany(cacheIds);
+    const hosts = await this.registry.list('host');
+    const alive = new Set(hosts.map((h) => h.id));
+    const owner: string[] = [];
+    const lost: number[] = [];
+    let lostFrom = '';
+    plan.blocks.forEach((b, i) => {
+      const h = handles[i];
+      if (h && alive.has(h.hostId)) owner[i] = h.hostId;
+      else {
+        lost.push(b.index);
+        if (h) lostFrom = h.hostId;
+      }
+    });
+    if (lost.length > 0) {
+      if (hosts.length === 0) throw new StarqError('cluster_unavailable', 'no live host actor to encode the context on: start hosts with `starq cluster up`', { status: 503 });
+      const load = new Map(hosts.map((h) => [h.id, h.status.kvBytes]));
+      for (const k of lost) {
+        const target = [...load.entries()].sort((a, b) => a[1] - b[1])[0][0];
+        const b = plan.blocks[k];
+        const host = this.remote(target);
+        const handle = await host.encodeBlock({ cacheId: cacheIds[k], ids: Int32Array.from(phase1Tokens(ctx, b.phase1)), positions: phase1Positions(b.phase1), keepFrom: b.phase1.keepFrom });
+        const now = Date.now();
+        await this.directory.put({
+          cacheId: cacheIds[k],
+          model: d.model,
+          contextHash: d.contextHash,
+          blockIndex: k,
+          blockSize: plan.blockSize,
+          anchorSize: plan.anchorSize,
+          tokenStart: b.start,
+          tokenEnd: b.end,
+          layers: this.model.numLayers,
+          bytes: handle.bytes,
+          hostId: target,
+          createdAt: now,
+          lastUsedAt: now,
+        });
+        load.set(target, (load.get(target) ?? 0) + handle.bytes);
+        owner[k] = target;
+      }
+      stats.recovered += lost.length;
+      await emit({ type: 'recovered', blocks: lost, fromHost: lostFrom });
+    }
+    await this.directory.touch(cacheIds);
+    const placement: ContextPlacement[] = [];
+    owner.forEach((hostId, k) => {
+      const last = placement[placement.length - 1];
+      if (last && last.host.id === hostId) last.cacheIds.push(cacheIds[k]);
+      else placement.push({ host: this.remote(hostId), cacheIds: [cacheIds[k]] });
+    });
+    return placement;
+  }
+
+  private remote(hostId: string): RemoteHost {
+    return new RemoteHost(hostId, this.client.handle(hostId), { attendMs: this.cfg.attendTimeoutMs });
+  }
+
+  /** Ring mode: `n` live hosts (blocks round-robin over them when fewer are alive). */
+  private async pickHosts(n: number): Promise<RemoteHost[]> {
+    const hosts = (await this.registry.list('host')).sort((a, b) => a.id.localeCompare(b.id));
+    if (hosts.length === 0) throw new StarqError('cluster_unavailable', 'no live host actor for ring attention', { status: 503 });
+    return Array.from({ length: n }, (_, i) => this.remote(hosts[i % hosts.length].id));
+  }
+
+  private async contextIds(d: RequestJobData): Promise<Int32Array> {
+    const buf = await this.redis.getBuffer(this.keys.contextIds(d.contextHash));
+    if (!buf) throw new StarqError('context_expired', `the context of request ${d.requestId} is no longer in Redis: resubmit it`, { param: 'context' });
+    const ids = new Int32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength)); // (N)
+    if (ids.length !== d.contextLength) throw new StarqError('malformed_job', `context ${d.contextHash} has ${ids.length} tokens, the request says ${d.contextLength}`, { param: 'context' });
+    return ids;
+  }
+
+  private async emit(requestId: string, e: RequestEvent): Promise<void> {
+    await this.redis.xadd(this.keys.requestEvents(requestId), 'MAXLEN', '~', '100000', '*', 'e', JSON.stringify(e));
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * Configuration of the actor processes (host actor, query actor), read from the environment once
+ * and validated as a whole: every bad variable is reported in one error.
+ *
+ * | variable                 | meaning                                        | default                   |
+ * | ------------------------ | ---------------------------------------------- | ------------------------- |
+ * | STARQ_REDIS_URL          | Redis URL                                      | redis://127.0.0.1:6379    |
+ * | STARQ_PREFIX             | key prefix of the cluster                      | starq                     |
+ * | STARQ_MODEL_DIR          | Hugging Face model directory (required)        |                           |
+ * | STARQ_MODEL_ID           | model name clients use                         | basename of the directory |
+ * | STARQ_ACTOR_ID           | actor id (unique in the cluster)               | <type>-<hostname>-<pid>   |
+ * | STARQ_THREADS            | ORT threads of this actor's engine             | 1                         |
+ * | STARQ_KV_LIMIT_BYTES     | host: KV memory limit (LRU eviction above it)  | 2147483648 (2 GiB)        |
+ * | STARQ_CONCURRENCY        | query actor: requests in parallel              | 2                         |
+ * | STARQ_HEARTBEAT_MS       | registry heartbeat period                      | 1000                      |
+ * | STARQ_TTL_MS             | registry record TTL (dead after this)          | 5000                      |
+ * | STARQ_ATTEND_TIMEOUT_MS  | query actor: per-layer host call timeout       | 15000                     |
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { InvalidInputError } from '@starq/protocol';
+
+export interface ActorConfig {
+  redisUrl: string;
+  prefix: string;
+  modelDir: string;
+  modelId: string;
+  actorId: string;
+  threads: number;
+  kvLimitBytes: number;
+  concurrency: number;
+  heartbeatMs: number;
+  ttlMs: number;
+  attendTimeoutMs: number;
+}
+
+export function parseActorConfig(kind: 'host' | 'query', env: NodeJS.ProcessEnv = process.env): ActorConfig {
+  const problems: string[] = [];
+  const int = (name: string, def: number, min: number): number => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return def;
+    const n = Number(raw);
+    if (!Number.isSafeInteger(n) || n < min) {
+      problems.push(`${name} must be an integer ≥ ${min} (got ${JSON.stringify(raw)})`);
+      return def;
+    }
+    return n;
+  };
+  const modelDir = env.STARQ_MODEL_DIR ?? '';
+  if (!modelDir) problems.push('STARQ_MODEL_DIR is required (the Hugging Face model directory)');
+  else if (!fs.existsSync(path.join(modelDir, 'config.json'))) problems.push(`STARQ_MODEL_DIR=${modelDir} has no config.json`);
+  const redisUrl = env.STARQ_REDIS_URL || 'redis://127.0.0.1:6379';
+  if (!/^rediss?:\/\//.test(redisUrl)) problems.push(`STARQ_REDIS_URL must start with redis:// or rediss:// (got ${JSON.stringify(redisUrl)})`);
+  const prefix = env.STARQ_PREFIX || 'starq';
+  if (!/^[A-Za-z0-9_.:-]+$/.test(prefix)) problems.push(`STARQ_PREFIX may only contain letters, digits and _ . : - (got ${JSON.stringify(prefix)})`);
+  const cfg: ActorConfig = {
+    redisUrl,
+    prefix,
+    modelDir,
+    modelId: env.STARQ_MODEL_ID || (modelDir ? path.basename(path.resolve(modelDir)) : ''),
+    actorId: env.STARQ_ACTOR_ID || `${kind}-${os.hostname()}-${process.pid}`,
+    threads: int('STARQ_THREADS', 1, 1),
+    kvLimitBytes: int('STARQ_KV_LIMIT_BYTES', 2 * 1024 ** 3, 1),
+    concurrency: int('STARQ_CONCURRENCY', 2, 1),
+    heartbeatMs: int('STARQ_HEARTBEAT_MS', 1000, 10),
+    ttlMs: int('STARQ_TTL_MS', 5000, 20),
+    attendTimeoutMs: int('STARQ_ATTEND_TIMEOUT_MS', 15000, 10),
+  };
+  if (cfg.ttlMs <= cfg.heartbeatMs) problems.push(`STARQ_TTL_MS (${cfg.ttlMs}) must exceed STARQ_HEARTBEAT_MS (${cfg.heartbeatMs})`);
+  if (problems.length > 0) {
+    throw new InvalidInputError('invalid_config', `invalid ${kind} actor configuration:\n  - ${problems.join('\n  - ')}`, 'env');
+  }
+  return cfg;
+}

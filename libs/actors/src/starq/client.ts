@@ -1,0 +1,207 @@
+/**
+ * Submitting generation requests to a starq cluster and following them (used by `starq generate
+ * --redis`, `starq submit` and the gateway).
+ *
+ * A request becomes a BullMQ flow: the parent job (queue `requests`, taken by a query actor)
+ * waits for its children (queue `blocks`, one per Star block still to encode, taken by any free
+ * host). Blocks whose KV handle points at a live host are reused and get no job. The context's
+ * token ids are stored once in Redis; jobs carry only its hash and token ranges. Progress, tokens
+ * and the result arrive on the request's event stream.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { FlowJob, FlowProducer, Queue } from 'bullmq';
+import { blockCacheId, planMode, type Mode, type StarPlan } from '@starq/attention';
+import { CapacityError, InvalidInputError, RedisKeys, StarqError, contextHash, contextKey } from '@starq/protocol';
+import { createRedis } from '../redis';
+import { ActorRegistry, type ActorRecord } from '../registry';
+import { createFlowProducer, createQueue } from '../task-queue';
+import type { BlockJobData, RequestEvent, RequestJobData, RequestResult, SamplingData } from './jobs';
+import { KvDirectory } from './kv-directory';
+
+export interface SubmitRequest {
+  model: string;
+  mode: Mode;
+  blockSize?: number | null;
+  anchorSize?: number | null;
+  hosts?: number | null;
+  contextIds: number[];
+  queryIds: number[];
+  maxNewTokens: number;
+  sampling: SamplingData;
+  stopIds: number[];
+  ignoreEos?: boolean;
+  /** Keep the KV blocks for later requests on the same context. @defaultValue true */
+  cache?: boolean;
+  /** Use this request id (must be unique). @defaultValue random UUID */
+  requestId?: string;
+}
+
+export interface Submission {
+  requestId: string;
+  plan: StarPlan;
+  blocksToEncode: number;
+  blocksReused: number;
+}
+
+export interface StarqClientOptions {
+  /** Key prefix of the cluster. @defaultValue 'starq' */
+  prefix?: string;
+  /** How long a context's token ids stay in Redis. @defaultValue 86400 s */
+  contextTtlSeconds?: number;
+}
+
+export class RequestFailedError extends StarqError {
+  constructor(code: string, message: string, param: string | null = null, status = 500) {
+    super(code, message, { param, status });
+  }
+}
+
+export class StarqClient {
+  readonly keys: RedisKeys;
+  readonly registry: ActorRegistry;
+  readonly directory: KvDirectory;
+  private readonly flows: FlowProducer;
+  readonly requests: Queue;
+  readonly blocks: Queue;
+
+  private constructor(readonly redis: Redis, private readonly bull: Redis, private readonly opts: Required<StarqClientOptions>) {
+    this.keys = new RedisKeys(opts.prefix);
+    this.registry = new ActorRegistry(redis, { keys: this.keys });
+    this.directory = new KvDirectory(redis, this.keys);
+    this.flows = createFlowProducer({ connection: bull, prefix: this.keys.bullPrefix });
+    this.requests = createQueue(this.keys.queues.requests, { connection: bull, prefix: this.keys.bullPrefix });
+    this.blocks = createQueue(this.keys.queues.blocks, { connection: bull, prefix: this.keys.bullPrefix });
+  }
+
+  static async connect(url: string, opts: StarqClientOptions = {}): Promise<StarqClient> {
+    const redis = await createRedis(url, { connectionName: 'starq-client' });
+    const bull = await createRedis(url, { forBullmq: true, connectionName: 'starq-client-bull' });
+    return new StarqClient(redis, bull, { prefix: opts.prefix ?? 'starq', contextTtlSeconds: opts.contextTtlSeconds ?? 86400 });
+  }
+
+  /** Live actors, optionally of one type. */
+  actors(type?: ActorRecord['type']): Promise<ActorRecord[]> {
+    return this.registry.list(type);
+  }
+
+  /** Validate, store the context, enqueue the flow. */
+  async submit(req: SubmitRequest): Promise<Submission> {
+    const plan = planMode(req.mode, req.contextIds.length, req);
+    const hosts = await this.registry.list('host');
+    const queryActors = await this.registry.list('query');
+    if (hosts.length === 0 || queryActors.length === 0) {
+      throw new RequestFailedError('cluster_unavailable', `the cluster has ${hosts.length} live host actors and ${queryActors.length} query actors; need at least one of each (start one with \`starq cluster up\`)`, null, 503);
+    }
+    const models = new Set([...hosts, ...queryActors].map((a) => a.capacity.model));
+    if (!models.has(req.model)) {
+      throw new InvalidInputError('unknown_model', `model ${JSON.stringify(req.model)} is not served by this cluster (served: ${[...models].join(', ')})`, 'model');
+    }
+    const capacity = hosts.reduce((s, h) => s + Math.max(0, h.capacity.freeKvBytes), 0);
+    const need = estimateKvBytes(hosts[0], req.contextIds.length);
+    if (need !== null && capacity > 0 && need > capacity) {
+      throw new CapacityError('context_over_capacity', `the context needs about ${need} bytes of KV cache but the cluster's hosts have ${capacity} bytes free`, 'context');
+    }
+    const requestId = req.requestId ?? randomUUID();
+    const hash = contextHash(req.contextIds);
+    const key = contextKey({ model: req.model, mode: req.mode === 'star' ? 'star' : 'exact', blockSize: plan.blockSize, anchorSize: plan.anchorSize, contextIds: req.contextIds });
+    await this.redis.set(this.keys.contextIds(hash), Buffer.from(Int32Array.from(req.contextIds).buffer), 'EX', this.opts.contextTtlSeconds);
+
+    // Blocks already encoded on a live host are reused; ring mode encodes in the query actor.
+    const alive = new Set(hosts.map((h) => h.id));
+    const cacheIds = plan.blocks.map((b) => blockCacheId(key, b.index));
+    const handles = req.mode === 'ring' ? cacheIds.map(() => null) : await this.directory.getMany(cacheIds);
+    const missing = req.mode === 'ring' ? [] : plan.blocks.filter((b, i) => !handles[i] || !alive.has(handles[i]!.hostId));
+    const data: RequestJobData = {
+      requestId,
+      model: req.model,
+      mode: req.mode,
+      blockSize: req.blockSize ?? null,
+      anchorSize: req.anchorSize ?? null,
+      hosts: req.hosts ?? null,
+      contextHash: hash,
+      contextLength: req.contextIds.length,
+      contextKey: key,
+      queryIds: req.queryIds,
+      maxNewTokens: req.maxNewTokens,
+      sampling: req.sampling,
+      stopIds: req.stopIds,
+      ignoreEos: !!req.ignoreEos,
+      cache: req.cache ?? true,
+      submittedAt: Date.now(),
+    };
+    const children: FlowJob[] = missing.map((b) => {
+      const child: BlockJobData = {
+        requestId,
+        model: req.model,
+        cacheId: cacheIds[b.index],
+        contextHash: hash,
+        contextLength: req.contextIds.length,
+        blockIndex: b.index,
+        blockSize: plan.blockSize,
+        anchorSize: plan.anchorSize,
+        segments: b.phase1.segments,
+        keepFrom: b.phase1.keepFrom,
+      };
+      return { name: 'block', queueName: this.keys.queues.blocks, data: child, opts: { jobId: `${requestId}-b${b.index}`, failParentOnFailure: true } };
+    });
+    await this.flows.add({ name: 'request', queueName: this.keys.queues.requests, data, opts: { jobId: requestId, attempts: 1 }, children });
+    return { requestId, plan, blocksToEncode: missing.length, blocksReused: plan.numBlocks - missing.length };
+  }
+
+  /**
+   * Follow a request's events until it finishes. Resolves with the result; rejects with the
+   * request's error (or when a block job failed for good).
+   */
+  async wait(requestId: string, on: { token?: (id: number, index: number) => void; phase1?: (done: number, total: number) => void; event?: (e: RequestEvent) => void } = {}, timeoutMs = 0): Promise<RequestResult> {
+    const stream = this.keys.requestEvents(requestId);
+    const reader = this.redis.duplicate();
+    let last = '0';
+    const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : Infinity;
+    try {
+      for (;;) {
+        const res = (await reader.xread('COUNT', 100, 'BLOCK', 500, 'STREAMS', stream, last)) as [string, [string, string[]][]][] | null;
+        for (const [, entries] of res ?? []) {
+          for (const [id, fields] of entries) {
+            last = id;
+            const e = JSON.parse(fields[1]) as RequestEvent;
+            on.event?.(e);
+            if (e.type === 'token') on.token?.(e.id, e.index);
+            else if (e.type === 'phase1') on.phase1?.(e.done, e.total);
+            else if (e.type === 'done') return e.result;
+            else if (e.type === 'error') throw new RequestFailedError(e.error.code, e.error.message, e.error.param, 400);
+          }
+        }
+        if (!res) {
+          const job = await this.requests.getJob(requestId);
+          const state = job ? await job.getState() : 'unknown';
+          if (state === 'failed') throw new RequestFailedError('request_failed', `request ${requestId} failed: ${job?.failedReason ?? 'unknown reason'}`);
+          if (state === 'unknown' && (await this.redis.exists(stream)) === 0) throw new RequestFailedError('request_not_found', `request ${requestId} does not exist (or expired)`, 'request_id', 404);
+          if (Date.now() > deadline) throw new RequestFailedError('request_timeout', `request ${requestId} did not finish within ${timeoutMs} ms (state: ${state})`, null, 504);
+        }
+      }
+    } finally {
+      reader.disconnect();
+    }
+  }
+
+  /** Queue counts (for tests and the dashboard). */
+  async queueCounts(): Promise<{ blocks: Record<string, number>; requests: Record<string, number> }> {
+    return {
+      blocks: await this.blocks.getJobCounts('waiting', 'active', 'completed', 'failed', 'delayed', 'waiting-children'),
+      requests: await this.requests.getJobCounts('waiting', 'active', 'completed', 'failed', 'delayed', 'waiting-children'),
+    };
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([this.flows.close(), this.requests.close(), this.blocks.close()]);
+    this.redis.disconnect();
+    this.bull.disconnect();
+  }
+}
+
+/** Bytes of KV for N context tokens, from a host's advertised per-token size (null if unknown). */
+function estimateKvBytes(host: ActorRecord | undefined, tokens: number): number | null {
+  const perToken = host?.capacity.kvBytesPerToken;
+  return perToken ? perToken * tokens : null;
+}

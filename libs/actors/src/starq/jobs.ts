@@ -1,0 +1,78 @@
+/**
+ * The JSON payloads of starq's BullMQ jobs and request events. Jobs never carry tensors or token
+ * lists of a context: a context's ids live once in Redis (`keys.contextIds(hash)`) and jobs name
+ * them by hash plus token ranges.
+ */
+import type { TokenRange } from '@starq/attention';
+
+/** Phase-1 work for one Star block (a child of the request flow). Pure function of its fields. */
+export interface BlockJobData {
+  requestId: string;
+  model: string;
+  /** Cache id the block's K/V are kept under (blockCacheId(contextKey, blockIndex)). */
+  cacheId: string;
+  contextHash: string;
+  contextLength: number;
+  blockIndex: number;
+  blockSize: number;
+  anchorSize: number;
+  /** Phase-1 sequence: [anchor,] block token ranges; positions = token indices. */
+  segments: TokenRange[];
+  keepFrom: number;
+}
+
+export interface SamplingData {
+  temperature: number;
+  topK: number;
+  topP: number;
+  seed: number;
+}
+
+/** A generation request (the flow parent, taken by a query actor once its blocks are encoded). */
+export interface RequestJobData {
+  requestId: string;
+  model: string;
+  mode: 'star' | 'global' | 'ring';
+  blockSize: number | null;
+  anchorSize: number | null;
+  hosts: number | null;
+  contextHash: string;
+  contextLength: number;
+  contextKey: string;
+  queryIds: number[];
+  maxNewTokens: number;
+  sampling: SamplingData;
+  stopIds: number[];
+  ignoreEos: boolean;
+  /** Keep the context's KV blocks for later requests. @defaultValue true */
+  cache: boolean;
+  /** Epoch ms when the client submitted (phase-1 time is measured from here). */
+  submittedAt: number;
+}
+
+export interface RequestResult {
+  requestId: string;
+  mode: 'star' | 'global' | 'ring';
+  contextTokens: number;
+  queryTokens: number;
+  blockSize: number;
+  anchorSize: number;
+  hosts: number;
+  generatedIds: number[];
+  finishReason: 'length' | 'stop';
+  timings: { phase1Ms: number; phase2Ms: number; firstTokenMs: number; decodeTokensPerSec: number };
+  /** Blocks encoded for this request (0 when every block was reused). */
+  blocksEncoded: number;
+  blocksReused: number;
+  /** Blocks re-encoded after a host was lost. */
+  blocksRecovered: number;
+}
+
+/** Events on `keys.requestEvents(requestId)` (a Redis stream; field `e` holds this JSON). */
+export type RequestEvent =
+  | { type: 'started'; queryActor: string; blocks: number; reused: number }
+  | { type: 'phase1'; done: number; total: number }
+  | { type: 'token'; index: number; id: number }
+  | { type: 'recovered'; blocks: number[]; fromHost: string }
+  | { type: 'done'; result: RequestResult }
+  | { type: 'error'; error: { code: string; message: string; param: string | null } };

@@ -1,0 +1,62 @@
+/**
+ * KV-cache handles in Redis (DESIGN §4): which host holds which block. Hosts write them after
+ * encoding; clients read them to skip phase 1 for an already-encoded context; query actors read
+ * them to find a request's blocks. A handle whose host is no longer alive is stale.
+ */
+import type { Redis } from 'ioredis';
+import { kvHandleFromHash, kvHandleToHash, type KvHandle, type RedisKeys } from '@starq/protocol';
+
+export class KvDirectory {
+  constructor(private readonly redis: Redis, private readonly keys: RedisKeys, private readonly ttlSeconds = 24 * 3600) {}
+
+  async put(h: KvHandle): Promise<void> {
+    await this.redis
+      .multi()
+      .hset(this.keys.kvHandle(h.cacheId), kvHandleToHash(h))
+      .expire(this.keys.kvHandle(h.cacheId), this.ttlSeconds)
+      .sadd(this.keys.hostKvIndex(h.hostId), h.cacheId)
+      .exec();
+  }
+
+  async get(cacheId: string): Promise<KvHandle | null> {
+    return kvHandleFromHash(await this.redis.hgetall(this.keys.kvHandle(cacheId)));
+  }
+
+  async getMany(cacheIds: string[]): Promise<(KvHandle | null)[]> {
+    if (cacheIds.length === 0) return [];
+    const p = this.redis.pipeline();
+    for (const id of cacheIds) p.hgetall(this.keys.kvHandle(id));
+    const res = (await p.exec()) ?? [];
+    return res.map(([err, rec]) => (err ? null : kvHandleFromHash(rec as Record<string, string>)));
+  }
+
+  async touch(cacheIds: string[], now = Date.now()): Promise<void> {
+    if (cacheIds.length === 0) return;
+    const p = this.redis.pipeline();
+    for (const id of cacheIds) p.hset(this.keys.kvHandle(id), 'lastUsedAt', String(now)).expire(this.keys.kvHandle(id), this.ttlSeconds);
+    await p.exec();
+  }
+
+  /** Remove handles — only those still pointing at `hostId` when given (a newer copy elsewhere stays). */
+  async remove(cacheIds: string[], hostId?: string): Promise<void> {
+    for (const id of cacheIds) {
+      if (hostId) {
+        const h = await this.get(id);
+        if (h && h.hostId !== hostId) continue;
+        await this.redis.srem(this.keys.hostKvIndex(hostId), id);
+      }
+      await this.redis.del(this.keys.kvHandle(id));
+    }
+  }
+
+  /** Cache ids a host has registered. */
+  hostBlocks(hostId: string): Promise<string[]> {
+    return this.redis.smembers(this.keys.hostKvIndex(hostId));
+  }
+
+  async dropHost(hostId: string): Promise<void> {
+    const ids = await this.hostBlocks(hostId);
+    await this.remove(ids, hostId);
+    await this.redis.del(this.keys.hostKvIndex(hostId));
+  }
+}
