@@ -8,6 +8,7 @@ import { registerGenerate } from './commands/generate';
 import { registerInspect } from './commands/inspect';
 import { registerEvalFidelity } from './commands/eval-fidelity';
 import { registerDemo } from './commands/demo';
+import { registerCluster } from './commands/cluster';
 
 export function buildProgram(): Command {
   const program = new Command('starq')
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   registerInspect(program);
   registerEvalFidelity(program);
   registerDemo(program);
+  registerCluster(program);
   return program;
 }
 
@@ -36,7 +38,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (e instanceof StarqError) {
       process.stderr.write(`starq: error [${e.code}]${e.param ? ` (${e.param})` : ''}: ${e.message}\n`);
-      return 2;
+      return e.status >= 500 ? 1 : 2; // 2 = the user's input is at fault
     }
     process.stderr.write(`starq: internal error: ${(e as Error).stack ?? e}\n`);
     return 1;

@@ -77,7 +77,13 @@ export class HostActor {
     await this.registry.register({
       id: this.id,
       type: 'host',
-      capacity: { model: this.cfg.modelId, freeKvBytes: this.cfg.kvLimitBytes, threads: this.cfg.threads, kvBytesPerToken: this.bytesPerToken },
+      capacity: {
+        model: this.cfg.modelId,
+        freeKvBytes: this.cfg.kvLimitBytes,
+        threads: this.cfg.threads,
+        kvBytesPerToken: this.bytesPerToken,
+        maxPositions: Math.min(this.model.maxPositionEmbeddings, this.model.slidingWindow ?? Infinity),
+      },
     });
     this.worker = createWorker<BlockJobData>(this.keys.queues.blocks, (job) => this.processBlockJob(job), {
       connection: this.bull,
@@ -111,7 +117,14 @@ export class HostActor {
     const ctx = new Int32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength)); // (N)
     const seq = { segments: d.segments, keepFrom: d.keepFrom, length: d.segments.reduce((n, s) => n + s.end - s.start, 0) };
     if (seq.segments.some((s) => s.start < 0 || s.end > ctx.length || s.end < s.start)) throw new UnrecoverableError(`block job ${job.id}: token ranges outside the context of ${ctx.length} tokens`);
-    const handle = await this.encode({ cacheId: d.cacheId, ids: Int32Array.from(phase1Tokens(ctx, seq)), positions: phase1Positions(seq), keepFrom: d.keepFrom });
+    let handle;
+    try {
+      handle = await this.encode({ cacheId: d.cacheId, ids: Int32Array.from(phase1Tokens(ctx, seq)), positions: phase1Positions(seq), keepFrom: d.keepFrom });
+    } catch (e) {
+      // The request itself is at fault (bad ids, too long, too large): retrying cannot help.
+      if (e instanceof StarqError && e.status < 500) throw new UnrecoverableError(`[${e.code}] ${e.message}`);
+      throw e;
+    }
     const now = Date.now();
     const blockSeg = d.segments[d.segments.length - 1];
     await this.directory.put({

@@ -148,6 +148,7 @@ export class QueryActor {
       const step = starStep(qm, placement);
       let cached = 0; // rows in the query cache before the current step
       let recoveries = 0;
+      const suspects = new Set<string>(); // hosts that failed a call: treated as dead for this request
       const resilientStep = async (ids: Int32Array, positions: Int32Array): Promise<Float32Array> => {
         for (;;) {
           try {
@@ -157,7 +158,8 @@ export class QueryActor {
           } catch (e) {
             if (!isRecoverable(e) || d.mode === 'ring' || ++recoveries > MAX_RECOVERIES) throw e;
             await this.engine.truncateCache(qcache, cached);
-            const fresh = await this.locate(plan, d, ctx, stats, emit);
+            if (e instanceof ActorDiedError || e instanceof ActorTimeoutError) suspects.add(e.actorId);
+            const fresh = await this.locate(plan, d, ctx, stats, emit, suspects);
             placement.splice(0, placement.length, ...fresh); // starStep reads the same array
           }
         }
@@ -204,10 +206,17 @@ export class QueryActor {
    * missing or whose host is not alive on a live host (least KV first). Placement is in block
    * order, one entry per host.
    */
-  private async locate(plan: StarPlan, d: RequestJobData, ctx: Int32Array, stats: { recovered: number }, emit: (e: RequestEvent) => Promise<void>): Promise<ContextPlacement[]> {
+  private async locate(
+    plan: StarPlan,
+    d: RequestJobData,
+    ctx: Int32Array,
+    stats: { recovered: number },
+    emit: (e: RequestEvent) => Promise<void>,
+    suspects: ReadonlySet<string> = new Set(),
+  ): Promise<ContextPlacement[]> {
     const cacheIds = plan.blocks.map((b) => blockCacheId(d.contextKey, b.index));
     const handles = await this.directory.getMany(cacheIds);
-    const hosts = await this.registry.list('host');
+    const hosts = (await this.registry.list('host')).filter((h) => !suspects.has(h.id));
     const alive = new Set(hosts.map((h) => h.id));
     const owner: string[] = [];
     const lost: number[] = [];

@@ -28,6 +28,8 @@ export interface ActorCapacity {
   threads: number;
   /** KV bytes one context token costs on this actor (all layers, K and V). */
   kvBytesPerToken?: number;
+  /** The model's position limit (max_position_embeddings, or the sliding window if smaller). */
+  maxPositions?: number;
 }
 
 /** What an actor is doing now (updated with {@link ActorRegistry.update}). */

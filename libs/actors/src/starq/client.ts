@@ -97,6 +97,15 @@ export class StarqClient {
     if (!models.has(req.model)) {
       throw new InvalidInputError('unknown_model', `model ${JSON.stringify(req.model)} is not served by this cluster (served: ${[...models].join(', ')})`, 'model');
     }
+    const maxPositions = Math.min(...hosts.map((h) => h.capacity.maxPositions ?? Infinity));
+    const total = req.contextIds.length + req.queryIds.length + req.maxNewTokens;
+    if (total > maxPositions) {
+      throw new CapacityError(
+        'context_too_long',
+        `context (${req.contextIds.length}) + query (${req.queryIds.length}) + max new tokens (${req.maxNewTokens}) = ${total} tokens exceeds the model's maximum of ${maxPositions} positions`,
+        'context',
+      );
+    }
     const capacity = hosts.reduce((s, h) => s + Math.max(0, h.capacity.freeKvBytes), 0);
     const need = estimateKvBytes(hosts[0], req.contextIds.length);
     if (need !== null && capacity > 0 && need > capacity) {
@@ -175,7 +184,12 @@ export class StarqClient {
         if (!res) {
           const job = await this.requests.getJob(requestId);
           const state = job ? await job.getState() : 'unknown';
-          if (state === 'failed') throw new RequestFailedError('request_failed', `request ${requestId} failed: ${job?.failedReason ?? 'unknown reason'}`);
+          if (state === 'failed') {
+            const reason = await this.failureReason(job!.failedReason ?? 'unknown reason');
+            const coded = /^\[([a-z_]+)\] (.*)$/s.exec(reason);
+            if (coded) throw new RequestFailedError(coded[1], coded[2], null, 400);
+            throw new RequestFailedError('request_failed', `request ${requestId} failed: ${reason}`);
+          }
           if (state === 'unknown' && (await this.redis.exists(stream)) === 0) throw new RequestFailedError('request_not_found', `request ${requestId} does not exist (or expired)`, 'request_id', 404);
           if (Date.now() > deadline) throw new RequestFailedError('request_timeout', `request ${requestId} did not finish within ${timeoutMs} ms (state: ${state})`, null, 504);
         }
@@ -183,6 +197,14 @@ export class StarqClient {
     } finally {
       reader.disconnect();
     }
+  }
+
+  /** A parent failed because a block job failed: report the block's own reason. */
+  private async failureReason(parentReason: string): Promise<string> {
+    const m = /child .*:([^:\s]+) failed/.exec(parentReason);
+    if (!m) return parentReason;
+    const child = await this.blocks.getJob(m[1]);
+    return child?.failedReason ?? parentReason;
   }
 
   /** Queue counts (for tests and the dashboard). */

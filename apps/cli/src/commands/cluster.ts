@@ -1,0 +1,220 @@
+/**
+ * `starq cluster up` — a local cluster: N host-actor processes and one query actor against a
+ * Redis (the given one, the default 127.0.0.1:6379, or — when none is reachable — a
+ * `redis-server` it starts on a free loopback port). Prints one `ready {...}` line on stdout when
+ * every actor has registered, stays in the foreground, and on SIGINT/SIGTERM stops every process it
+ * started (hosts release their KV handles).
+ *
+ * `starq cluster status` — the live actors of a cluster.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { ActorRegistry, createRedis, RedisUnavailableError } from '@starq/actors';
+import { InvalidInputError, RedisKeys, StarqError } from '@starq/protocol';
+import { writeRandomCheckpoint } from '@starq/model/testing/random-checkpoint';
+import { intFlag } from '../options';
+import { defaultModelDir } from './demo';
+
+const ACTOR_BIN = path.resolve(__dirname, '../../../../bin/starq-actor');
+
+export function registerCluster(program: Command): void {
+  const cluster = program.command('cluster').description('run or inspect a starq cluster');
+  cluster
+    .command('up')
+    .description('start N host actors and a query actor (and Redis if none is reachable)')
+    .option('--hosts <n>', 'host actor processes', '2')
+    .option('--redis <url>', 'Redis URL (default: 127.0.0.1:6379, else a private redis-server)')
+    .option('--model <dir>', 'model directory (default: ../shared/models/stories260K, else a generated tiny model)')
+    .option('--threads <n>', 'ORT threads per actor', '1')
+    .option('--prefix <p>', 'Redis key prefix of this cluster', process.env.STARQ_PREFIX || 'starq')
+    .option('--kv-limit <bytes>', 'KV memory limit per host in bytes')
+    .action(async (f: { hosts: string; redis?: string; model?: string; threads: string; prefix: string; kvLimit?: string }) => {
+      await clusterUp(f);
+    });
+  cluster
+    .command('status')
+    .description('list the live actors of a cluster')
+    .option('--redis <url>', 'Redis URL', 'redis://127.0.0.1:6379')
+    .option('--prefix <p>', 'Redis key prefix of the cluster', process.env.STARQ_PREFIX || 'starq')
+    .option('--json', 'print one JSON object')
+    .action(async (f: { redis: string; prefix: string; json?: boolean }) => {
+      const redis = await createRedis(f.redis);
+      try {
+        const registry = new ActorRegistry(redis, { keys: new RedisKeys(f.prefix) });
+        const now = Date.now();
+        const actors = (await registry.list()).map((a) => ({
+          id: a.id,
+          type: a.type,
+          alive: true,
+          model: a.capacity.model,
+          blocks: a.status.blocks,
+          kvBytes: a.status.kvBytes,
+          busy: a.status.busy,
+          pid: a.pid,
+          hostname: a.hostname,
+          lastHeartbeatMsAgo: now - a.heartbeatAt,
+        }));
+        if (f.json) {
+          process.stdout.write(JSON.stringify({ redis: f.redis, prefix: f.prefix, actors }) + '\n');
+          return;
+        }
+        if (actors.length === 0) process.stdout.write(`no live actors under prefix ${f.prefix} at ${f.redis}\n`);
+        for (const a of actors) {
+          process.stdout.write(`${a.id.padEnd(28)} ${a.type.padEnd(6)} alive  model ${a.model}  blocks ${a.blocks}  kv ${a.kvBytes} B  ${a.busy ? 'busy' : 'idle'}  heartbeat ${a.lastHeartbeatMsAgo} ms ago  (${a.hostname}:${a.pid})\n`);
+        }
+      } finally {
+        redis.disconnect();
+      }
+    });
+}
+
+async function clusterUp(f: { hosts: string; redis?: string; model?: string; threads: string; prefix: string; kvLimit?: string }): Promise<void> {
+  const hosts = intFlag(f.hosts, 'hosts', 1)!;
+  const threads = intFlag(f.threads, 'threads', 1)!;
+  const kvLimit = intFlag(f.kvLimit, 'kv-limit', 1);
+  const children: ChildProcess[] = [];
+  let tmpModel: string | null = null;
+  let redisProc: ChildProcess | null = null;
+  const cleanup = async () => {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+    await Promise.all(children.map((c) => waitExit(c, 10000)));
+    if (redisProc && redisProc.exitCode === null) {
+      redisProc.kill('SIGTERM');
+      await waitExit(redisProc, 5000);
+    }
+    if (tmpModel) fs.rmSync(tmpModel, { recursive: true, force: true });
+  };
+  try {
+    let modelDir = f.model ?? defaultModelDir();
+    if (!modelDir) {
+      tmpModel = fs.mkdtempSync(path.join(os.tmpdir(), 'starq-cluster-model-'));
+      writeRandomCheckpoint(tmpModel, { architecture: 'llama', hidden: 64, intermediate: 128, layers: 2, heads: 4, kvHeads: 2, vocab: 128, maxPositions: 2048, dtype: 'F32', tied: true, sharded: false, seed: 1 });
+      modelDir = tmpModel;
+      process.stderr.write(`cluster: ../shared/models/stories260K not found, serving a generated random model from ${tmpModel}\n`);
+    }
+    if (!fs.existsSync(path.join(modelDir, 'config.json'))) throw new InvalidInputError('model_not_found', `model directory ${modelDir} has no config.json`, 'model');
+    let redisUrl = f.redis ?? 'redis://127.0.0.1:6379';
+    let redis = await createRedis(redisUrl).catch((e) => {
+      if (f.redis || !(e instanceof RedisUnavailableError)) throw e;
+      return null;
+    });
+    if (!redis) {
+      const port = await freePort();
+      redisProc = startRedis(port);
+      redisUrl = `redis://127.0.0.1:${port}`;
+      redis = await retry(() => createRedis(redisUrl), 50, 100);
+      process.stderr.write(`cluster: no Redis at 127.0.0.1:6379, started redis-server on ${redisUrl}\n`);
+    }
+    const keys = new RedisKeys(f.prefix);
+    const registry = new ActorRegistry(redis, { keys });
+    const existing = (await registry.list()).length;
+    if (existing > 0) process.stderr.write(`cluster: note: ${existing} actors already live under prefix ${f.prefix}\n`);
+    const tag = `${os.hostname()}-${process.pid}`;
+    const env = (type: string, i: number) => ({
+      ...process.env,
+      STARQ_REDIS_URL: redisUrl,
+      STARQ_PREFIX: f.prefix,
+      STARQ_MODEL_DIR: modelDir!,
+      STARQ_THREADS: String(threads),
+      STARQ_ACTOR_ID: `${type}-${i}-${tag}`,
+      ...(kvLimit ? { STARQ_KV_LIMIT_BYTES: String(kvLimit) } : {}),
+    });
+    const spawnActor = (app: 'host-actor' | 'query-actor', i: number) => {
+      const c = spawn(process.execPath, [ACTOR_BIN, app], { env: env(app === 'host-actor' ? 'host' : 'query', i), stdio: ['ignore', 'pipe', 'pipe'] });
+      const name = `${app}-${i}`;
+      c.stdout!.on('data', (b: Buffer) => process.stderr.write(prefixLines(name, b)));
+      c.stderr!.on('data', (b: Buffer) => process.stderr.write(prefixLines(name, b)));
+      c.on('exit', (code, sig) => {
+        if (!stopping) process.stderr.write(`cluster: ${name} (pid ${c.pid}) exited (${sig ?? code}); its KV blocks are lost and will be re-encoded on demand\n`);
+      });
+      children.push(c);
+      return `${app === 'host-actor' ? 'host' : 'query'}-${i}-${tag}`;
+    };
+    const ids = [...Array.from({ length: hosts }, (_, i) => spawnActor('host-actor', i)), spawnActor('query-actor', 0)];
+    const deadline = Date.now() + 180000;
+    for (;;) {
+      const live = new Set((await registry.list()).map((a) => a.id));
+      if (ids.every((id) => live.has(id))) break;
+      const dead = children.find((c) => c.exitCode !== null);
+      if (dead) throw new StarqError('actor_failed', `an actor process exited during start-up (exit ${dead.exitCode}); see its output above`, { status: 500 });
+      if (Date.now() > deadline) throw new StarqError('startup_timeout', `actors did not register within 180 s (registered: ${[...live].join(', ') || 'none'})`, { status: 500 });
+      await sleep(200);
+    }
+    redis.disconnect();
+    process.stdout.write(`ready ${JSON.stringify({ redis: redisUrl, prefix: f.prefix, model: modelDir, hosts: ids.slice(0, hosts), queryActors: ids.slice(hosts) })}\n`);
+    await new Promise<void>((resolve) => {
+      const stop = () => resolve();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+    stopping = true;
+    process.stderr.write('cluster: stopping\n');
+  } finally {
+    stopping = true;
+    await cleanup();
+  }
+}
+
+let stopping = false;
+
+function prefixLines(name: string, b: Buffer): string {
+  return b
+    .toString()
+    .split('\n')
+    .filter((l) => l.length > 0)
+    .map((l) => `[${name}] ${l}\n`)
+    .join('');
+}
+
+function startRedis(port: number): ChildProcess {
+  const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
+  p.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') {
+      process.stderr.write('starq: error [redis_not_installed]: no Redis is reachable and redis-server is not installed: install it (Debian: apt-get install -y redis-server) or pass --redis URL\n');
+      process.exit(2);
+    }
+  });
+  return p;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+async function retry<T>(fn: () => Promise<T>, times: number, delayMs: number): Promise<T> {
+  for (let i = 0; ; i++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (i >= times) throw e;
+      await sleep(delayMs);
+    }
+  }
+}
+
+function waitExit(c: ChildProcess, ms: number): Promise<void> {
+  if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => {
+      c.kill('SIGKILL');
+      resolve();
+    }, ms);
+    c.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
