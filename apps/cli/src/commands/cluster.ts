@@ -17,7 +17,7 @@ import { ActorRegistry, createRedis, RedisUnavailableError } from '@starq/actors
 import { InvalidInputError, RedisKeys, StarqError } from '@starq/protocol';
 import { writeRandomCheckpoint } from '@starq/model/testing/random-checkpoint';
 import { intFlag } from '../options';
-import { defaultModelDir } from './demo';
+import { defaultModelDir } from '../default-model';
 
 const ACTOR_BIN = path.resolve(__dirname, '../../../../bin/starq-actor');
 
@@ -72,14 +72,39 @@ export function registerCluster(program: Command): void {
     });
 }
 
-async function clusterUp(f: { hosts: string; redis?: string; model?: string; threads: string; prefix: string; kvLimit?: string }): Promise<void> {
-  const hosts = intFlag(f.hosts, 'hosts', 1)!;
-  const threads = intFlag(f.threads, 'threads', 1)!;
-  const kvLimit = intFlag(f.kvLimit, 'kv-limit', 1);
+export interface LocalProcessCluster {
+  redisUrl: string;
+  prefix: string;
+  modelDir: string;
+  hostIds: string[];
+  queryIds: string[];
+  /** Stop every process started (actors first, then the private Redis), remove temp files. */
+  stop(): Promise<void>;
+}
+
+export interface StartClusterOptions {
+  hosts: number;
+  threads: number;
+  prefix: string;
+  redisUrl?: string;
+  modelDir?: string | null;
+  kvLimit?: number;
+  /** Where actor output goes. @defaultValue process.stderr */
+  log?: (line: string) => void;
+}
+
+/**
+ * Start N host actors and one query actor as child processes (and a private redis-server when no
+ * Redis is reachable and none was given); resolves when all have registered.
+ */
+export async function startProcessCluster(o: StartClusterOptions): Promise<LocalProcessCluster> {
+  const log = o.log ?? ((l: string) => process.stderr.write(l));
   const children: ChildProcess[] = [];
   let tmpModel: string | null = null;
   let redisProc: ChildProcess | null = null;
-  const cleanup = async () => {
+  let stopping = false;
+  const stop = async () => {
+    stopping = true;
     for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
     await Promise.all(children.map((c) => waitExit(c, 10000)));
     if (redisProc && redisProc.exitCode === null) {
@@ -89,77 +114,96 @@ async function clusterUp(f: { hosts: string; redis?: string; model?: string; thr
     if (tmpModel) fs.rmSync(tmpModel, { recursive: true, force: true });
   };
   try {
-    let modelDir = f.model ?? defaultModelDir();
+    let modelDir = o.modelDir ?? defaultModelDir();
     if (!modelDir) {
       tmpModel = fs.mkdtempSync(path.join(os.tmpdir(), 'starq-cluster-model-'));
       writeRandomCheckpoint(tmpModel, { architecture: 'llama', hidden: 64, intermediate: 128, layers: 2, heads: 4, kvHeads: 2, vocab: 128, maxPositions: 2048, dtype: 'F32', tied: true, sharded: false, seed: 1 });
       modelDir = tmpModel;
-      process.stderr.write(`cluster: ../shared/models/stories260K not found, serving a generated random model from ${tmpModel}\n`);
+      log(`cluster: ../shared/models/stories260K not found, serving a generated random model from ${tmpModel}\n`);
     }
     if (!fs.existsSync(path.join(modelDir, 'config.json'))) throw new InvalidInputError('model_not_found', `model directory ${modelDir} has no config.json`, 'model');
-    let redisUrl = f.redis ?? 'redis://127.0.0.1:6379';
+    let redisUrl = o.redisUrl ?? 'redis://127.0.0.1:6379';
     let redis = await createRedis(redisUrl).catch((e) => {
-      if (f.redis || !(e instanceof RedisUnavailableError)) throw e;
+      if (o.redisUrl || !(e instanceof RedisUnavailableError)) throw e;
       return null;
     });
     if (!redis) {
       const port = await freePort();
-      redisProc = startRedis(port);
+      redisProc = await startRedis(port);
       redisUrl = `redis://127.0.0.1:${port}`;
       redis = await retry(() => createRedis(redisUrl), 50, 100);
-      process.stderr.write(`cluster: no Redis at 127.0.0.1:6379, started redis-server on ${redisUrl}\n`);
+      log(`cluster: no Redis at 127.0.0.1:6379, started redis-server on ${redisUrl}\n`);
     }
-    const keys = new RedisKeys(f.prefix);
-    const registry = new ActorRegistry(redis, { keys });
-    const existing = (await registry.list()).length;
-    if (existing > 0) process.stderr.write(`cluster: note: ${existing} actors already live under prefix ${f.prefix}\n`);
-    const tag = `${os.hostname()}-${process.pid}`;
-    const env = (type: string, i: number) => ({
-      ...process.env,
-      STARQ_REDIS_URL: redisUrl,
-      STARQ_PREFIX: f.prefix,
-      STARQ_MODEL_DIR: modelDir!,
-      STARQ_THREADS: String(threads),
-      STARQ_ACTOR_ID: `${type}-${i}-${tag}`,
-      ...(kvLimit ? { STARQ_KV_LIMIT_BYTES: String(kvLimit) } : {}),
-    });
-    const spawnActor = (app: 'host-actor' | 'query-actor', i: number) => {
-      const c = spawn(process.execPath, [ACTOR_BIN, app], { env: env(app === 'host-actor' ? 'host' : 'query', i), stdio: ['ignore', 'pipe', 'pipe'] });
-      const name = `${app}-${i}`;
-      c.stdout!.on('data', (b: Buffer) => process.stderr.write(prefixLines(name, b)));
-      c.stderr!.on('data', (b: Buffer) => process.stderr.write(prefixLines(name, b)));
-      c.on('exit', (code, sig) => {
-        if (!stopping) process.stderr.write(`cluster: ${name} (pid ${c.pid}) exited (${sig ?? code}); its KV blocks are lost and will be re-encoded on demand\n`);
-      });
-      children.push(c);
-      return `${app === 'host-actor' ? 'host' : 'query'}-${i}-${tag}`;
-    };
-    const ids = [...Array.from({ length: hosts }, (_, i) => spawnActor('host-actor', i)), spawnActor('query-actor', 0)];
-    const deadline = Date.now() + 180000;
-    for (;;) {
-      const live = new Set((await registry.list()).map((a) => a.id));
-      if (ids.every((id) => live.has(id))) break;
-      const dead = children.find((c) => c.exitCode !== null);
-      if (dead) throw new StarqError('actor_failed', `an actor process exited during start-up (exit ${dead.exitCode}); see its output above`, { status: 500 });
-      if (Date.now() > deadline) throw new StarqError('startup_timeout', `actors did not register within 180 s (registered: ${[...live].join(', ') || 'none'})`, { status: 500 });
-      await sleep(200);
+    try {
+      const registry = new ActorRegistry(redis, { keys: new RedisKeys(o.prefix) });
+      const existing = (await registry.list()).length;
+      if (existing > 0) log(`cluster: note: ${existing} actors already live under prefix ${o.prefix}\n`);
+      const tag = `${os.hostname()}-${process.pid}`;
+      const spawnActor = (app: 'host-actor' | 'query-actor', i: number) => {
+        const id = `${app === 'host-actor' ? 'host' : 'query'}-${i}-${tag}`;
+        const env = {
+          ...process.env,
+          STARQ_REDIS_URL: redisUrl,
+          STARQ_PREFIX: o.prefix,
+          STARQ_MODEL_DIR: modelDir!,
+          STARQ_THREADS: String(o.threads),
+          STARQ_ACTOR_ID: id,
+          ...(o.kvLimit ? { STARQ_KV_LIMIT_BYTES: String(o.kvLimit) } : {}),
+        };
+        const c = spawn(process.execPath, [ACTOR_BIN, app], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+        const name = `${app}-${i}`;
+        c.stdout!.on('data', (b: Buffer) => log(prefixLines(name, b)));
+        c.stderr!.on('data', (b: Buffer) => log(prefixLines(name, b)));
+        c.on('exit', (code, sig) => {
+          if (!stopping) log(`cluster: ${name} (pid ${c.pid}) exited (${sig ?? code}); its KV blocks are lost and will be re-encoded on demand\n`);
+        });
+        children.push(c);
+        return id;
+      };
+      const hostIds = Array.from({ length: o.hosts }, (_, i) => spawnActor('host-actor', i));
+      const queryIds = [spawnActor('query-actor', 0)];
+      const ids = [...hostIds, ...queryIds];
+      const deadline = Date.now() + 180000;
+      for (;;) {
+        const live = new Set((await registry.list()).map((a) => a.id));
+        if (ids.every((id) => live.has(id))) break;
+        const dead = children.find((c) => c.exitCode !== null);
+        if (dead) throw new StarqError('actor_failed', `an actor process exited during start-up (exit ${dead.exitCode}); see its output above`, { status: 500 });
+        if (Date.now() > deadline) throw new StarqError('startup_timeout', `actors did not register within 180 s (registered: ${[...live].join(', ') || 'none'})`, { status: 500 });
+        await sleep(200);
+      }
+      return { redisUrl, prefix: o.prefix, modelDir, hostIds, queryIds, stop };
+    } finally {
+      redis.disconnect();
     }
-    redis.disconnect();
-    process.stdout.write(`ready ${JSON.stringify({ redis: redisUrl, prefix: f.prefix, model: modelDir, hosts: ids.slice(0, hosts), queryActors: ids.slice(hosts) })}\n`);
-    await new Promise<void>((resolve) => {
-      const stop = () => resolve();
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-    });
-    stopping = true;
-    process.stderr.write('cluster: stopping\n');
-  } finally {
-    stopping = true;
-    await cleanup();
+  } catch (e) {
+    await stop();
+    throw e;
   }
 }
 
-let stopping = false;
+async function clusterUp(f: { hosts: string; redis?: string; model?: string; threads: string; prefix: string; kvLimit?: string }): Promise<void> {
+  const cluster = await startProcessCluster({
+    hosts: intFlag(f.hosts, 'hosts', 1)!,
+    threads: intFlag(f.threads, 'threads', 1)!,
+    kvLimit: intFlag(f.kvLimit, 'kv-limit', 1),
+    prefix: f.prefix,
+    redisUrl: f.redis,
+    modelDir: f.model ?? null,
+  });
+  try {
+    process.stdout.write(`ready ${JSON.stringify({ redis: cluster.redisUrl, prefix: cluster.prefix, model: cluster.modelDir, hosts: cluster.hostIds, queryActors: cluster.queryIds })}\n`);
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', () => resolve());
+      process.once('SIGTERM', () => resolve());
+    });
+    process.stderr.write('cluster: stopping\n');
+  } finally {
+    await cluster.stop();
+  }
+}
+
+
 
 function prefixLines(name: string, b: Buffer): string {
   return b
@@ -170,15 +214,19 @@ function prefixLines(name: string, b: Buffer): string {
     .join('');
 }
 
-function startRedis(port: number): ChildProcess {
-  const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
-  p.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'ENOENT') {
-      process.stderr.write('starq: error [redis_not_installed]: no Redis is reachable and redis-server is not installed: install it (Debian: apt-get install -y redis-server) or pass --redis URL\n');
-      process.exit(2);
-    }
+/** A private redis-server on a loopback port (fails clearly when the binary is missing). */
+function startRedis(port: number): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
+    p.once('error', (e: NodeJS.ErrnoException) =>
+      reject(
+        e.code === 'ENOENT'
+          ? new StarqError('redis_not_installed', 'no Redis is reachable at 127.0.0.1:6379 and redis-server is not installed: install it (Debian: apt-get install -y redis-server) or pass --redis URL', { param: 'redis', status: 400 })
+          : e,
+      ),
+    );
+    p.once('spawn', () => resolve(p));
   });
-  return p;
 }
 
 function freePort(): Promise<number> {

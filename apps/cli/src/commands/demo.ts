@@ -7,11 +7,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { MODES } from '@starq/attention';
+import { MODES, type Mode } from '@starq/attention';
+import { createRedis, deleteKeysByPrefix, StarqClient } from '@starq/actors';
 import { loadConfig } from '@starq/model/config';
 import { StarqTokenizer } from '@starq/model/tokenizer';
 import { LocalCluster } from '@starq/model/local/local-cluster';
 import { writeRandomCheckpoint } from '@starq/model/testing/random-checkpoint';
+import { startProcessCluster } from './cluster';
+import { defaultModelDir } from '../default-model';
 
 const STORY =
   'Once upon a time, there was a little girl named Lily. She loved to play outside with her dog, Max. ' +
@@ -21,17 +24,15 @@ const STORY =
   'Max licked her face. Lily smiled and went to bed. The next morning, Lily woke up early. She looked out of the window and saw that it was raining.';
 const QUERY = ' Lily wanted to';
 
-export function defaultModelDir(): string | null {
-  const dir = path.resolve(__dirname, '../../../../../shared/models/stories260K');
-  return fs.existsSync(path.join(dir, 'config.json')) ? dir : null;
-}
 
 export function registerDemo(program: Command): void {
   program
     .command('demo')
-    .description('run one long-context request in star, ring and global mode on the embedded default model')
+    .description('one long-context request in star, ring and global mode: in-process, then on a local cluster of actor processes')
     .option('--model <dir>', 'model directory (default: ../shared/models/stories260K, else a generated tiny model)')
-    .action(async (flags: { model?: string }) => {
+    .option('--hosts <n>', 'host actor processes of the demo cluster', '2')
+    .option('--redis <url>', 'Redis URL (default: 127.0.0.1:6379, else a private redis-server)')
+    .action(async (flags: { model?: string; hosts: string; redis?: string }) => {
       let dir = flags.model ?? defaultModelDir();
       let tmp: string | null = null;
       if (!dir) {
@@ -41,28 +42,68 @@ export function registerDemo(program: Command): void {
         process.stderr.write(`../shared/models/stories260K not found: using a generated random model in ${tmp}\n`);
       }
       try {
-        const config = loadConfig(dir);
-        const tok = StarqTokenizer.load(dir);
-        const contextIds = tok.encode(STORY);
-        const queryIds = tok.encode(QUERY, { addSpecialTokens: false });
-        const blockSize = Math.ceil(contextIds.length / 4);
-        process.stdout.write(`model ${dir}\ncontext ${contextIds.length} tokens, query ${JSON.stringify(QUERY)} (${queryIds.length} tokens), block size ${blockSize}, 4 in-process hosts\n\n`);
-        const cluster = await LocalCluster.start(dir, config, { hosts: 4 });
-        try {
-          for (const mode of MODES) {
-            const opts = mode === 'global' ? {} : { blockSize, hosts: 4 };
-            const r = await cluster.generate({ mode, contextIds, queryIds, ...opts }, { maxNewTokens: 24, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 }, stopIds: tok.eosTokenIds });
-            const t = r.timings;
-            process.stdout.write(
-              `[${mode.padEnd(6)}] ${JSON.stringify(tok.decode(r.generatedIds))}\n` +
-                `         phase 1 ${t.phase1Ms.toFixed(1)} ms, first token ${t.firstTokenMs.toFixed(1)} ms, decode ${t.decodeTokensPerSec.toFixed(0)} tok/s\n`,
-            );
-          }
-        } finally {
-          await cluster.close();
-        }
+        await demo(dir, Number(flags.hosts) || 2, flags.redis);
       } finally {
         if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
       }
     });
+}
+
+async function demo(dir: string, hosts: number, redisUrl: string | undefined): Promise<void> {
+  const out = (s: string) => process.stdout.write(s);
+  const config = loadConfig(dir);
+  const tok = StarqTokenizer.load(dir);
+  const contextIds = tok.encode(STORY);
+  const queryIds = tok.encode(QUERY, { addSpecialTokens: false });
+  const blockSize = Math.ceil(contextIds.length / 4);
+  const gen = { maxNewTokens: 24, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 }, stopIds: tok.eosTokenIds };
+  const modeOpts = (mode: Mode) => (mode === 'global' ? {} : { blockSize, hosts: 4 });
+  out(`model ${dir}\ncontext ${contextIds.length} tokens, query ${JSON.stringify(QUERY)} (${queryIds.length} tokens), block size ${blockSize} (4 blocks)\n`);
+
+  out(`\n1) in-process: 4 simulated hosts (worker threads) + a query actor\n`);
+  const local = new Map<Mode, number[]>();
+  const cluster = await LocalCluster.start(dir, config, { hosts: 4 });
+  try {
+    for (const mode of MODES) {
+      const r = await cluster.generate({ mode, contextIds, queryIds, ...modeOpts(mode) }, gen);
+      local.set(mode, r.generatedIds);
+      out(line(mode, tok.decode(r.generatedIds), r.timings));
+    }
+  } finally {
+    await cluster.close();
+  }
+
+  out(`\n2) a cluster of processes: ${hosts} host actors + 1 query actor on Redis (BullMQ block jobs, pub/sub partials)\n`);
+  const pc = await startProcessCluster({ hosts, threads: 1, prefix: `starq-demo-${process.pid}`, redisUrl, modelDir: dir, log: () => undefined });
+  const client = await StarqClient.connect(pc.redisUrl, { prefix: pc.prefix });
+  try {
+    out(`   redis ${pc.redisUrl}, actors: ${[...pc.hostIds, ...pc.queryIds].join(', ')}\n`);
+    for (const mode of MODES) {
+      const sub = await client.submit({ model: path.basename(path.resolve(dir)), mode, contextIds, queryIds, ...modeOpts(mode), ...gen });
+      const r = await client.wait(sub.requestId);
+      const same = JSON.stringify(r.generatedIds) === JSON.stringify(local.get(mode));
+      out(line(mode, tok.decode(r.generatedIds), r.timings) + `         ${same ? 'same tokens as in-process' : 'DIFFERENT tokens from in-process'}; blocks encoded ${r.blocksEncoded}, reused ${r.blocksReused}\n`);
+    }
+    const again = await client.submit({ model: path.basename(path.resolve(dir)), mode: 'star', contextIds, queryIds: tok.encode(' The next day', { addSpecialTokens: false }), blockSize, hosts: 4, ...gen });
+    const r = await client.wait(again.requestId);
+    out(`\n   a second question on the same document reuses its KV blocks (encoded ${r.blocksEncoded}, reused ${r.blocksReused}):\n`);
+    out(line('star', tok.decode(r.generatedIds), r.timings));
+  } finally {
+    await client.close();
+    await cleanupPrefix(pc.redisUrl, pc.prefix);
+    await pc.stop();
+  }
+}
+
+function line(mode: string, text: string, t: { phase1Ms: number; firstTokenMs: number; decodeTokensPerSec: number }): string {
+  return `   [${mode.padEnd(6)}] ${JSON.stringify(text)}\n         phase 1 ${t.phase1Ms.toFixed(0)} ms, first token ${t.firstTokenMs.toFixed(0)} ms, decode ${t.decodeTokensPerSec.toFixed(0)} tok/s\n`;
+}
+
+async function cleanupPrefix(url: string, prefix: string): Promise<void> {
+  const redis = await createRedis(url);
+  try {
+    await deleteKeysByPrefix(redis, prefix);
+  } finally {
+    redis.disconnect();
+  }
 }
