@@ -36,12 +36,19 @@ export interface ActorClientOptions {
   clientId?: string;
   /** @defaultValue 30000 */
   defaultTimeoutMs?: number;
+  /**
+   * While calls are pending, check this often whether their actors are still alive in the
+   * registry; calls to an actor whose record expired fail with ActorDiedError at once instead of
+   * waiting for their timeout. 0 disables the check. @defaultValue 1000
+   */
+  livenessCheckMs?: number;
   /** Reports replies that match no pending call or cannot be decoded. @defaultValue ignore */
   onStrayReply?: (info: string) => void;
 }
 
 interface Pending {
   actorId: string;
+  startedAt: number;
   method: string;
   timeoutMs: number;
   resolve: (v: any) => void;
@@ -68,6 +75,8 @@ export class ActorClient {
   private subscribed = false;
   private subscribing: Promise<void> | null = null;
   private closed = false;
+  private readonly livenessCheckMs: number;
+  private livenessTimer: NodeJS.Timeout | null = null;
   private readonly listener = (channel: Buffer, data: Buffer) => {
     if (channel.equals(this.channelBuf)) this.onReply(data);
   };
@@ -85,6 +94,7 @@ export class ActorClient {
     this.subscriber = opts.subscriber ?? duplicateRedis(redis);
     this.registry = opts.registry ?? new ActorRegistry(redis, { keys: this.keys });
     this.onStrayReply = opts.onStrayReply ?? (() => undefined);
+    this.livenessCheckMs = opts.livenessCheckMs ?? 1000;
   }
 
   /** Calls in flight. */
@@ -142,6 +152,7 @@ export class ActorClient {
     return new Promise<T>((resolve, reject) => {
       const p: Pending = {
         actorId,
+        startedAt: Date.now(),
         method,
         timeoutMs,
         resolve,
@@ -155,6 +166,7 @@ export class ActorClient {
         p.cleanup = () => signal.removeEventListener('abort', onAbort);
       }
       this.pendingCalls.set(id, p);
+      this.armLivenessCheck();
       this.redis.publish(inbox, buf).then(
         (receivers) => {
           if (receivers === 0) this.settle(id, new ActorDiedError(actorId, method, 'no process subscribes to its inbox'));
@@ -174,6 +186,7 @@ export class ActorClient {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.livenessTimer) clearTimeout(this.livenessTimer);
     for (const id of [...this.pendingCalls.keys()]) this.settle(id, new ActorClientClosedError(`ActorClient ${this.clientId}`));
     this.subscriber.off('messageBuffer', this.listener);
     try {
@@ -181,6 +194,30 @@ export class ActorClient {
       else if (this.subscribed || this.subscribing) await this.subscriber.unsubscribe(this.replyChannel);
     } catch {
       if (this.ownSubscriber) this.subscriber.disconnect();
+    }
+  }
+
+  /** Runs the liveness check while calls are pending (see `livenessCheckMs`). */
+  private armLivenessCheck(): void {
+    if (this.livenessCheckMs <= 0 || this.livenessTimer || this.closed) return;
+    this.livenessTimer = setTimeout(() => {
+      this.livenessTimer = null;
+      void this.checkLiveness().finally(() => {
+        if (this.pendingCalls.size > 0) this.armLivenessCheck();
+      });
+    }, this.livenessCheckMs);
+    this.livenessTimer.unref();
+  }
+
+  private async checkLiveness(): Promise<void> {
+    const cutoff = Date.now() - this.livenessCheckMs;
+    const actors = new Set([...this.pendingCalls.values()].filter((p) => p.startedAt <= cutoff).map((p) => p.actorId));
+    for (const actorId of actors) {
+      const alive = await this.registry.isAlive(actorId).catch(() => true); // unsure: let the timeout decide
+      if (alive) continue;
+      for (const [id, p] of [...this.pendingCalls]) {
+        if (p.actorId === actorId) this.settle(id, new ActorDiedError(actorId, p.method, 'its registry record expired while the call was pending'));
+      }
     }
   }
 

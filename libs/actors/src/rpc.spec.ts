@@ -176,6 +176,29 @@ describe('actor RPC', () => {
     }
   });
 
+  it('fails a pending call as soon as the callee\'s registry record expires (no waiting for the timeout)', async () => {
+    // a hung actor: subscribed, registered, then its heartbeats stop (record expires after ttl)
+    const hungRegistry = new ActorRegistry(redis, { keys, heartbeatMs: 100, ttlMs: 400 });
+    await hungRegistry.register({ id: 'hung', type: 'host' });
+    const hung = new ActorServer(redis, { actorId: 'hung', keys });
+    hung.method('sleep', () => sleep(5000));
+    await hung.start();
+    const watcher = new ActorClient(redis, { keys, livenessCheckMs: 200 });
+    try {
+      const t0 = Date.now();
+      const call = watcher.handle('hung').call('sleep', {}, { timeoutMs: 20000 }).catch((e: unknown) => e);
+      await sleep(300);
+      await hungRegistry.deregister(); // as if the process had frozen and its record expired
+      const err = await call;
+      expect(err).toBeInstanceOf(ActorDiedError);
+      expect((err as Error).message).toMatch(/registry record expired while the call was pending/);
+      expect(Date.now() - t0).toBeLessThan(2000);
+    } finally {
+      await watcher.close();
+      await hung.stop({ drainMs: 0 });
+    }
+  });
+
   it('survives malformed messages and keeps serving', async () => {
     const p = await probe();
     const before = { ...server.stats };
