@@ -9,6 +9,7 @@ import { registerInspect } from './commands/inspect';
 import { registerEvalFidelity } from './commands/eval-fidelity';
 import { registerDemo } from './commands/demo';
 import { registerCluster } from './commands/cluster';
+import { registerSubmit } from './commands/submit';
 
 export function buildProgram(): Command {
   const program = new Command('starq')
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerEvalFidelity(program);
   registerDemo(program);
   registerCluster(program);
+  registerSubmit(program);
   return program;
 }
 

@@ -9,7 +9,7 @@
  * K/V are rolled back from the query cache, and the step is retried. Ring mode runs its phase 1
  * here (layer-synchronous over the hosts).
  */
-import type { Job, Worker } from 'bullmq';
+import { UnrecoverableError, type Job, type Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
   blockCacheId,
@@ -31,6 +31,7 @@ import {
   KvDirectory,
   RemoteCallError,
   RemoteHost,
+  requestCancelKey,
   type ActorConfig,
   type RequestEvent,
   type RequestJobData,
@@ -49,6 +50,10 @@ function isRecoverable(e: unknown): boolean {
 }
 
 const MAX_RECOVERIES = 3;
+
+function cancelledError(requestId: string): StarqError {
+  return new StarqError('cancelled', `request ${requestId} was cancelled`, { status: 409 });
+}
 
 export class QueryActor {
   private redis!: Redis;
@@ -101,7 +106,10 @@ export class QueryActor {
   /** One request, start to finish. */
   async run(job: Job<RequestJobData>): Promise<RequestResult> {
     const d = job.data;
-    const emit = (e: RequestEvent) => this.emit(d?.requestId ?? String(job.id), e);
+    // A malformed job's requestId may be unusable as a key part (not a string, whitespace): then
+    // its events go to the job id's stream, so that building the key cannot mask the real error.
+    const streamId = typeof d?.requestId === 'string' && /^\S+$/.test(d.requestId) ? d.requestId : String(job.id);
+    const emit = (e: RequestEvent) => this.emit(streamId, e);
     try {
       if (!d || typeof d.requestId !== 'string' || !Array.isArray(d.queryIds) || typeof d.contextHash !== 'string') {
         throw new StarqError('malformed_job', `request job ${job.id} is malformed: expected {requestId, contextHash, queryIds, ...}`, { param: 'job' });
@@ -113,9 +121,11 @@ export class QueryActor {
         type: 'error',
         error: { code: typeof code === 'string' ? code : 'internal_error', message: (e as Error).message, param: typeof param === 'string' ? param : null },
       }).catch(() => undefined);
+      // Retrying a malformed job cannot help: fail it for good (as the host does for block jobs).
+      if (e instanceof StarqError && e.code === 'malformed_job') throw new UnrecoverableError(`[${e.code}] ${e.message}`);
       throw e;
     } finally {
-      await this.redis.expire(this.keys.requestEvents(d?.requestId ?? String(job.id)), 3600).catch(() => undefined);
+      await this.redis.expire(this.keys.requestEvents(streamId), 3600).catch(() => undefined);
     }
   }
 
@@ -131,6 +141,10 @@ export class QueryActor {
     const stats = { encoded: 0, reused: 0, recovered: 0 };
     let placement: ContextPlacement[] = [];
     try {
+      if (await this.isCancelled(d.requestId)) {
+        if (!d.cache && d.mode !== 'ring') await this.releaseBlocks(plan, d); // blocks encoded before the cancel
+        throw cancelledError(d.requestId);
+      }
       if (d.mode === 'ring') {
         const hosts = await this.pickHosts(plan.effectiveHosts);
         placement = await ringPhase1(plan, ctx, hosts, d.contextKey, this.model.numLayers, (done, total) => void emit({ type: 'phase1', done, total }));
@@ -152,8 +166,10 @@ export class QueryActor {
       const resilientStep = async (ids: Int32Array, positions: Int32Array): Promise<Float32Array> => {
         for (;;) {
           try {
+            const cancelled = this.isCancelled(d.requestId); // checked alongside the step, off the hot path
             const logits = await step(ids, positions);
             cached += ids.length;
+            if (await cancelled) throw cancelledError(d.requestId);
             return logits;
           } catch (e) {
             if (!isRecoverable(e) || d.mode === 'ring' || ++recoveries > MAX_RECOVERIES) throw e;
@@ -267,6 +283,21 @@ export class QueryActor {
       else placement.push({ host: this.remote(hostId), cacheIds: [cacheIds[k]] });
     });
     return placement;
+  }
+
+  /** Set by StarqClient.cancel (DELETE /v1/jobs/:id). */
+  private async isCancelled(requestId: string): Promise<boolean> {
+    return (await this.redis.exists(requestCancelKey(this.keys, requestId)).catch(() => 0)) === 1;
+  }
+
+  /** Release every block of the request's plan that some host holds (a cancelled, uncached request). */
+  private async releaseBlocks(plan: StarPlan, d: RequestJobData): Promise<void> {
+    const cacheIds = plan.blocks.map((b) => blockCacheId(d.contextKey, b.index));
+    const byHost = new Map<string, string[]>();
+    (await this.directory.getMany(cacheIds)).forEach((h, i) => {
+      if (h) byHost.set(h.hostId, [...(byHost.get(h.hostId) ?? []), cacheIds[i]]);
+    });
+    await Promise.all([...byHost].map(([hostId, ids]) => this.remote(hostId).release(ids).catch(() => undefined)));
   }
 
   private remote(hostId: string): RemoteHost {

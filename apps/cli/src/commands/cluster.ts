@@ -18,6 +18,7 @@ import { InvalidInputError, RedisKeys, StarqError } from '@starq/protocol';
 import { writeRandomCheckpoint } from '@starq/model/testing/random-checkpoint';
 import { intFlag } from '../options';
 import { defaultModelDir } from '../default-model';
+import { spawnGateway } from '../../../gateway/src/launcher';
 
 const ACTOR_BIN = path.resolve(__dirname, '../../../../bin/starq-actor');
 
@@ -32,7 +33,10 @@ export function registerCluster(program: Command): void {
     .option('--threads <n>', 'ORT threads per actor', '1')
     .option('--prefix <p>', 'Redis key prefix of this cluster', process.env.STARQ_PREFIX || 'starq')
     .option('--kv-limit <bytes>', 'KV memory limit per host in bytes')
-    .action(async (f: { hosts: string; redis?: string; model?: string; threads: string; prefix: string; kvLimit?: string }) => {
+    .option('--port <p>', 'HTTP gateway port (0 = any free port)', '8080')
+    .option('--api-key <key>', 'gateway API key (repeatable; default: STARQ_API_KEYS)', (v: string, acc: string[]) => [...acc, ...v.split(',')], [] as string[])
+    .option('--no-gateway', 'do not start the HTTP gateway')
+    .action(async (f: ClusterUpFlags) => {
       await clusterUp(f);
     });
   cluster
@@ -78,6 +82,8 @@ export interface LocalProcessCluster {
   modelDir: string;
   hostIds: string[];
   queryIds: string[];
+  /** URL of the HTTP gateway, when one was started. */
+  gatewayUrl: string | null;
   /** Stop every process started (actors first, then the private Redis), remove temp files. */
   stop(): Promise<void>;
 }
@@ -89,6 +95,8 @@ export interface StartClusterOptions {
   redisUrl?: string;
   modelDir?: string | null;
   kvLimit?: number;
+  /** Also start the HTTP gateway (apps/gateway) on this port. */
+  gateway?: { port: number; apiKeys?: string[] };
   /** Where actor output goes. @defaultValue process.stderr */
   log?: (line: string) => void;
 }
@@ -172,7 +180,13 @@ export async function startProcessCluster(o: StartClusterOptions): Promise<Local
         if (Date.now() > deadline) throw new StarqError('startup_timeout', `actors did not register within 180 s (registered: ${[...live].join(', ') || 'none'})`, { status: 500 });
         await sleep(200);
       }
-      return { redisUrl, prefix: o.prefix, modelDir, hostIds, queryIds, stop };
+      let gatewayUrl: string | null = null;
+      if (o.gateway) {
+        const g = spawnGateway({ redisUrl, prefix: o.prefix, modelDir, port: o.gateway.port, apiKeys: o.gateway.apiKeys, gatewayId: `gateway-0-${tag}`, log });
+        children.push(g.proc);
+        gatewayUrl = await g.url;
+      }
+      return { redisUrl, prefix: o.prefix, modelDir, hostIds, queryIds, gatewayUrl, stop };
     } finally {
       redis.disconnect();
     }
@@ -182,7 +196,19 @@ export async function startProcessCluster(o: StartClusterOptions): Promise<Local
   }
 }
 
-async function clusterUp(f: { hosts: string; redis?: string; model?: string; threads: string; prefix: string; kvLimit?: string }): Promise<void> {
+interface ClusterUpFlags {
+  hosts: string;
+  redis?: string;
+  model?: string;
+  threads: string;
+  prefix: string;
+  kvLimit?: string;
+  port: string;
+  apiKey: string[];
+  gateway: boolean;
+}
+
+async function clusterUp(f: ClusterUpFlags): Promise<void> {
   const cluster = await startProcessCluster({
     hosts: intFlag(f.hosts, 'hosts', 1)!,
     threads: intFlag(f.threads, 'threads', 1)!,
@@ -190,9 +216,10 @@ async function clusterUp(f: { hosts: string; redis?: string; model?: string; thr
     prefix: f.prefix,
     redisUrl: f.redis,
     modelDir: f.model ?? null,
+    gateway: f.gateway ? { port: intFlag(f.port, 'port', 0)!, apiKeys: f.apiKey.map((k) => k.trim()).filter((k) => k.length > 0) } : undefined,
   });
   try {
-    process.stdout.write(`ready ${JSON.stringify({ redis: cluster.redisUrl, prefix: cluster.prefix, model: cluster.modelDir, hosts: cluster.hostIds, queryActors: cluster.queryIds })}\n`);
+    process.stdout.write(`ready ${JSON.stringify({ redis: cluster.redisUrl, prefix: cluster.prefix, model: cluster.modelDir, hosts: cluster.hostIds, queryActors: cluster.queryIds, ...(cluster.gatewayUrl ? { gateway: cluster.gatewayUrl } : {}) })}\n`);
     await new Promise<void>((resolve) => {
       process.once('SIGINT', () => resolve());
       process.once('SIGTERM', () => resolve());

@@ -57,6 +57,14 @@ export class RequestFailedError extends StarqError {
   }
 }
 
+/**
+ * Redis key marking a request as cancelled: set by {@link StarqClient.cancel}, checked by the query
+ * actor before phase 2 and at every generation step.
+ */
+export function requestCancelKey(keys: RedisKeys, requestId: string): string {
+  return `${keys.prefix}:cancel:${requestId}`;
+}
+
 export class StarqClient {
   readonly keys: RedisKeys;
   readonly registry: ActorRegistry;
@@ -199,8 +207,30 @@ export class StarqClient {
     }
   }
 
+  /**
+   * Cancel a request: mark it cancelled (the query actor stops at its next step, or when it takes
+   * the request, and releases its KV blocks unless the request asked to cache them), remove its
+   * block jobs that no host has started, and end its event stream with a `cancelled` error.
+   * Block jobs already running finish (their blocks are released with the request's).
+   */
+  async cancel(requestId: string, message = `request ${requestId} was cancelled`): Promise<{ blocksFreed: number }> {
+    await this.redis.set(requestCancelKey(this.keys, requestId), '1', 'EX', 86400);
+    let blocksFreed = 0;
+    const job = await this.requests.getJob(requestId);
+    if (job) {
+      const pending = async () => (await job.getDependenciesCount({ unprocessed: true }).catch(() => ({ unprocessed: 0 }))).unprocessed ?? 0;
+      const before = await pending();
+      await job.removeUnprocessedChildren().catch(() => undefined); // skips children a host holds (locked)
+      blocksFreed = before - (await pending());
+    }
+    const stream = this.keys.requestEvents(requestId);
+    const e: RequestEvent = { type: 'error', error: { code: 'cancelled', message, param: null } };
+    await this.redis.multi().xadd(stream, '*', 'e', JSON.stringify(e)).expire(stream, 86400).exec();
+    return { blocksFreed };
+  }
+
   /** A parent failed because a block job failed: report the block's own reason. */
-  private async failureReason(parentReason: string): Promise<string> {
+  async failureReason(parentReason: string): Promise<string> {
     const m = /child .*:([^:\s]+) failed/.exec(parentReason);
     if (!m) return parentReason;
     const child = await this.blocks.getJob(m[1]);

@@ -1,0 +1,189 @@
+/**
+ * `starq submit` — a client of the HTTP gateway's native jobs API: POST /v1/jobs, then follow the
+ * job's SSE events. With --stream: a progress bar on stderr during phase 1 and the generated text
+ * on stdout as it arrives. Ctrl-C cancels the job (DELETE /v1/jobs/:id). Errors from the gateway
+ * keep their code: 4xx → exit 2, 5xx / unreachable → exit 1.
+ */
+import type { Command } from 'commander';
+import { InvalidInputError, StarqError } from '@starq/protocol/errors';
+import { floatFlag, idsFlag, intFlag, readTextFile } from '../options';
+import { Progress } from '../progress';
+
+interface SubmitFlags {
+  url: string;
+  apiKey?: string;
+  model?: string;
+  prompt?: string;
+  promptFile?: string;
+  context?: string;
+  contextFile?: string;
+  query?: string;
+  queryFile?: string;
+  contextIds?: string;
+  queryIds?: string;
+  mode?: string;
+  blockSize?: string;
+  anchorSize?: string;
+  hosts?: string;
+  maxNewTokens?: string;
+  temperature?: string;
+  topP?: string;
+  topK?: string;
+  seed?: string;
+  ignoreEos?: boolean;
+  cache: boolean;
+  stream?: boolean;
+  json?: boolean;
+}
+
+export function registerSubmit(program: Command): void {
+  program
+    .command('submit')
+    .description('submit a job to a starq HTTP gateway and follow it')
+    .requiredOption('--url <url>', 'gateway URL, e.g. http://127.0.0.1:8080')
+    .option('--api-key <key>', 'API key (default: STARQ_API_KEY)')
+    .option('--model <name>', 'model name (default: the one the gateway serves)')
+    .option('--prompt <text>', 'prompt text (its last token is the query)')
+    .option('--prompt-file <file>', 'read the prompt from a file')
+    .option('--context <text>', 'context text')
+    .option('--context-file <file>', 'read the context from a file')
+    .option('--query <text>', 'query text')
+    .option('--query-file <file>', 'read the query from a file')
+    .option('--context-ids <ids>', 'context token ids, comma-separated')
+    .option('--query-ids <ids>', 'query token ids, comma-separated')
+    .option('--mode <mode>', 'star | global | ring')
+    .option('--block-size <n>', 'context block size')
+    .option('--anchor-size <n>', 'anchor size')
+    .option('--hosts <n>', 'number of hosts')
+    .option('--max-new-tokens <n>', 'tokens to generate')
+    .option('--temperature <t>', 'sampling temperature (0 = greedy)')
+    .option('--top-p <p>', 'nucleus sampling mass')
+    .option('--top-k <k>', 'top-k sampling (0 = off)')
+    .option('--seed <s>', 'sampling seed')
+    .option('--ignore-eos', 'do not stop at end-of-sequence tokens')
+    .option('--no-cache', 'release the context KV blocks when the job ends')
+    .option('--stream', 'show phase-1 progress and stream tokens as they are generated')
+    .option('--json', 'print exactly one JSON object (the result, as `starq generate --json`)')
+    .action(async (f: SubmitFlags) => {
+      await submitCommand(f);
+    });
+}
+
+function gatewayError(status: number, body: unknown, what: string): StarqError {
+  const e = (body as { error?: { code?: string; message?: string; param?: string | null } } | null)?.error;
+  if (e && typeof e.code === 'string') return new StarqError(e.code, e.message ?? what, { param: e.param ?? null, status });
+  return new StarqError('gateway_error', `${what}: HTTP ${status}`, { status: status >= 400 ? status : 500 });
+}
+
+async function request(url: string, init: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (e) {
+    throw new StarqError('gateway_unreachable', `cannot reach the gateway at ${new URL(url).origin}: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`, { param: 'url', status: 503 });
+  }
+}
+
+async function submitCommand(f: SubmitFlags): Promise<void> {
+  let base: URL;
+  try {
+    base = new URL(f.url);
+  } catch {
+    throw new InvalidInputError('invalid_flag', `--url must be a URL such as http://127.0.0.1:8080, got "${f.url}"`, 'url');
+  }
+  const root = base.toString().replace(/\/+$/, '');
+  const key = f.apiKey ?? process.env.STARQ_API_KEY;
+  const headers: Record<string, string> = { 'Content-Type': 'application/json', ...(key ? { Authorization: `Bearer ${key}` } : {}) };
+  const body: Record<string, unknown> = {
+    model: f.model,
+    prompt: f.prompt ?? (f.promptFile !== undefined ? readTextFile(f.promptFile, 'prompt-file') : undefined),
+    context: f.context ?? (f.contextFile !== undefined ? readTextFile(f.contextFile, 'context-file') : undefined),
+    query: f.query ?? (f.queryFile !== undefined ? readTextFile(f.queryFile, 'query-file') : undefined),
+    contextIds: idsFlag(f.contextIds, 'context-ids'),
+    queryIds: idsFlag(f.queryIds, 'query-ids'),
+    mode: f.mode,
+    blockSize: intFlag(f.blockSize, 'block-size', 1),
+    anchorSize: intFlag(f.anchorSize, 'anchor-size', 0),
+    hosts: intFlag(f.hosts, 'hosts', 1),
+    maxNewTokens: intFlag(f.maxNewTokens, 'max-new-tokens', 1),
+    temperature: floatFlag(f.temperature, 'temperature'),
+    topP: floatFlag(f.topP, 'top-p'),
+    topK: intFlag(f.topK, 'top-k'),
+    seed: intFlag(f.seed, 'seed', -Number.MAX_SAFE_INTEGER),
+    ignoreEos: f.ignoreEos ? true : undefined,
+    cache: f.cache === false ? false : undefined,
+  };
+  const res = await request(`${root}/v1/jobs`, { method: 'POST', headers, body: JSON.stringify(body) });
+  const created = (await res.json().catch(() => null)) as { id?: string } | null;
+  if (res.status !== 202 || !created?.id) throw gatewayError(res.status, created, 'submitting the job failed');
+  const id = created.id;
+  if (!f.json) process.stderr.write(`job ${id} submitted\n`);
+
+  let cancelled = false;
+  const onSigint = () => {
+    cancelled = true;
+    void request(`${root}/v1/jobs/${id}`, { method: 'DELETE', headers }).catch(() => undefined);
+  };
+  process.once('SIGINT', onSigint);
+  const progress = new Progress(process.stderr, 'phase 1');
+  let streamed = '';
+  try {
+    const events = await request(`${root}/v1/jobs/${id}/events`, { headers: { ...headers, Accept: 'text/event-stream' } });
+    if (events.status !== 200 || !events.body) throw gatewayError(events.status, await events.json().catch(() => null), 'following the job failed');
+    let final: { name: string; data: any } | null = null;
+    for await (const ev of sseEvents(events.body)) {
+      if (ev.name === 'job' && f.stream && !f.json) progress.update(ev.data.progress.blocks.done, ev.data.progress.blocks.total);
+      else if (ev.name === 'progress' && f.stream && !f.json) progress.update(ev.data.blocks.done, ev.data.blocks.total);
+      else if (ev.name === 'token') {
+        progress.done();
+        if (f.stream && !f.json) {
+          streamed += ev.data.text;
+          process.stdout.write(ev.data.text);
+        }
+      } else if (ev.name === 'result' || ev.name === 'error') {
+        final = ev;
+        break;
+      }
+    }
+    progress.done();
+    if (!final) throw new StarqError('stream_ended', `the event stream of job ${id} ended without a result`, { status: 502 });
+    if (final.name === 'error') {
+      const e = final.data.error ?? { code: 'job_failed', message: `job ${id} failed`, param: null };
+      throw new StarqError(e.code, cancelled ? `job ${id} cancelled (Ctrl-C)` : e.message, { param: e.param ?? null, status: e.code === 'cancelled' ? 409 : 500 });
+    }
+    const result = final.data.result;
+    if (f.json) {
+      process.stdout.write(JSON.stringify(result) + '\n');
+      return;
+    }
+    if (result.text.startsWith(streamed)) process.stdout.write(result.text.slice(streamed.length));
+    process.stdout.write('\n');
+    const t = result.timings;
+    process.stderr.write(
+      `[${result.mode}] context ${result.contextTokens} + query ${result.queryTokens} tokens, ${result.generatedIds.length} generated (${result.finishReason}); ` +
+        `phase 1 ${t.phase1Ms.toFixed(1)} ms, first token ${t.firstTokenMs.toFixed(1)} ms, ${t.decodeTokensPerSec.toFixed(1)} tok/s\n`,
+    );
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
+/** Parses an SSE byte stream into {name, data} events (data parsed as JSON). */
+async function* sseEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<{ name: string; data: any }> {
+  const decoder = new TextDecoder();
+  let buf = '';
+  for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
+    buf += decoder.decode(chunk, { stream: true });
+    let cut: number;
+    while ((cut = buf.indexOf('\n\n')) >= 0) {
+      const block = buf.slice(0, cut);
+      buf = buf.slice(cut + 2);
+      let name = 'message';
+      const data: string[] = [];
+      for (const line of block.split('\n')) {
+        if (line.startsWith('event:')) name = line.slice(6).trim();
+        else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
+      }
+      if (data.length > 0) yield { name, data: JSON.parse(data.join('\n')) };
+    }
+  }
+}

@@ -1,0 +1,197 @@
+/**
+ * Route handlers of the native API, the probes, metrics and admin endpoints (plain functions of
+ * the request and response; the Nest controller only maps URLs to them). The OpenAI-compatible
+ * routes are in openai.ts.
+ */
+import { randomUUID } from 'node:crypto';
+import type { RequestEvent } from '@starq/actors';
+import { resolvePrompt } from '@starq/model/prompt';
+import { StarqError } from '@starq/protocol';
+import type { Principal } from './auth';
+import type { Gateway } from './gateway';
+import { HttpError, readJsonBody, sendError, sendJson, SseWriter, type Req, type Res } from './http';
+import type { JobInput } from './jobs';
+import { JobBody, parseBody } from './schemas';
+
+/** Library param names → the native API's field names. */
+const NATIVE_PARAMS: Record<string, string> = {
+  context_ids: 'contextIds',
+  query_ids: 'queryIds',
+  block_size: 'blockSize',
+  anchor_size: 'anchorSize',
+  top_k: 'topK',
+  top_p: 'topP',
+  max_new_tokens: 'maxNewTokens',
+};
+
+/** Re-labels a StarqError's `param` through `map` (libraries name params in snake_case). */
+export function relabel(e: unknown, map: Record<string, string>): unknown {
+  if (e instanceof StarqError && e.param !== null && map[e.param] !== undefined) {
+    const out = new StarqError(e.code, e.message, { param: map[e.param], status: e.status });
+    return out;
+  }
+  return e;
+}
+
+export async function withParams<T>(map: Record<string, string>, fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    throw relabel(e, map);
+  }
+}
+
+/** Runs a handler; any error becomes the JSON error response. */
+export async function guard(res: Res, fn: () => Promise<void> | void): Promise<void> {
+  try {
+    await fn();
+  } catch (e) {
+    if (!res.headersSent) sendError(res, e);
+    else res.end();
+  }
+}
+
+export class NativeApi {
+  constructor(private readonly gw: Gateway) {}
+
+  private get jobs() {
+    return this.gw.jobs;
+  }
+
+  health(res: Res): void {
+    sendJson(res, 200, { status: 'ok' });
+  }
+
+  async ready(res: Res): Promise<void> {
+    const r = await this.gw.readiness();
+    if (r.ready) return sendJson(res, 200, { status: 'ready', redis: true, hosts: r.hosts, queryActors: r.queryActors });
+    const why = !r.redis ? 'Redis is not reachable' : `the cluster has ${r.hosts} live host actors and ${r.queryActors} query actors; need at least one of each`;
+    sendJson(res, 503, { status: 'not_ready', redis: r.redis, hosts: r.hosts, queryActors: r.queryActors, error: { code: 'not_ready', message: why, param: null, type: 'server_error' } });
+  }
+
+  async metrics(res: Res): Promise<void> {
+    const m = await this.gw.metrics.render();
+    res.writeHead(200, { 'Content-Type': m.contentType });
+    res.end(m.body);
+  }
+
+  /** POST /v1/jobs → 202 with the job. */
+  async create(req: Req, res: Res): Promise<void> {
+    const who = this.gw.auth.authenticate(req, 'user');
+    const b = parseBody(JobBody, await readJsonBody(req, this.gw.cfg.maxBodyBytes));
+    if (b.model !== undefined && b.model !== this.gw.modelId) {
+      throw new HttpError(404, 'model_not_found', `model ${JSON.stringify(b.model)} is not served here (served: ${this.gw.modelId})`, 'model');
+    }
+    const ids = await withParams(NATIVE_PARAMS, () =>
+      resolvePrompt({ prompt: b.prompt, context: b.context, query: b.query, contextIds: b.contextIds, queryIds: b.queryIds }, this.gw.tokenizer, this.gw.model.vocabSize),
+    );
+    const input: JobInput = {
+      kind: 'job',
+      contextIds: ids.contextIds,
+      queryIds: ids.queryIds,
+      mode: b.mode,
+      blockSize: b.blockSize,
+      anchorSize: b.anchorSize,
+      hosts: b.hosts,
+      maxNewTokens: b.maxNewTokens,
+      sampling: { temperature: b.temperature, topP: b.topP, topK: b.topK, seed: b.seed },
+      ignoreEos: b.ignoreEos,
+      cache: b.cache,
+    };
+    const contextParam = b.prompt !== undefined ? 'prompt' : b.contextIds !== undefined ? 'contextIds' : 'context';
+    const meta = await withParams(NATIVE_PARAMS, () => this.jobs.submit(input, who, randomUUID(), { context: contextParam, maxNewTokens: 'maxNewTokens' }));
+    this.gw.metrics.jobSubmitted(meta);
+    sendJson(res, 202, await this.jobs.view(meta), { Location: `/v1/jobs/${meta.id}` });
+  }
+
+  async get(req: Req, res: Res, id: string): Promise<void> {
+    const who = this.gw.auth.authenticate(req, 'user');
+    sendJson(res, 200, await this.jobs.get(id, who));
+  }
+
+  async cancel(req: Req, res: Res, id: string): Promise<void> {
+    const who = this.gw.auth.authenticate(req, 'user');
+    sendJson(res, 200, await this.jobs.cancel(id, who));
+  }
+
+  /**
+   * GET /v1/jobs/:id/events — SSE: `job` (snapshot), `progress` (phase-1 blocks, status changes;
+   * one with status `generating` always precedes the first token), `token` (each generated token, in order, with its text delta), `recovered`, and finally
+   * `result` (the completed job) or `error` (failed or cancelled: `{error, job}`). The events
+   * are replayed from the job's start, so a late (or reconnecting) reader still sees every token.
+   */
+  async events(req: Req, res: Res, id: string): Promise<void> {
+    const who: Principal = this.gw.auth.authenticate(req, 'user');
+    const meta = await this.jobs.meta(id, who);
+    const snapshot = await this.jobs.view(meta);
+    const sse = new SseWriter(res);
+    sse.event('job', snapshot);
+    const finished = snapshot.status === 'completed' || snapshot.status === 'failed' || snapshot.status === 'cancelled';
+    // A finished job whose events are still in Redis is replayed (tokens included) like a live one.
+    if (finished && (await this.gw.client.redis.exists(this.gw.client.keys.requestEvents(id))) === 0) {
+      sse.event(snapshot.status === 'completed' ? 'result' : 'error', snapshot.status === 'completed' ? snapshot : { error: snapshot.error, job: snapshot });
+      sse.end();
+      return;
+    }
+    const decoder = this.gw.tokenizer?.createIncrementalDecoder({ skipSpecialTokens: false }) ?? null;
+    let lastProgress = JSON.stringify({ status: snapshot.status, blocks: { done: snapshot.progress.blocks.done, total: snapshot.progress.blocks.total }, tokens: 0 });
+    const progress = (status: string, done: number, total: number, always = false) => {
+      const p = { status, blocks: { done, total }, tokens: 0 };
+      const key = JSON.stringify(p);
+      if (key === lastProgress && !always) return;
+      lastProgress = key;
+      sse.event('progress', p);
+    };
+    let started = false;
+    let next = 0;
+    const f = this.jobs.follow(id, (e: RequestEvent) => {
+      if (e.type === 'started') {
+        started = true;
+        progress('generating', meta.blocksTotal, meta.blocksTotal, true); // always announced before the first token
+      } else if (e.type === 'phase1') progress('encoding', Math.round((e.done / Math.max(1, e.total)) * meta.blocksTotal), meta.blocksTotal);
+      else if (e.type === 'token') {
+        if (e.index !== next) return; // a rerun re-sends from 0
+        next++;
+        sse.event('token', { index: e.index, id: e.id, text: decoder ? decoder.push(e.id) : '' });
+      } else if (e.type === 'recovered') sse.event('recovered', { blocks: e.blocks, fromHost: e.fromHost });
+    });
+    sse.onClose(() => f.stop());
+    let polling = false;
+    const poll = setInterval(() => {
+      if (started || polling || sse.closed || meta.mode === 'ring') return;
+      polling = true;
+      this.jobs
+        .phase1Progress(id)
+        .then((p) => {
+          if (!started) progress(p.encoded > 0 || p.running ? 'encoding' : 'queued', meta.blocksReused + p.encoded, meta.blocksTotal);
+        })
+        .catch(() => undefined)
+        .finally(() => (polling = false));
+    }, 200);
+    try {
+      const t = await f.done;
+      if (sse.closed || (t.kind === 'error' && t.error.code === 'unsubscribed')) return;
+      const final = await this.jobs.view(meta);
+      if (t.kind === 'done') sse.event('result', final);
+      else sse.event('error', { error: final.error ?? t.error, job: final });
+    } finally {
+      clearInterval(poll);
+      sse.end();
+    }
+  }
+
+  /** GET /admin/jobs?limit=N — recent jobs of every owner. */
+  async adminJobs(req: Req, res: Res, limitRaw: unknown): Promise<void> {
+    this.gw.auth.authenticate(req, 'admin');
+    const limit = limitRaw === undefined ? 50 : Number(limitRaw);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new HttpError(400, 'invalid_value', 'limit must be an integer in [1, 1000]', 'limit');
+    sendJson(res, 200, { object: 'list', data: await this.jobs.recent(limit) });
+  }
+
+  /** GET /admin/cluster — live actors and queue counts. */
+  async adminCluster(req: Req, res: Res): Promise<void> {
+    this.gw.auth.authenticate(req, 'admin');
+    const [actors, queues] = await Promise.all([this.gw.client.actors(), this.gw.client.queueCounts()]);
+    sendJson(res, 200, { model: this.gw.modelId, prefix: this.gw.cfg.prefix, actors, queues, gatewayJobsInFlight: this.jobs.inFlight.size });
+  }
+}

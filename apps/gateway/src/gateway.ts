@@ -1,0 +1,78 @@
+/**
+ * The gateway's resources and their lifecycle (no HTTP here): the model's tokenizer and limits,
+ * the cluster client, the event hub, the job service and metrics. The gateway is stateless (job
+ * records live in Redis), so any number of replicas can serve one cluster; it does not register
+ * in the actor registry (which lists the actors that compute).
+ */
+import { ActorClient, StarqClient } from '@starq/actors';
+import { loadConfig } from '@starq/model/config';
+import { StarqTokenizer } from '@starq/model/tokenizer';
+import type { ModelConfig } from '@starq/model/types';
+import { Authenticator } from './auth';
+import type { GatewayConfig } from './config';
+import { EventHub } from './event-hub';
+import { JobService } from './jobs';
+import { Metrics } from './metrics';
+
+export class Gateway {
+  readonly model: ModelConfig;
+  readonly tokenizer: StarqTokenizer | null;
+  readonly tokenizerError: string | null = null;
+  /** The model's position limit (max_position_embeddings, or the sliding window if smaller). */
+  readonly maxPositions: number;
+  readonly auth: Authenticator;
+  client!: StarqClient;
+  hub!: EventHub;
+  jobs!: JobService;
+  metrics!: Metrics;
+  private actors!: ActorClient;
+
+  constructor(readonly cfg: GatewayConfig) {
+    this.model = loadConfig(cfg.modelDir);
+    let tokenizer: StarqTokenizer | null = null;
+    try {
+      tokenizer = StarqTokenizer.load(cfg.modelDir);
+    } catch (e) {
+      this.tokenizerError = (e as Error).message; // token-id requests still work
+    }
+    this.tokenizer = tokenizer;
+    this.maxPositions = Math.min(this.model.maxPositionEmbeddings, this.model.slidingWindow ?? Infinity);
+    this.auth = new Authenticator(cfg);
+  }
+
+  get modelId(): string {
+    return this.cfg.modelId;
+  }
+
+  async start(): Promise<void> {
+    this.client = await StarqClient.connect(this.cfg.redisUrl, { prefix: this.cfg.prefix });
+    this.hub = new EventHub(this.client.redis, (id) => this.client.keys.requestEvents(id));
+    await this.hub.start();
+    this.actors = new ActorClient(this.client.redis, { keys: this.client.keys, registry: this.client.registry, defaultTimeoutMs: 5000 });
+    await this.actors.start();
+    this.metrics = new Metrics({ client: this.client, registry: this.client.registry, actors: this.actors, jobs: () => this.jobs });
+    this.jobs = new JobService(this.client, this.client.redis, this.hub, this.tokenizer, {
+      modelId: this.modelId,
+      maxPositions: this.maxPositions,
+      maxQueue: this.cfg.maxQueue,
+      stopIds: this.tokenizer?.eosTokenIds ?? [],
+      onFinished: (meta, t) => this.metrics.jobFinished(meta, t),
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.hub?.close().catch(() => undefined);
+    await this.actors?.close().catch(() => undefined);
+    await this.client?.close().catch(() => undefined);
+  }
+
+  /** Readiness: Redis answers and at least one host and one query actor are alive. */
+  async readiness(): Promise<{ ready: boolean; redis: boolean; hosts: number; queryActors: number }> {
+    const ping = await Promise.race([this.client.redis.ping().then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 1000))]).catch(() => false);
+    if (!ping) return { ready: false, redis: false, hosts: 0, queryActors: 0 };
+    const actors = await this.client.registry.list().catch(() => []);
+    const hosts = actors.filter((a) => a.type === 'host').length;
+    const queryActors = actors.filter((a) => a.type === 'query').length;
+    return { ready: hosts > 0 && queryActors > 0, redis: true, hosts, queryActors };
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * HTTP plumbing shared by every route: JSON error bodies, reading a bounded JSON body, and a small
+ * Server-Sent Events writer. Works on plain Node request/response objects (Express's extend them).
+ *
+ * Every error a client sees is `{"error":{"code","message","param","type"}}` with the status the
+ * error carries (StarqError.status); `type` is the OpenAI error family, so OpenAI clients classify
+ * it. Anything else becomes a 500 `internal_error` (details go to the log, never to the client).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { StarqError } from '@starq/protocol';
+
+export type Req = IncomingMessage & { params?: Record<string, string>; query?: Record<string, unknown> };
+export type Res = ServerResponse;
+
+export class HttpError extends StarqError {
+  constructor(status: number, code: string, message: string, param: string | null = null) {
+    super(code, message, { param, status });
+  }
+}
+
+export interface ErrorBody {
+  error: { code: string; message: string; param: string | null; type: string };
+}
+
+function errorType(status: number): string {
+  if (status === 401) return 'authentication_error';
+  if (status === 403) return 'permission_error';
+  if (status === 404) return 'not_found_error';
+  if (status === 429) return 'rate_limit_error';
+  if (status >= 500) return 'server_error';
+  return 'invalid_request_error';
+}
+
+/** Status and body for any thrown value. */
+export function toErrorResponse(e: unknown, log: (msg: string) => void = (m) => process.stderr.write(m + '\n')): { status: number; body: ErrorBody } {
+  if (e instanceof StarqError) {
+    const status = Number.isInteger(e.status) && e.status >= 400 && e.status <= 599 ? e.status : 500;
+    if (status >= 500 && !(e instanceof HttpError)) log(`gateway: ${status} [${e.code}] ${e.message}`);
+    return { status, body: { error: { code: e.code, message: e.message, param: e.param, type: errorType(status) } } };
+  }
+  log(`gateway: internal error: ${(e as Error)?.stack ?? String(e)}`);
+  return { status: 500, body: { error: { code: 'internal_error', message: 'internal error in the gateway (see its log)', param: null, type: 'server_error' } } };
+}
+
+export function sendJson(res: Res, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+export function sendError(res: Res, e: unknown, headers: Record<string, string> = {}): void {
+  const { status, body } = toErrorResponse(e);
+  const extra: Record<string, string> = { ...headers };
+  if (status === 401) extra['WWW-Authenticate'] = 'Bearer';
+  if (e instanceof StarqError && status === 429) extra['Retry-After'] = '1';
+  if (e instanceof HttpError && e.code === 'body_too_large') extra.Connection = 'close';
+  sendJson(res, status, body, extra);
+}
+
+/**
+ * Reads and parses a JSON object body of at most `limit` bytes.
+ * @throws HttpError 413 `body_too_large`; 400 `invalid_json` (empty or unparsable) or
+ *   `invalid_body` (not an object).
+ */
+export async function readJsonBody(req: Req, limit: number): Promise<Record<string, unknown>> {
+  const tooLarge = () => new HttpError(413, 'body_too_large', `the request body exceeds the gateway's limit of ${limit} bytes (STARQ_MAX_BODY_BYTES)`, null);
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) {
+    req.pause();
+    throw tooLarge();
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  await new Promise<void>((resolve, reject) => {
+    const onData = (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        req.off('data', onData);
+        req.pause();
+        reject(tooLarge());
+        return;
+      }
+      chunks.push(c);
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve());
+    req.once('error', (e) => reject(new HttpError(400, 'invalid_body', `could not read the request body: ${e.message}`)));
+  });
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (text.trim() === '') throw new HttpError(400, 'invalid_json', 'the request body is empty: send a JSON object');
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new HttpError(400, 'invalid_json', `the request body is not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new HttpError(400, 'invalid_body', `the request body must be a JSON object, got ${Array.isArray(value) ? 'an array' : value === null ? 'null' : typeof value}`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/** Server-Sent Events on one response; a comment line every 15 s keeps proxies from closing it. */
+export class SseWriter {
+  private ping: NodeJS.Timeout;
+  private isClosed = false;
+  private readonly closeHandlers: (() => void)[] = [];
+
+  constructor(private readonly res: Res) {
+    res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache, no-transform', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
+    res.flushHeaders?.();
+    this.ping = setInterval(() => this.write(': ping\n\n'), 15000);
+    this.ping.unref();
+    res.once('close', () => {
+      this.isClosed = true;
+      clearInterval(this.ping);
+      for (const h of this.closeHandlers) h();
+    });
+  }
+
+  /** True once the client went away or end() was called. */
+  get closed(): boolean {
+    return this.isClosed || this.res.writableEnded;
+  }
+
+  /** Called when the connection closes (client disconnect or end()). */
+  onClose(h: () => void): void {
+    this.closeHandlers.push(h);
+  }
+
+  /** A named event with a JSON payload. */
+  event(name: string, data: unknown): void {
+    this.write(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
+  }
+
+  /** An unnamed `data:` line (the OpenAI streaming format). */
+  data(payload: unknown): void {
+    this.write(`data: ${typeof payload === 'string' ? payload : JSON.stringify(payload)}\n\n`);
+  }
+
+  end(): void {
+    clearInterval(this.ping);
+    if (!this.res.writableEnded) this.res.end();
+  }
+
+  private write(s: string): void {
+    if (!this.closed) this.res.write(s);
+  }
+}

@@ -1,0 +1,467 @@
+/**
+ * Jobs: one generation request on the cluster, submitted through StarqClient (a BullMQ flow of
+ * block jobs + the request) and observed through its event stream and BullMQ state. The gateway
+ * keeps no job state in memory that a GET needs: a job's record (`<prefix>:gw:job:<id>`, owner,
+ * sizes, plan) is in Redis, so any gateway replica can answer for any job.
+ *
+ * Status: `queued` (no block encoded or being encoded yet) → `encoding` (phase 1, or encoded and
+ * waiting for a query actor) → `generating` (a query actor runs phase 2) → `completed` | `failed`
+ * | `cancelled`.
+ */
+import type { Redis } from 'ioredis';
+import { planMode, type Mode } from '@starq/attention';
+import { requestCancelKey, type RequestEvent, type RequestResult, type SamplingData, type StarqClient } from '@starq/actors';
+import type { StarqTokenizer } from '@starq/model/tokenizer';
+import { CapacityError, StarqError } from '@starq/protocol';
+import type { Principal } from './auth';
+import type { EventHub } from './event-hub';
+import { entryTime } from './event-hub';
+import { HttpError } from './http';
+
+export type JobStatus = 'queued' | 'encoding' | 'generating' | 'completed' | 'failed' | 'cancelled';
+export type JobKind = 'job' | 'completion' | 'chat';
+
+/** What to run (already validated and tokenized). */
+export interface JobInput {
+  kind: JobKind;
+  contextIds: number[];
+  queryIds: number[];
+  mode: Mode;
+  blockSize?: number | null;
+  anchorSize?: number | null;
+  hosts?: number | null;
+  maxNewTokens: number;
+  sampling: SamplingData;
+  ignoreEos: boolean;
+  cache: boolean;
+}
+
+/** Names of the request fields that capacity errors point at (they differ between APIs). */
+export interface CapacityParams {
+  context: string;
+  maxNewTokens: string;
+}
+
+/** The job record kept in Redis. */
+export interface JobMeta {
+  id: string;
+  kind: JobKind;
+  model: string;
+  owner: string;
+  createdAt: number;
+  mode: Mode;
+  contextTokens: number;
+  queryTokens: number;
+  maxNewTokens: number;
+  blockSize: number;
+  anchorSize: number;
+  cache: boolean;
+  blocksTotal: number;
+  blocksToEncode: number;
+  blocksReused: number;
+}
+
+/** `starq generate --json`'s object. */
+export interface GenerateJson {
+  mode: Mode;
+  contextTokens: number;
+  queryTokens: number;
+  blockSize: number;
+  anchorSize: number;
+  hosts: number;
+  generatedIds: number[];
+  text: string;
+  finishReason: 'length' | 'stop';
+  timings: RequestResult['timings'];
+}
+
+export interface JobView {
+  id: string;
+  object: 'job';
+  kind: JobKind;
+  model: string;
+  status: JobStatus;
+  createdAt: number;
+  mode: Mode;
+  cache: boolean;
+  progress: {
+    blocks: { done: number; total: number; reused: number; encoded: number };
+    tokens: number;
+    maxNewTokens: number;
+  };
+  timings: { elapsedMs: number; phase1Ms: number | null; firstTokenMs: number | null; phase2Ms: number | null; decodeTokensPerSec: number | null };
+  result: GenerateJson | null;
+  error: { code: string; message: string; param: string | null } | null;
+  blocks: { encoded: number; reused: number; recovered: number } | null;
+}
+
+/** The end of a job as seen by a follower. */
+export type Terminal = { kind: 'done'; result: RequestResult } | { kind: 'error'; error: { code: string; message: string; param: string | null } };
+
+export interface Follower {
+  done: Promise<Terminal>;
+  stop(): void;
+}
+
+/** HTTP status of a job that failed with `code` (for requests that wait for the job). */
+export function statusOfJobError(code: string): number {
+  const table: Record<string, number> = {
+    cancelled: 409,
+    block_too_large: 422,
+    context_too_long: 422,
+    context_over_capacity: 422,
+    invalid_token_id: 400,
+    cluster_unavailable: 503,
+    context_expired: 409,
+  };
+  return table[code] ?? 500;
+}
+
+/** Folded contents of a request's event stream. */
+interface StreamState {
+  tokens: number[];
+  startedAt: number | null;
+  firstTokenAt: number | null;
+  phase1: { done: number; total: number } | null;
+  result: RequestResult | null;
+  error: Terminal & { kind: 'error' } | null;
+}
+
+function foldEvents(entries: [string, string[]][]): StreamState {
+  const st: StreamState = { tokens: [], startedAt: null, firstTokenAt: null, phase1: null, result: null, error: null };
+  for (const [id, fields] of entries) {
+    if (st.result || st.error) break; // the first terminal event decides
+    let e: RequestEvent;
+    try {
+      e = JSON.parse(fields[fields.indexOf('e') + 1]) as RequestEvent;
+    } catch {
+      continue;
+    }
+    if (e.type === 'started') st.startedAt = entryTime(id);
+    else if (e.type === 'phase1') st.phase1 = { done: e.done, total: e.total };
+    else if (e.type === 'token') {
+      if (e.index === 0 && st.firstTokenAt === null) st.firstTokenAt = entryTime(id);
+      st.tokens[e.index] = e.id; // a rerun after a stall re-sends from index 0: same slots
+    } else if (e.type === 'done') st.result = e.result;
+    else if (e.type === 'error') st.error = { kind: 'error', error: e.error };
+  }
+  return st;
+}
+
+export interface JobServiceOptions {
+  modelId: string;
+  maxPositions: number;
+  maxQueue: number;
+  stopIds: number[];
+  /** Called once per job submitted by this gateway when it ends (metrics). */
+  onFinished?: (meta: JobMeta, t: Terminal) => void;
+  /** Called once per job submitted by this gateway when its phase 2 starts. */
+  onSubmitted?: (meta: JobMeta) => void;
+}
+
+const META_TTL_S = 7 * 24 * 3600;
+const INDEX_MAX = 10000;
+
+export class JobService {
+  /** Jobs submitted here and not finished: id → meta and whether phase 2 started. */
+  readonly inFlight = new Map<string, { meta: JobMeta; started: boolean }>();
+
+  constructor(
+    private readonly client: StarqClient,
+    private readonly redis: Redis,
+    private readonly hub: EventHub,
+    private readonly tokenizer: StarqTokenizer | null,
+    private readonly o: JobServiceOptions,
+  ) {}
+
+  private metaKey(id: string): string {
+    return `${this.client.keys.prefix}:gw:job:${id}`;
+  }
+
+  private indexKey(): string {
+    return `${this.client.keys.prefix}:gw:jobs`;
+  }
+
+  /** Unfinished requests in the cluster (all gateways and CLIs). */
+  async queueDepth(): Promise<number> {
+    const c = await this.client.requests.getJobCounts('waiting', 'active', 'waiting-children', 'delayed', 'prioritized');
+    return Object.values(c).reduce((a, b) => a + b, 0);
+  }
+
+  /**
+   * Validate against the model and the cluster, enqueue, record. Throws 422 (position limit or KV
+   * capacity), 429 (queue full), 503 (no host or query actor), 400 (bad plan options).
+   */
+  async submit(input: JobInput, who: Principal, id: string, params: CapacityParams): Promise<JobMeta> {
+    const N = input.contextIds.length;
+    const M = input.queryIds.length;
+    const plan = planMode(input.mode, N, input); // bad sizes → 400 before anything is enqueued
+    const total = N + M + input.maxNewTokens;
+    if (total > this.o.maxPositions) {
+      throw new CapacityError(
+        'context_too_long',
+        `context (${N}) + query (${M}) + max new tokens (${input.maxNewTokens}) = ${total} tokens exceeds the model's maximum of ${this.o.maxPositions} positions`,
+        N + M >= this.o.maxPositions ? params.context : params.maxNewTokens,
+      );
+    }
+    const depth = await this.queueDepth();
+    if (depth >= this.o.maxQueue) {
+      throw new HttpError(429, 'queue_full', `the cluster has ${depth} unfinished requests, at or over the limit of ${this.o.maxQueue} (STARQ_MAX_QUEUE): retry later`);
+    }
+    let sub;
+    try {
+      sub = await this.client.submit({
+        requestId: id,
+        model: this.o.modelId,
+        mode: input.mode,
+        blockSize: input.blockSize ?? null,
+        anchorSize: input.anchorSize ?? null,
+        hosts: input.hosts ?? null,
+        contextIds: input.contextIds,
+        queryIds: input.queryIds,
+        maxNewTokens: input.maxNewTokens,
+        sampling: input.sampling,
+        stopIds: this.o.stopIds,
+        ignoreEos: input.ignoreEos,
+        cache: input.cache,
+      });
+    } catch (e) {
+      if (e instanceof StarqError && (e.code === 'context_too_long' || e.code === 'context_over_capacity')) {
+        throw new CapacityError(e.code, e.message, params.context);
+      }
+      throw e;
+    }
+    const meta: JobMeta = {
+      id,
+      kind: input.kind,
+      model: this.o.modelId,
+      owner: who.owner,
+      createdAt: Date.now(),
+      mode: input.mode,
+      contextTokens: N,
+      queryTokens: M,
+      maxNewTokens: input.maxNewTokens,
+      blockSize: plan.blockSize,
+      anchorSize: plan.anchorSize,
+      cache: input.cache,
+      blocksTotal: sub.plan.numBlocks,
+      blocksToEncode: sub.blocksToEncode,
+      blocksReused: sub.blocksReused,
+    };
+    await this.redis
+      .multi()
+      .set(this.metaKey(id), JSON.stringify(meta), 'EX', META_TTL_S)
+      .zadd(this.indexKey(), meta.createdAt, id)
+      .zremrangebyrank(this.indexKey(), 0, -INDEX_MAX - 1)
+      .exec();
+    this.track(meta);
+    return meta;
+  }
+
+  /** Follow a job submitted here until it ends (for metrics), without holding a connection. */
+  private track(meta: JobMeta): void {
+    const entry = { meta, started: false };
+    this.inFlight.set(meta.id, entry);
+    const f = this.follow(meta.id, (e) => {
+      if (e.type === 'started') entry.started = true;
+    });
+    void f.done.then((t) => {
+      this.inFlight.delete(meta.id);
+      this.o.onFinished?.(meta, t);
+    });
+  }
+
+  /** The job record, if the caller may see it (404 otherwise: other owners' jobs do not exist). */
+  async meta(id: string, who: Principal): Promise<JobMeta> {
+    const raw = typeof id === 'string' && /^[A-Za-z0-9_.-]{1,200}$/.test(id) ? await this.redis.get(this.metaKey(id)) : null;
+    const meta = raw ? (JSON.parse(raw) as JobMeta) : null;
+    if (!meta || (!who.admin && meta.owner !== who.owner)) throw new HttpError(404, 'job_not_found', `job ${JSON.stringify(id)} does not exist (or has expired)`, 'id');
+    return meta;
+  }
+
+  /** Recent jobs, newest first (admin). */
+  async recent(limit: number): Promise<JobView[]> {
+    const ids = await this.redis.zrevrange(this.indexKey(), 0, limit - 1);
+    const admin: Principal = { owner: '', admin: true };
+    const out: JobView[] = [];
+    for (const id of ids) {
+      const v = await this.get(id, admin).catch(() => null);
+      if (v) out.push(v);
+    }
+    return out;
+  }
+
+  async get(id: string, who: Principal): Promise<JobView> {
+    return this.view(await this.meta(id, who));
+  }
+
+  /** Current state of a job, from its event stream and BullMQ. */
+  async view(meta: JobMeta): Promise<JobView> {
+    const stream = this.client.keys.requestEvents(meta.id);
+    const [entries, cancelFlag] = await Promise.all([
+      this.redis.xrange(stream, '-', '+') as Promise<[string, string[]][]>,
+      this.redis.exists(requestCancelKey(this.client.keys, meta.id)),
+    ]);
+    const st = foldEvents(entries);
+    let status: JobStatus;
+    let result = st.result;
+    let error = st.error?.error ?? null;
+    let encoded = meta.blocksToEncode;
+    if (result) status = 'completed';
+    else if (error) status = error.code === 'cancelled' ? 'cancelled' : 'failed';
+    else if (cancelFlag) status = 'cancelled';
+    else if (st.startedAt !== null || st.tokens.length > 0) status = 'generating';
+    else {
+      const job = await this.client.requests.getJob(meta.id);
+      const state = job ? await job.getState() : 'unknown';
+      if (state === 'completed' && job?.returnvalue) {
+        status = 'completed'; // events expired; BullMQ kept the result
+        result = job.returnvalue as RequestResult;
+      } else if (state === 'failed' || state === 'unknown') {
+        status = 'failed';
+        const reason = job ? await this.client.failureReason(job.failedReason ?? 'unknown reason') : 'the request is no longer in the queue (expired or removed)';
+        const coded = /^\[([a-z_]+)\] (.*)$/s.exec(reason);
+        error = coded ? { code: coded[1], message: coded[2], param: null } : { code: job ? 'job_failed' : 'job_lost', message: reason, param: null };
+      } else {
+        const progress = await this.phase1Progress(meta.id, state);
+        encoded = progress.encoded;
+        status = progress.encoded > 0 || progress.running || state === 'waiting' || state === 'active' ? 'encoding' : 'queued';
+      }
+    }
+    if ((status === 'cancelled' || status === 'failed') && st.startedAt === null) {
+      encoded = (await this.phase1Progress(meta.id).catch(() => ({ encoded: 0 }))).encoded; // how far phase 1 got
+    }
+    if (meta.mode === 'ring' && st.phase1) encoded = st.phase1.done >= st.phase1.total ? meta.blocksTotal : 0;
+    const finished = status === 'completed' || status === 'failed' || status === 'cancelled';
+    const now = Date.now();
+    const tokens = result ? result.generatedIds.length : st.tokens.length;
+    const phase1Ms = result ? result.timings.phase1Ms : st.startedAt !== null ? st.startedAt - meta.createdAt : null;
+    const firstTokenMs = result ? result.timings.firstTokenMs : st.firstTokenAt !== null && st.startedAt !== null ? st.firstTokenAt - st.startedAt : null;
+    return {
+      id: meta.id,
+      object: 'job',
+      kind: meta.kind,
+      model: meta.model,
+      status,
+      createdAt: meta.createdAt,
+      mode: meta.mode,
+      cache: meta.cache,
+      progress: {
+        blocks: { done: meta.blocksReused + (status === 'generating' || status === 'completed' ? meta.blocksToEncode : encoded), total: meta.blocksTotal, reused: meta.blocksReused, encoded: status === 'generating' || status === 'completed' ? meta.blocksToEncode : encoded },
+        tokens,
+        maxNewTokens: meta.maxNewTokens,
+      },
+      timings: {
+        elapsedMs: (finished && entries.length > 0 ? entryTime(entries[entries.length - 1][0]) : now) - meta.createdAt,
+        phase1Ms,
+        firstTokenMs,
+        phase2Ms: result ? result.timings.phase2Ms : null,
+        decodeTokensPerSec: result ? result.timings.decodeTokensPerSec : null,
+      },
+      result: result ? this.generateJson(result) : null,
+      error: status === 'completed' ? null : error,
+      blocks: result ? { encoded: result.blocksEncoded, reused: result.blocksReused, recovered: result.blocksRecovered } : null,
+    };
+  }
+
+  /**
+   * Blocks encoded so far (children processed) and whether a host is encoding one now (a block
+   * job of this request among the queue's active jobs: at most one per host, so this stays cheap
+   * however many blocks the request has).
+   */
+  async phase1Progress(id: string, state?: string): Promise<{ encoded: number; running: boolean }> {
+    const job = await this.client.requests.getJob(id);
+    if (!job) return { encoded: 0, running: false };
+    const st = state ?? (await job.getState());
+    const c = await job.getDependenciesCount({ processed: true });
+    if (st !== 'waiting-children') return { encoded: c.processed ?? 0, running: false };
+    const active = await this.client.blocks.getActive(0, 999);
+    return { encoded: c.processed ?? 0, running: active.some((j) => (j.data as { requestId?: string } | undefined)?.requestId === id) };
+  }
+
+  /** `starq generate --json`'s object for a result (text decoded like the CLI: special tokens kept). */
+  generateJson(r: RequestResult): GenerateJson {
+    return {
+      mode: r.mode,
+      contextTokens: r.contextTokens,
+      queryTokens: r.queryTokens,
+      blockSize: r.blockSize,
+      anchorSize: r.anchorSize,
+      hosts: r.hosts,
+      generatedIds: r.generatedIds,
+      text: this.tokenizer ? this.tokenizer.decode(r.generatedIds, { skipSpecialTokens: false }) : '',
+      finishReason: r.finishReason,
+      timings: r.timings,
+    };
+  }
+
+  /**
+   * Cancel (idempotent for cancelled jobs). 409 `job_finished` for a job that already completed or
+   * failed.
+   */
+  async cancel(id: string, who: Principal, reason = 'cancelled by the client'): Promise<JobView> {
+    const meta = await this.meta(id, who);
+    const before = await this.view(meta);
+    if (before.status === 'completed' || before.status === 'failed') {
+      throw new HttpError(409, 'job_finished', `job ${id} already ${before.status}: nothing to cancel`, 'id');
+    }
+    if (before.status !== 'cancelled') await this.client.cancel(id, `job ${id} was ${reason}`);
+    return this.view(meta);
+  }
+
+  /** Cancel a job this gateway is serving (stop sequence reached, client went away). */
+  async cancelInternal(id: string, reason: string): Promise<void> {
+    await this.client.cancel(id, `job ${id} was ${reason}`).catch(() => undefined);
+  }
+
+  /**
+   * Follow a job's events until it ends. `onEvent` sees every event up to the terminal one. A
+   * request failed by a block job (no event: the query actor never ran it) is noticed by a
+   * once-a-second look at its BullMQ state.
+   */
+  follow(id: string, onEvent: (e: RequestEvent) => void = () => undefined): Follower {
+    let settle!: (t: Terminal) => void;
+    let ended = false;
+    let watchdog: NodeJS.Timeout | undefined;
+    const done = new Promise<Terminal>((r) => (settle = r));
+    const finish = (t: Terminal) => {
+      if (ended) return;
+      ended = true;
+      unsubscribe();
+      clearTimeout(watchdog);
+      settle(t);
+    };
+    const unsubscribe = this.hub.subscribe(id, (e) => {
+      if (ended) return;
+      onEvent(e);
+      if (e.type === 'done') finish({ kind: 'done', result: e.result });
+      else if (e.type === 'error') finish({ kind: 'error', error: e.error });
+    });
+    // The watchdog looks after 1 s, then less and less often (at most every 10 s).
+    let delay = 1000;
+    const schedule = () => {
+      watchdog = setTimeout(() => void check().finally(() => !ended && schedule()), delay);
+      watchdog.unref();
+      delay = Math.min(10000, Math.round(delay * 1.5));
+    };
+    const check = () =>
+      (async () => {
+        const job = await this.client.requests.getJob(id);
+        if (ended) return;
+        const state = job ? await job.getState() : 'unknown';
+        if (ended) return;
+        if (state === 'failed' || state === 'unknown') {
+          await new Promise((r) => setTimeout(r, 300)); // let a last error event arrive first
+          if (ended) return;
+          const reason = job ? await this.client.failureReason(job.failedReason ?? 'unknown reason') : `request ${id} is no longer in the queue`;
+          const coded = /^\[([a-z_]+)\] (.*)$/s.exec(reason);
+          finish({ kind: 'error', error: coded ? { code: coded[1], message: coded[2], param: null } : { code: job ? 'job_failed' : 'job_lost', message: reason, param: null } });
+        } else if (state === 'completed' && job?.returnvalue) {
+          await new Promise((r) => setTimeout(r, 300));
+          finish({ kind: 'done', result: job.returnvalue as RequestResult });
+        }
+      })().catch(() => undefined);
+    schedule();
+    return { done, stop: () => finish({ kind: 'error', error: { code: 'unsubscribed', message: 'stopped following', param: null } }) };
+  }
+}

@@ -1,0 +1,502 @@
+/**
+ * End-to-end tests of a real starq cluster (DESIGN §4): `node bin/starq-actor host-actor` ×N and
+ * `node bin/starq-actor query-actor` processes on the Redis at 127.0.0.1:6379, each test cluster
+ * under a random key prefix (deleted afterwards), driven through StarqClient.
+ *
+ * - Exactness: global, star and ring jobs on clusters of 1, 2 and 3 host processes generate the
+ *   same greedy token ids as the in-process LocalCluster (stories260K from ../shared when present,
+ *   and always a generated random checkpoint on which Star's output differs from Global's, so the
+ *   comparison really checks Star semantics).
+ * - Reuse: a second query on the same context runs no phase-1 job.
+ * - Faults: a SIGKILLed host's blocks are re-encoded elsewhere mid-generation; malformed jobs fail
+ *   with a clear reason without harming the actors or other requests.
+ * - Responsiveness: a host's heartbeats keep coming while it encodes a long block.
+ * - `starq cluster up` + `starq generate --redis` end to end.
+ *
+ * A cluster is reused across the tests of a describe block: it starts with one host and grows to
+ * three; the fault test (which kills a host) runs last.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Queue } from 'bullmq';
+import { blockCacheId, planMode, type Mode } from '../libs/attention/src';
+import { ActorRegistry, createQueue, createRedis, type RequestEvent, type RequestResult, type SubmitRequest } from '../libs/actors/src';
+import { contextKey, RedisKeys } from '../libs/protocol/src';
+import { loadConfig } from '../libs/model/src/config';
+import { LocalCluster } from '../libs/model/src/local/local-cluster';
+import { writeRandomCheckpoint, type RandomCheckpointOptions } from '../libs/model/src/testing/random-checkpoint';
+import { deletePrefix, randomPrefix, REDIS_URL, ROOT, sleep, spawnTracked, stopProcess, TestCluster, until, waitExit } from './helpers/cluster';
+import { randomIds, TmpDirs } from './helpers/numeric';
+
+const STORIES = path.resolve(ROOT, '../shared/models/stories260K');
+const haveStories = fs.existsSync(path.join(STORIES, 'reference_long.json'));
+
+/** Untied random Llama on which Star (default b, a) and Global generate different ids. */
+const RANDOM_OPTS: RandomCheckpointOptions = {
+  architecture: 'llama',
+  hidden: 64,
+  intermediate: 128,
+  layers: 4,
+  heads: 4,
+  kvHeads: 2,
+  vocab: 128,
+  maxPositions: 2048,
+  dtype: 'F32',
+  tied: false,
+  sharded: false,
+  seed: 9,
+};
+
+const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0 };
+const MODES: Mode[] = ['global', 'star', 'ring'];
+const N_CTX = 300;
+const N_QUERY = 4;
+const N_NEW = 16;
+const N_NEW_LONG = 200;
+
+const tmp = new TmpDirs();
+afterAll(() => tmp.cleanup());
+
+interface Prompt {
+  ctx: number[];
+  query: number[];
+}
+
+interface ModelCase {
+  title: string;
+  available: boolean;
+  /** Model directory (created on first use for generated checkpoints). */
+  dir: () => string;
+  /** Prompt number `i` (distinct contexts for distinct tests). */
+  prompt: (i: number) => Prompt;
+  /** Star ≠ Global on this model (a precondition that makes the exactness test discriminating). */
+  starDiffersFromGlobal: boolean;
+}
+
+let randomDir = '';
+const randomCase: ModelCase = {
+  title: 'generated random checkpoint',
+  available: true,
+  dir: () => {
+    if (!randomDir) {
+      randomDir = tmp.make('starq-cluster-e2e-');
+      writeRandomCheckpoint(randomDir, RANDOM_OPTS);
+    }
+    return randomDir;
+  },
+  prompt: (i) => ({ ctx: randomIds(N_CTX, RANDOM_OPTS.vocab, 11 + 2 * i, 3), query: randomIds(N_QUERY, RANDOM_OPTS.vocab, 12 + 2 * i, 3) }),
+  starDiffersFromGlobal: true,
+};
+
+let storiesIds: number[] | null = null;
+const storiesCase: ModelCase = {
+  title: 'stories260K (requires ../shared)',
+  available: haveStories,
+  dir: () => STORIES,
+  prompt: (i) => {
+    storiesIds ??= (JSON.parse(fs.readFileSync(path.join(STORIES, 'reference_long.json'), 'utf8')) as { token_ids: number[] }).token_ids;
+    // 480 ids; windows of N_CTX + N_QUERY at different offsets (ctx + query + 200 new ≤ 512 positions).
+    const off = [0, 100, 50, 150][i];
+    return { ctx: storiesIds.slice(off, off + N_CTX), query: storiesIds.slice(off + N_CTX, off + N_CTX + N_QUERY) };
+  },
+  starDiffersFromGlobal: false, // a 260K-parameter model attends locally: Star = Global here
+};
+
+/** What one request asks for; `hosts` is the host count of the cluster (and of the local plan). */
+interface Ask {
+  mode: Mode;
+  hosts: number;
+  prompt: Prompt;
+  maxNewTokens?: number;
+}
+
+function submitRequest(model: string, a: Ask, extra: Partial<SubmitRequest> = {}): SubmitRequest {
+  return {
+    model,
+    mode: a.mode,
+    hosts: a.mode === 'global' ? null : a.hosts,
+    contextIds: a.prompt.ctx,
+    queryIds: a.prompt.query,
+    maxNewTokens: a.maxNewTokens ?? N_NEW,
+    sampling: GREEDY,
+    stopIds: [],
+    ignoreEos: true,
+    ...extra,
+  };
+}
+
+/** Resolves when the request's BullMQ job is in state `want` (its `finally` cleanup then ran). */
+async function jobState(cluster: TestCluster, requestId: string, want: string): Promise<void> {
+  const deadline = Date.now() + 15000;
+  for (;;) {
+    const job = await cluster.client.requests.getJob(requestId);
+    const state = job ? await job.getState() : 'missing';
+    if (state === want) return;
+    if (Date.now() > deadline) throw new Error(`request ${requestId}: job state ${state}, expected ${want} (failedReason: ${job?.failedReason})`);
+    await sleep(50);
+  }
+}
+
+function describeModel(mc: ModelCase): void {
+  (mc.available ? describe : describe.skip)(`cluster on ${mc.title}`, () => {
+    let cluster: TestCluster;
+    let local: LocalCluster;
+    const refs = new Map<string, number[]>();
+    const placements: string[] = [];
+
+    /** Greedy ids of the in-process implementation (same mode, plan and host count). */
+    async function reference(a: Ask): Promise<number[]> {
+      const key = JSON.stringify(a);
+      let ids = refs.get(key);
+      if (!ids) {
+        const r = await local.generate(
+          { mode: a.mode, contextIds: a.prompt.ctx, queryIds: a.prompt.query, hosts: a.mode === 'global' ? undefined : a.hosts },
+          { maxNewTokens: a.maxNewTokens ?? N_NEW, sampling: GREEDY, stopIds: [], ignoreEos: true },
+        );
+        ids = r.generatedIds;
+        refs.set(key, ids);
+      }
+      return ids;
+    }
+
+    /** Submit, wait for the result and for the job to complete. */
+    async function run(a: Ask, extra: Partial<SubmitRequest> = {}, on: Parameters<TestCluster['client']['wait']>[1] = {}) {
+      const sub = await cluster.client.submit(submitRequest(cluster.model, a, extra));
+      let res: RequestResult;
+      try {
+        res = await cluster.client.wait(sub.requestId, on, 90000);
+      } catch (e) {
+        throw new Error(`request failed: ${(e as Error).message}\n${cluster.logs()}`);
+      }
+      await jobState(cluster, sub.requestId, 'completed');
+      return { sub, res };
+    }
+
+    beforeAll(async () => {
+      const dir = mc.dir();
+      // The actors run ORT with 1 thread; so does the reference (same float reduction order).
+      [cluster, local] = await Promise.all([TestCluster.start({ modelDir: dir, hosts: 1 }), LocalCluster.start(dir, loadConfig(dir), { hosts: 3, hostThreads: 1, queryThreads: 1 })]);
+    }, 120000);
+
+    afterAll(async () => {
+      if (placements.length) console.log(`${mc.title}: host processes used per request: ${placements.join(', ')}`);
+      await local?.close();
+      await cluster?.stop();
+    }, 60000);
+
+    /** Grows the cluster to `n` live host processes (tests also pass when run alone with -t). */
+    async function ensureHosts(n: number): Promise<void> {
+      const have = cluster.hosts().length;
+      if (have < n) await cluster.addHosts(n - have);
+      expect(await cluster.client.actors('host')).toHaveLength(n);
+    }
+
+    describe.each([1, 2, 3])('%i host process(es): same token ids as the in-process LocalCluster', (n) => {
+      beforeAll(() => ensureHosts(n), 120000);
+
+      it.each(MODES)('%s mode', async (mode) => {
+        const a: Ask = { mode, hosts: n, prompt: mc.prompt(0) };
+        const want = await reference(a);
+        const plan = planMode(mode, N_CTX, { hosts: mode === 'global' ? null : n });
+        // cache: false → the blocks are released after the request, so every run really encodes.
+        const { sub, res } = await run(a, { cache: false });
+        expect(sub.blocksToEncode).toBe(mode === 'ring' ? 0 : plan.numBlocks); // ring: phase 1 runs in the query actor
+        expect(res.generatedIds).toEqual(want);
+        expect(res).toMatchObject({ mode, contextTokens: N_CTX, queryTokens: N_QUERY, finishReason: 'length', blockSize: plan.blockSize, anchorSize: plan.anchorSize });
+        expect(res.blocksEncoded).toBe(plan.numBlocks);
+        expect(res.blocksReused).toBe(0);
+        expect(res.blocksRecovered).toBe(0);
+        placements.push(`${mode}@${n}→${res.hosts}`);
+        if (mode === 'global') expect(res.hosts).toBe(1);
+        else if (mode === 'ring') expect(res.hosts).toBe(Math.min(n, plan.numBlocks)); // the ring spans the requested hosts
+        else {
+          expect(res.hosts).toBeGreaterThanOrEqual(1); // star: any free host takes a block job
+          expect(res.hosts).toBeLessThanOrEqual(n);
+        }
+      }, 90000);
+    });
+
+    if (mc.starDiffersFromGlobal) {
+      it('precondition: on this model Star generates other ids than Global (the comparison above is not vacuous)', async () => {
+        const p = mc.prompt(0);
+        expect(await reference({ mode: 'star', hosts: 3, prompt: p })).not.toEqual(await reference({ mode: 'global', hosts: 3, prompt: p }));
+      }, 60000);
+    }
+
+    it.each(['star', 'global'] as const)('%s: a second query on the same context reuses the KV handles (no phase-1 job)', async (mode) => {
+      await ensureHosts(3);
+      const first = mc.prompt(1);
+      const second: Prompt = { ctx: first.ctx, query: mc.prompt(2).query };
+      const plan = planMode(mode, N_CTX, { hosts: mode === 'global' ? null : 3 });
+      const r1 = await run({ mode, hosts: 3, prompt: first });
+      expect(r1.sub.blocksToEncode).toBe(plan.numBlocks);
+      expect(r1.res.blocksEncoded).toBe(plan.numBlocks);
+      expect(r1.res.generatedIds).toEqual(await reference({ mode, hosts: 3, prompt: first }));
+
+      const before = await cluster.client.queueCounts();
+      const r2 = await run({ mode, hosts: 3, prompt: second });
+      const after = await cluster.client.queueCounts();
+      expect(r2.sub).toMatchObject({ blocksToEncode: 0, blocksReused: plan.numBlocks });
+      expect(r2.res.blocksReused).toBe(plan.numBlocks);
+      expect(r2.res.blocksEncoded).toBe(0);
+      expect(r2.res.blocksRecovered).toBe(0);
+      // No block job was added or run: every count of the blocks queue is unchanged.
+      expect(after.blocks).toEqual(before.blocks);
+      expect(after.requests.completed).toBe(before.requests.completed + 1);
+      expect(r2.res.generatedIds).toEqual(await reference({ mode, hosts: 3, prompt: second }));
+    }, 90000);
+
+    it('malformed request and block jobs fail with a clear reason; actors and other requests are unaffected', async () => {
+      await ensureHosts(3);
+      const bull = await createRedis(REDIS_URL, { forBullmq: true, connectionName: 'starq-e2e-bad-jobs' });
+      const queues: Queue[] = [];
+      try {
+        const keys = new RedisKeys(cluster.prefix);
+        const requests = createQueue(keys.queues.requests, { connection: bull, prefix: keys.bullPrefix });
+        const blocks = createQueue(keys.queues.blocks, { connection: bull, prefix: keys.bullPrefix });
+        queues.push(requests, blocks);
+        const actorsBefore = (await cluster.client.actors()).map((r) => `${r.id}/${r.incarnation}`);
+
+        const good: Ask = { mode: 'star', hosts: 3, prompt: mc.prompt(0) };
+        const want = await reference(good);
+        // A normal request in flight while the malformed jobs are processed.
+        const concurrent = run(good, { cache: false });
+        const badRequest = await requests.add('request', { requestId: 42, queryIds: 'not a list' } as never, { jobId: 'bad-request' });
+        const badBlock = await blocks.add('block', { requestId: 'bad', model: cluster.model } as never, { jobId: 'bad-block' });
+
+        const failed = async (q: Queue, id: string) =>
+          until(
+            `job ${id} to fail`,
+            async () => {
+              const j = await q.getJob(id);
+              return j && (await j.getState()) === 'failed' ? j : null;
+            },
+            30000,
+            100,
+          );
+        const [jr, jb] = await Promise.all([failed(requests, badRequest.id!), failed(blocks, badBlock.id!)]);
+        expect(jr.failedReason).toMatch(/^\[malformed_job\] request job bad-request is malformed: expected \{requestId, contextHash, queryIds/);
+        expect(jb.failedReason).toMatch(/^malformed block job bad-block: expected \{cacheId, contextHash, segments/);
+        // Neither is retried (UnrecoverableError): one attempt each, although the queue's default is 3.
+        expect(jr.attemptsMade).toBe(1);
+        expect(jb.attemptsMade).toBe(1);
+        // A client following the bad request (by its job id) gets the coded error.
+        await expect(cluster.client.wait('bad-request', {}, 10000)).rejects.toMatchObject({ code: 'malformed_job', message: expect.stringMatching(/is malformed/) });
+
+        const { res: during } = await concurrent;
+        expect(during.generatedIds).toEqual(want);
+
+        // Every actor is still the same live process (same incarnation, no restart).
+        expect((await cluster.client.actors()).map((r) => `${r.id}/${r.incarnation}`)).toEqual(actorsBefore);
+        for (const a of cluster.actors) expect({ id: a.id, exit: a.proc.exitCode ?? a.proc.signalCode }).toEqual({ id: a.id, exit: null });
+
+        // A request submitted afterwards completes correctly.
+        const { res: afterwards } = await run({ mode: 'global', hosts: 3, prompt: mc.prompt(0) }, { cache: false });
+        expect(afterwards.generatedIds).toEqual(await reference({ mode: 'global', hosts: 3, prompt: mc.prompt(0) }));
+      } finally {
+        await Promise.allSettled(queues.map((q) => q.close()));
+        bull.disconnect();
+      }
+    }, 90000);
+
+    it('a host SIGKILLed during generation: its blocks are re-encoded on another host, same tokens', async () => {
+      await ensureHosts(3);
+      const a: Ask = { mode: 'star', hosts: 3, prompt: mc.prompt(3), maxNewTokens: N_NEW_LONG };
+      const want = await reference(a);
+      const plan = planMode('star', N_CTX, { hosts: 3 });
+      const key = contextKey({ model: cluster.model, mode: 'star', blockSize: plan.blockSize, anchorSize: plan.anchorSize, contextIds: a.prompt.ctx });
+      const cacheIds = plan.blocks.map((b) => blockCacheId(key, b.index));
+
+      const sub = await cluster.client.submit(submitRequest(cluster.model, a));
+      expect(sub.blocksToEncode).toBe(plan.numBlocks);
+      let firstToken!: () => void;
+      const gotToken = new Promise<void>((r) => (firstToken = r));
+      const tokens: number[] = [];
+      const events: RequestEvent[] = [];
+      let recoveredAt = 0;
+      const result = cluster.client.wait(
+        sub.requestId,
+        {
+          token: (id) => {
+            tokens.push(id);
+            firstToken();
+          },
+          event: (e) => {
+            events.push(e);
+            if (e.type === 'recovered') recoveredAt = Date.now();
+          },
+        },
+        90000,
+      );
+      result.catch(() => undefined);
+      await Promise.race([gotToken, result]);
+      const handles = await cluster.client.directory.getMany(cacheIds);
+      expect(handles.every((h) => h !== null)).toBe(true);
+      const victim = handles[0]!.hostId;
+      const lost = handles.filter((h) => h!.hostId === victim).length;
+      await cluster.kill(victim);
+      const killedAt = Date.now();
+      const tokensAtKill = tokens.length;
+
+      let res: RequestResult;
+      try {
+        res = await result;
+      } catch (e) {
+        throw new Error(`request failed after killing ${victim}: ${(e as Error).message}\n${cluster.logs()}`);
+      }
+      console.log(`killed ${victim} after ${tokensAtKill} tokens; recovered after ${recoveredAt - killedAt} ms; done after ${Date.now() - killedAt} ms`);
+      expect(tokensAtKill).toBeLessThan(N_NEW_LONG); // the kill happened while generating
+      expect(res.generatedIds).toEqual(want);
+      expect(res.generatedIds).toHaveLength(N_NEW_LONG);
+      expect(res.blocksRecovered).toBeGreaterThan(0);
+      expect(res.blocksRecovered).toBeGreaterThanOrEqual(lost);
+      const recovered = events.filter((e): e is Extract<RequestEvent, { type: 'recovered' }> => e.type === 'recovered');
+      expect(recovered.length).toBeGreaterThan(0);
+      expect(recovered[0].fromHost).toBe(victim);
+      // The lost blocks now live on surviving hosts.
+      const now = await cluster.client.directory.getMany(cacheIds);
+      for (const h of now) expect(h?.hostId).not.toBe(victim);
+      await jobState(cluster, sub.requestId, 'completed');
+      // The dead host leaves the registry after its TTL; the survivors stay.
+      await until('the killed host to leave the registry', async () => !(await cluster.client.actors('host')).some((h) => h.id === victim), 10000);
+      expect(await cluster.client.actors('host')).toHaveLength(2);
+    }, 120000);
+  });
+}
+
+describeModel(storiesCase);
+describeModel(randomCase);
+
+describe('host event loop while encoding (generated random checkpoint)', () => {
+  /** Big enough that one block takes seconds on 2 cores (measured: ≈ 3–7 s for 4096 tokens). */
+  const BIG: RandomCheckpointOptions = { ...RANDOM_OPTS, hidden: 256, intermediate: 512, layers: 4, heads: 4, kvHeads: 2, vocab: 256, maxPositions: 8192, tied: true, seed: 3 };
+  const N = 4096;
+  const HEARTBEAT_MS = 300;
+  let cluster: TestCluster;
+
+  beforeAll(async () => {
+    const dir = tmp.make('starq-cluster-e2e-big-');
+    writeRandomCheckpoint(dir, BIG);
+    cluster = await TestCluster.start({ modelDir: dir, hosts: 1, heartbeatMs: HEARTBEAT_MS, ttlMs: 1500 });
+  }, 120000);
+
+  afterAll(async () => {
+    await cluster?.stop();
+  }, 60000);
+
+  it(`heartbeats keep arriving every ~${HEARTBEAT_MS} ms during a multi-second phase-1 encode`, async () => {
+    const host = cluster.hosts()[0].id;
+    const sub = await cluster.client.submit({
+      model: cluster.model,
+      mode: 'global',
+      contextIds: randomIds(N, BIG.vocab, 21, 3),
+      queryIds: [5, 6, 7, 8],
+      maxNewTokens: 1,
+      sampling: GREEDY,
+      stopIds: [],
+      cache: false,
+    });
+    let phase1 = true;
+    let missing = 0;
+    const beats: number[] = [];
+    const t0 = Date.now();
+    const sampler = (async () => {
+      while (phase1) {
+        const r = await cluster.registry.get(host);
+        if (!phase1) break;
+        if (r) beats.push(r.heartbeatAt);
+        else missing++;
+        await sleep(200);
+      }
+    })();
+    const res = await cluster.client.wait(sub.requestId, { event: (e) => void (e.type === 'started' && (phase1 = false)) }, 120000).finally(() => (phase1 = false));
+    await sampler;
+    const sampledMs = Date.now() - t0;
+    const distinct = [...new Set(beats)].sort((x, y) => x - y);
+    const gaps = distinct.slice(1).map((x, i) => x - distinct[i]);
+    const maxGap = Math.max(...gaps);
+    console.log(`phase 1 ${res.timings.phase1Ms} ms; ${distinct.length} distinct heartbeats in ${beats.length} samples; max gap ${maxGap} ms`);
+    // The encode really took seconds (else the test would prove nothing) …
+    expect(res.blocksEncoded).toBe(1);
+    expect(res.timings.phase1Ms).toBeGreaterThanOrEqual(2000);
+    expect(sampledMs).toBeGreaterThanOrEqual(2000);
+    // … and the host's record never expired and was refreshed on schedule throughout.
+    expect(missing).toBe(0);
+    expect(distinct.length).toBeGreaterThanOrEqual(Math.floor(res.timings.phase1Ms / HEARTBEAT_MS / 2));
+    expect(maxGap).toBeLessThan(3 * HEARTBEAT_MS);
+  }, 120000);
+});
+
+describe('starq cluster up + starq generate --redis', () => {
+  it('prints ready {...}, serves `generate --redis --json` like in-process, and stops every actor on SIGINT', async () => {
+    const modelDir = haveStories ? STORIES : randomCase.dir();
+    const prefix = randomPrefix('up');
+    const prompt = haveStories ? storiesCase.prompt(0) : randomCase.prompt(0);
+    const genArgs = ['bin/starq', 'generate', '--model', modelDir, '--context-ids', prompt.ctx.join(','), '--query-ids', prompt.query.join(','), '--mode', 'star', '--hosts', '1', '--max-new-tokens', String(N_NEW), '--json'];
+    const env = { ...process.env, STARQ_PREFIX: prefix };
+    const redis = await createRedis(REDIS_URL, { connectionName: 'starq-e2e-up' });
+    // Actors only (no HTTP gateway: it has its own tests and would need a port).
+    const up = spawnTracked(['bin/starq', 'cluster', 'up', '--hosts', '1', '--prefix', prefix, '--model', modelDir, '--no-gateway'], env);
+    // The in-process run, concurrently with the cluster's start-up.
+    const inproc = spawnTracked([...genArgs, '--threads', '1'], env);
+    let remote: ReturnType<typeof spawnTracked> | null = null;
+    try {
+      const readyLine = await until(
+        '`ready {...}` from starq cluster up',
+        async () => {
+          if (up.proc.exitCode !== null) throw new Error(`starq cluster up exited (${up.proc.exitCode}):\n${up.out()}`);
+          return up.stdout().split('\n').find((l) => l.startsWith('ready ')) ?? null;
+        },
+        120000,
+        100,
+      );
+      const ready = JSON.parse(readyLine.slice('ready '.length)) as { redis: string; prefix: string; hosts: string[]; queryActors: string[] };
+      expect(ready).toMatchObject({ redis: REDIS_URL, prefix });
+      expect(ready.hosts).toHaveLength(1);
+      expect(ready.queryActors).toHaveLength(1);
+
+      const keys = new RedisKeys(prefix);
+      const registry = new ActorRegistry(redis, { keys });
+      const records = await registry.list();
+      expect(records.map((r) => r.id)).toEqual(expect.arrayContaining([...ready.hosts, ...ready.queryActors]));
+      const pids = records.map((r) => r.pid);
+      for (const pid of pids) expect(isAlive(pid)).toBe(true);
+
+      remote = spawnTracked([...genArgs, '--redis', ready.redis], env);
+      expect(await waitExit(remote.proc, 90000)).toBe(true);
+      expect(await waitExit(inproc.proc, 90000)).toBe(true);
+      expect({ code: remote.proc.exitCode, out: remote.out().slice(-2000) }).toMatchObject({ code: 0 });
+      expect({ code: inproc.proc.exitCode, out: inproc.out().slice(-2000) }).toMatchObject({ code: 0 });
+      const lines = (s: string) => s.split('\n').filter((l) => l.trim() !== '');
+      expect(lines(remote.stdout())).toHaveLength(1);
+      const got = JSON.parse(lines(remote.stdout())[0]);
+      const want = JSON.parse(lines(inproc.stdout())[0]);
+      expect(Object.keys(got).sort()).toEqual(Object.keys(want).sort());
+      expect(Object.keys(got.timings).sort()).toEqual(Object.keys(want.timings).sort());
+      const { timings: _t1, ...gotRest } = got;
+      const { timings: _t2, ...wantRest } = want;
+      expect(gotRest).toEqual(wantRest); // same mode, sizes, hosts, ids, text, finish reason
+
+      // SIGINT to `cluster up` alone: it must stop its actors itself.
+      process.kill(up.proc.pid!, 'SIGINT');
+      expect(await waitExit(up.proc, 30000)).toBe(true);
+      expect(up.proc.exitCode).toBe(0);
+      await until('every actor process to exit', async () => pids.every((p) => !isAlive(p)), 5000);
+      expect(await registry.list()).toEqual([]);
+      expect(await redis.scard(keys.actors())).toBe(0);
+    } finally {
+      await Promise.all([stopProcess(up.proc, 10000, 'SIGINT'), stopProcess(inproc.proc, 1000), ...(remote ? [stopProcess(remote.proc, 1000)] : [])]);
+      await deletePrefix(redis, prefix).catch(() => undefined);
+      redis.disconnect();
+    }
+  }, 180000);
+});
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
