@@ -1,17 +1,9 @@
 import { mergeInto, mergePartials, mergePartials64 } from './merge';
 import { Partial, emptyPartial, emptyPartial64, toPartial32 } from './partial';
 import { attentionWithLse } from './reference';
+import { mulberry32 } from '../../../test/helpers/prng';
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 interface Problem {
   H: number; Hkv: number; D: number; Tq: number; Tk: number;

@@ -93,29 +93,19 @@ export function emptyPartial64(heads: number, rows: number, headDim: number): Pa
 
 /** Float32 copy of a partial (empty rows are normalised to o = 0, lse = -Infinity). */
 export function toPartial32(p: AnyPartial): Partial {
-  assertPartial(p);
-  const { heads, rows, headDim: D } = p;
-  const o = new Float32Array(heads * rows * D); // (H, T, D)
-  const lse = new Float32Array(heads * rows); // (H, T)
-  for (let r = 0; r < heads * rows; r++) {
-    const l = p.lse[r];
-    if (isEmptyLse(l)) {
-      lse[r] = -Infinity;
-      continue;
-    }
-    lse[r] = l;
-    const base = r * D;
-    for (let d = 0; d < D; d++) o[base + d] = p.o[base + d];
-  }
-  return { o, lse, heads, rows, headDim: D };
+  return { ...copyNormalised(p, (n) => new Float32Array(n)), heads: p.heads, rows: p.rows, headDim: p.headDim };
 }
 
 /** Float64 copy of a partial (empty rows are normalised to o = 0, lse = -Infinity). */
 export function toPartial64(p: AnyPartial): Partial64 {
+  return { ...copyNormalised(p, (n) => new Float64Array(n)), heads: p.heads, rows: p.rows, headDim: p.headDim };
+}
+
+function copyNormalised<A extends Float32Array | Float64Array>(p: AnyPartial, alloc: (n: number) => A): { o: A; lse: A } {
   assertPartial(p);
   const { heads, rows, headDim: D } = p;
-  const o = new Float64Array(heads * rows * D); // (H, T, D)
-  const lse = new Float64Array(heads * rows); // (H, T)
+  const o = alloc(heads * rows * D); // (H, T, D)
+  const lse = alloc(heads * rows); // (H, T)
   for (let r = 0; r < heads * rows; r++) {
     const l = p.lse[r];
     if (isEmptyLse(l)) {
@@ -126,5 +116,5 @@ export function toPartial64(p: AnyPartial): Partial64 {
     const base = r * D;
     for (let d = 0; d < D; d++) o[base + d] = p.o[base + d];
   }
-  return { o, lse, heads, rows, headDim: D };
+  return { o, lse };
 }

@@ -1,16 +1,7 @@
 import { attentionPartial64, attentionWithLse } from './reference';
+import { mulberry32 } from '../../../test/helpers/prng';
 
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 function randn(r: () => number, n: number, scale = 1): Float64Array {
   const x = new Float64Array(n);

@@ -5,20 +5,12 @@ import { ReferenceKvCache, ReferenceModel, argmax, concatRows64, referenceForwar
 import { applyRopeInPlace, ropeCosSin, ropeCosSin64, ropeInvFreq } from './rope';
 import type { LayerWeights, ModelConfig, ModelWeights } from './types';
 import { loadModelDir } from './weights';
+import { mulberry32 } from '../../../test/helpers/prng';
 
 const STORIES = path.resolve(__dirname, '../../../../shared/models/stories260K');
 const haveStories = fs.existsSync(path.join(STORIES, 'model.safetensors'));
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 /** A tiny random model (no I/O): Qwen2-style q/k/v bias, GQA, untied lm_head. */
 function tinyModel(seed: number, over: Partial<ModelConfig> = {}): { config: ModelConfig; weights: ModelWeights } {

@@ -1,0 +1,2 @@
+/** The deterministic PRNG every test uses (mulberry32), so failures reproduce from a seed. */
+export { mulberry32 } from '@starq/model/testing/random-checkpoint';
