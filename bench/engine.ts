@@ -4,14 +4,18 @@
  * In one run (ratios within a run are what matter on a noisy machine) it measures:
  *   1. the roofline — GFLOP/s of a plain ORT fp32 MatMul (2048×512)·(512×2048), weight as
  *      initializer and both operands as inputs, same intra-op threads and session options as the
- *      engine; plus the two attention-shaped batched MatMuls for reference;
+ *      engine, best of 7; the same MatMul is re-measured just before and after every prefill
+ *      (100% = the best rate seen in the run; "% adj." = the two measured around that prefill);
  *   2. for stories260K (256 / 480 tokens) and a random Llama (hidden 512, 8 layers, 8 heads,
  *      2 KV heads, intermediate 1376, vocab 512) at 1K / 4K / 16K tokens: prefill (one forward,
  *      logits 'last'), decode (single-token forwards after the prefill), analytic FLOPs,
  *      achieved GFLOP/s and % of the MatMul rate, and the engine's issued attention FLOPs
- *      against the causally useful ones;
+ *      against the causally useful ones, process CPU time / page faults / RSS around the prefill;
  *   3. a per-piece breakdown (qkv / append / attend / post / head) of the largest random-model
- *      prefill, driven through the engine's piece API.
+ *      prefill and of a few decode steps after it, driven through the engine's piece API.
+ *
+ * Probes that explain the numbers (per-op ORT profiles, attend-graph variants, chunking sweeps,
+ * a what-if prefill harness) live in bench/lib/; docs/BENCHMARKS.md lists their commands.
  *
  *   npx tsx bench/engine.ts [--threads 2] [--contexts 1024,4096,16384] [--json FILE] [--quick]
  *                           [--reps 2] [--decode 32] [--no-breakdown] [--markdown]
@@ -20,11 +24,13 @@
  * Progress goes to stderr; the tables go to stdout; --json writes every number.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadConfig, ModelEngine, type ExecutorOptions, type ExecutorStats, type ModelConfig } from '@starq/model';
 import { attentionFlopsPerPairPerLayer, causalPairs, forwardFlops, linearFlopsPerToken } from './lib/flops';
 import { machineInfo, type MachineInfo } from './lib/machine';
 import { RANDOM_BENCH_MODEL_NAME, writeRandomBenchModel } from './lib/models';
+import { diffCounters, procCounters, type ProcCounters } from './lib/procstat';
 import { measureMatmul, type MatmulResult } from './lib/roofline';
 import { markdownTable, textTable, type Column } from './lib/table';
 import { nowMs, progress } from './lib/timing';
@@ -175,7 +181,16 @@ interface RunResult {
   prefillTokPerSec: number;
   prefillFlops: { linear: number; attention: number; lmHead: number; total: number };
   prefillGflops: number;
-  pctOfMatmul: number;
+  pctOfMatmul: number; // of the run's best MatMul rate
+  adjacentMatmulGflops: number[]; // measured before each rep and after the last
+  localMatmulGflops: number; // max of the two measured around the best rep
+  pctOfLocalMatmul: number;
+  loadavg1: number; // 1-minute load average after the prefill
+  rssGiB: number; // process RSS after the prefill reps (worker threads share the process)
+  /** Process CPU time and minor page faults during the best prefill rep (robust to time-slicing). */
+  prefillCounters: ProcCounters;
+  /** (user + sys CPU) / wall of the best rep: mean number of busy cores. */
+  prefillCoresBusy: number;
   engine: ExecutorStats; // issued during one prefill
   attendUsefulFlops: number; // causal-useful attention FLOPs (all layers)
   attendWastePct: number; // issued beyond useful, as % of useful
@@ -188,25 +203,42 @@ interface RunResult {
   decodeEngine: ExecutorStats;
 }
 
-async function runContext(engine: ModelEngine, cfg: ModelConfig, model: string, N: number, args: Args, matmulRate: number): Promise<RunResult> {
+/** MatMul reference measured next to each prefill (3 reps, initializer variant): load drifts. */
+async function adjacentMatmul(threads: number): Promise<number> {
+  return (await measureMatmul({ m: 2048, k: 512, n: 2048 }, 'weight', { threads, reps: 3 })).gflops;
+}
+
+async function runContext(engine: ModelEngine, cfg: ModelConfig, model: string, N: number, args: Args): Promise<RunResult> {
   const ids = randomIds(N + args.decode, cfg.vocabSize, 12345 + N);
   const positions = range(0, N);
   const prefillIds = ids.subarray(0, N);
   const times: number[] = [];
   let engineStats: ExecutorStats | null = null;
   const cacheId = `bench-${model}-${N}`;
+  const adjacent: number[] = [];
+  let bestRep = 0;
+  const counters: ProcCounters[] = [];
   for (let r = 0; r < args.reps; r++) {
     if (r > 0) await engine.dropCache(cacheId);
+    adjacent.push(await adjacentMatmul(args.threads));
     const s0 = await engine.stats();
+    const c0 = procCounters();
     const t0 = nowMs();
     await engine.forward({ cacheId, ids: prefillIds, positions, logits: 'last', reserve: N + args.decode });
     const dt = nowMs() - t0;
+    counters.push(diffCounters(c0, procCounters()));
     const s1 = await engine.stats();
     times.push(dt);
+    if (dt <= times[bestRep]) bestRep = r;
     engineStats = statsDelta(s0, s1);
     progress(`${model} N=${N} prefill rep ${r + 1}/${args.reps}: ${(dt / 1000).toFixed(2)} s (${(N / (dt / 1000)).toFixed(0)} tok/s)`);
   }
-  const prefillMs = Math.min(...times);
+  adjacent.push(await adjacentMatmul(args.threads));
+  const prefillMs = times[bestRep];
+  // the MatMul rate measured just before and just after the best prefill rep
+  const localRate = Math.max(adjacent[bestRep], adjacent[bestRep + 1]);
+  const loadavg = os.loadavg()[0];
+  const rssGiB = process.memoryUsage().rss / 2 ** 30;
   const fl = forwardFlops(cfg, 0, N, 1);
   const useful = causalPairs(0, N) * attentionFlopsPerPairPerLayer(cfg) * cfg.numLayers;
 
@@ -232,7 +264,14 @@ async function runContext(engine: ModelEngine, cfg: ModelConfig, model: string, 
     prefillTokPerSec: N / (prefillMs / 1000),
     prefillFlops: fl,
     prefillGflops: gflops,
-    pctOfMatmul: (100 * gflops) / matmulRate,
+    pctOfMatmul: NaN, // filled in once the run's best MatMul rate is known
+    adjacentMatmulGflops: adjacent,
+    localMatmulGflops: localRate,
+    pctOfLocalMatmul: (100 * gflops) / localRate,
+    loadavg1: loadavg,
+    rssGiB,
+    prefillCounters: counters[bestRep],
+    prefillCoresBusy: (counters[bestRep].userMs + counters[bestRep].sysMs) / prefillMs,
     engine: engineStats!,
     attendUsefulFlops: useful,
     attendWastePct: (100 * (engineStats!.attendFlops - useful)) / useful,
@@ -260,6 +299,12 @@ interface Breakdown {
   forwardMs: number; // the same prefill through engine.forward, for comparison
   pieces: PieceTiming[];
   perLayerAttendMs: number[];
+  /** Single-token steps after that prefill, piece by piece: ms per token per piece. */
+  decodeSteps: number;
+  decodePieces: { piece: string; msPerToken: number; callsPerToken: number }[];
+  decodeMsPerToken: number;
+  /** Mean main-thread ↔ worker round trip of a no-op call (engine.hasCache). */
+  roundTripMs: number;
 }
 
 /**
@@ -267,12 +312,12 @@ interface Breakdown {
  * qkv → append K/V → attend over the cache → post, per layer; then head on the last row), timing
  * each call from the main thread (includes the worker message round trip and the argument copy).
  */
-async function breakdown(engine: ModelEngine, cfg: ModelConfig, model: string, N: number, forwardMs: number): Promise<Breakdown> {
+async function breakdown(engine: ModelEngine, cfg: ModelConfig, model: string, N: number, forwardMs: number, decodeSteps: number): Promise<Breakdown> {
   const { numLayers: L, hiddenSize: hid, numHeads: H, numKvHeads: Hkv, headDim: D, intermediateSize: I } = cfg;
   const ids = randomIds(N, cfg.vocabSize, 12345 + N);
   const positions = range(0, N);
   const cacheId = `bench-breakdown-${N}`;
-  await engine.createCache(cacheId, N);
+  await engine.createCache(cacheId, N + decodeSteps);
   const ms: Record<string, number> = { embed: 0, qkv: 0, append: 0, attend: 0, post: 0, head: 0 };
   const issued: Record<string, number> = { embed: 0, qkv: 0, append: 0, attend: 0, post: 0, head: 0 };
   const perLayerAttendMs: number[] = [];
@@ -299,7 +344,40 @@ async function breakdown(engine: ModelEngine, cfg: ModelConfig, model: string, N
   const xLast = x.slice((N - 1) * hid);
   await timed('head', () => engine.head(xLast));
   const totalMs = nowMs() - t0;
+
+  // decode steps, piece by piece (no stats calls inside: they would add round trips to the timing)
+  const dms: Record<string, number> = { embed: 0, qkv: 0, append: 0, attend: 0, post: 0, head: 0 };
+  const dcalls: Record<string, number> = { embed: 0, qkv: 0, append: 0, attend: 0, post: 0, head: 0 };
+  const dt = async <T>(piece: string, fn: () => Promise<T>): Promise<T> => {
+    const t = nowMs();
+    const r = await fn();
+    dms[piece] += nowMs() - t;
+    dcalls[piece]++;
+    return r;
+  };
+  const decIds = randomIds(decodeSteps, cfg.vocabSize, 999);
+  const td = nowMs();
+  for (let i = 0; i < decodeSteps; i++) {
+    const pos = Int32Array.of(N + i);
+    let xd = await dt('embed', () => engine.embed(decIds.subarray(i, i + 1)));
+    for (let l = 0; l < L; l++) {
+      const xin = xd;
+      const { q, k, v } = await dt('qkv', () => engine.qkv(l, xin, pos));
+      await dt('append', () => engine.appendKv(cacheId, l, k, v, pos));
+      const part = await dt('attend', () => engine.attendCache(cacheId, l, q, pos));
+      xd = await dt('post', () => engine.post(l, xin, part.o));
+    }
+    const xh = xd;
+    await dt('head', () => engine.head(xh));
+  }
+  const decodeMsPerToken = decodeSteps > 0 ? (nowMs() - td) / decodeSteps : NaN;
   await engine.dropCache(cacheId);
+  const trips = 50;
+  const tr = nowMs();
+  for (let i = 0; i < trips; i++) await engine.hasCache('none');
+  const roundTripMs = (nowMs() - tr) / trips;
+  const decodePieces = Object.keys(dms).map((p) => ({ piece: p, msPerToken: dms[p] / Math.max(1, decodeSteps), callsPerToken: dcalls[p] / Math.max(1, decodeSteps) }));
+
   const useful: Record<string, number> = {
     embed: 0,
     qkv: L * 2 * N * hid * (H + 2 * Hkv) * D,
@@ -309,7 +387,7 @@ async function breakdown(engine: ModelEngine, cfg: ModelConfig, model: string, N
     head: 2 * hid * cfg.vocabSize,
   };
   const pieces = Object.keys(ms).map((p) => ({ piece: p, ms: ms[p], flops: useful[p], issuedFlops: issued[p] }));
-  return { model, context: N, totalMs, forwardMs, pieces, perLayerAttendMs };
+  return { model, context: N, totalMs, forwardMs, pieces, perLayerAttendMs, decodeSteps, decodePieces, decodeMsPerToken, roundTripMs };
 }
 
 // ------------------------------------------------------------------ output
@@ -338,7 +416,8 @@ function printAll(out: (s: string) => void, md: boolean, roof: MatmulResult[], r
       })),
     ),
   );
-  out(`\nMatMul rate used as 100%: ${rate.toFixed(1)} GFLOP/s (best of the two (2048×512)·(512×2048) variants)\n`);
+  out(`\nMatMul rate used as 100%: ${rate.toFixed(1)} GFLOP/s = best (2048×512)·(512×2048) MatMul seen in this run (the two above and the\n`);
+  out(`initializer-variant MatMuls measured just before and after every prefill; "% adj. MatMul" uses only those two).\n`);
 
   out(`\nPrefill (one forward over N tokens, logits of the last row) and decode (single-token forwards after it)\n`);
   out(
@@ -352,8 +431,12 @@ function printAll(out: (s: string) => void, md: boolean, roof: MatmulResult[], r
         { key: 'attnShare', title: 'attn % of FLOP', digits: 0 },
         { key: 'gfs', title: 'GFLOP/s', digits: 1 },
         { key: 'pct', title: '% MatMul', digits: 1 },
+        { key: 'lpct', title: '% adj. MatMul', digits: 1 },
         { key: 'waste', title: 'attn issued/useful', digits: 2 },
         { key: 'calls', title: 'attend calls' },
+        { key: 'cpu', title: 'CPU s (sys)', align: 'right' },
+        { key: 'busy', title: 'cores busy', digits: 2 },
+        { key: 'rss', title: 'RSS GiB', digits: 2 },
         { key: 'dtok', title: 'decode tok/s', digits: 1 },
         { key: 'dms', title: 'decode ms/tok', digits: 2 },
       ],
@@ -366,8 +449,12 @@ function printAll(out: (s: string) => void, md: boolean, roof: MatmulResult[], r
         attnShare: (100 * r.prefillFlops.attention) / r.prefillFlops.total,
         gfs: r.prefillGflops,
         pct: r.pctOfMatmul,
+        lpct: r.pctOfLocalMatmul,
         waste: r.engine.attendFlops / r.attendUsefulFlops,
         calls: r.engine.attendCalls,
+        cpu: `${((r.prefillCounters.userMs + r.prefillCounters.sysMs) / 1000).toFixed(1)} (${(r.prefillCounters.sysMs / 1000).toFixed(1)})`,
+        busy: r.prefillCoresBusy,
+        rss: r.rssGiB,
         dtok: r.decodeTokPerSec,
         dms: r.decodeMsPerTok,
       })),
@@ -399,6 +486,21 @@ function printAll(out: (s: string) => void, md: boolean, roof: MatmulResult[], r
       ),
     );
     out('\n');
+    if (b.decodeSteps > 0) {
+      out(`\nDecode piece by piece after that prefill: ${b.decodeSteps} single-token steps, ${b.decodeMsPerToken.toFixed(2)} ms/token; no-op worker round trip ${b.roundTripMs.toFixed(3)} ms\n`);
+      out(
+        table(
+          [
+            { key: 'piece', title: 'piece', align: 'left' },
+            { key: 'ms', title: 'ms/token', digits: 2 },
+            { key: 'calls', title: 'calls/token' },
+            { key: 'per', title: 'ms/call', digits: 3 },
+          ],
+          b.decodePieces.map((p) => ({ piece: p.piece, ms: p.msPerToken, calls: p.callsPerToken, per: p.callsPerToken > 0 ? p.msPerToken / p.callsPerToken : null })),
+        ),
+      );
+      out('\n');
+    }
   }
 }
 
@@ -407,6 +509,7 @@ function printAll(out: (s: string) => void, md: boolean, roof: MatmulResult[], r
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const machine: MachineInfo = machineInfo();
+  const loadStart = os.loadavg();
   progress(`${machine.cpuModel} ×${machine.logicalCpus} [${machine.simd.join(' ')}], node ${machine.node}, onnxruntime-node ${machine.ortVersion}, threads ${args.threads}`);
 
   // 1. roofline
@@ -418,19 +521,7 @@ async function main(): Promise<void> {
     roof.push(r);
     progress(`MatMul (2048×512)·(512×2048) B=${v}: best ${r.bestMs.toFixed(1)} ms → ${r.gflops.toFixed(1)} GFLOP/s`);
   }
-  const rate = Math.max(roof[0].gflops, roof[1].gflops);
-  // The attention-shaped batched MatMuls (QKᵀ and P·V of one 1024-row × 4096-key chunk, 2 KV heads × G=4)
-  if (!args.quick) {
-    for (const shape of [
-      { batch: 2, m: 4096, k: 64, n: 4096 },
-      { batch: 2, m: 4096, k: 4096, n: 64 },
-    ]) {
-      const r = await measureMatmul(shape, 'inputs', { threads: args.threads, reps: 3 });
-      roof.push(r);
-      progress(`MatMul ${shape.batch}×(${shape.m}×${shape.k})·(${shape.k}×${shape.n}): ${r.gflops.toFixed(1)} GFLOP/s`);
-    }
-  }
-
+  const rate0 = Math.max(roof[0].gflops, roof[1].gflops);
   const engineOpts: ExecutorOptions = { threads: args.threads };
   if (args.pageSize !== null) engineOpts.pageSize = args.pageSize;
   if (args.scoreBudgetMiB !== null) engineOpts.scoreBudgetBytes = args.scoreBudgetMiB * 2 ** 20;
@@ -463,12 +554,12 @@ async function main(): Promise<void> {
         // Warm-up: first runs of each session pay one-time costs.
         await engine.forward({ cacheId: 'warmup', ids: randomIds(16, cfg.vocabSize, 1), positions: range(0, 16), logits: 'last' });
         await engine.dropCache('warmup');
-        for (const N of m.contexts) runs.push(await runContext(engine, cfg, m.name, N, args, rate));
+        for (const N of m.contexts) runs.push(await runContext(engine, cfg, m.name, N, args));
         if (args.breakdown && m.name.startsWith('random')) {
           const N = Math.max(...m.contexts);
           progress(`${m.name} N=${N}: piece-by-piece prefill`);
           const fwd = runs.find((r) => r.model === m.name && r.context === N)!.prefillMs;
-          bds.push(await breakdown(engine, cfg, m.name, N, fwd));
+          bds.push(await breakdown(engine, cfg, m.name, N, fwd, Math.min(args.decode, 8)));
         }
       } finally {
         await engine.close();
@@ -478,7 +569,12 @@ async function main(): Promise<void> {
     for (const m of models) m.cleanup?.();
   }
 
+  // 100% = the best MatMul rate seen anywhere in this run (the conservative choice).
+  const rate = Math.max(rate0, ...runs.flatMap((r) => r.adjacentMatmulGflops));
+  for (const r of runs) r.pctOfMatmul = (100 * r.prefillGflops) / rate;
+  const loadEnd = os.loadavg();
   printAll((s) => process.stdout.write(s), args.markdown, roof, rate, runs, bds);
+  process.stdout.write(`\nLoad average (1/5/15 min) at start ${loadStart.map((x) => x.toFixed(2)).join(' ')}, at end ${loadEnd.map((x) => x.toFixed(2)).join(' ')} on ${machine.logicalCpus} CPUs\n`);
 
   if (args.json) {
     const report = {
@@ -487,7 +583,8 @@ async function main(): Promise<void> {
       machine,
       threads: args.threads,
       engineOptions: engineOpts,
-      roofline: { results: roof, matmulRateGflops: rate },
+      loadavg: { start: loadStart, end: loadEnd },
+      roofline: { results: roof, matmulRateGflops: rate, note: 'best of the start-of-run MatMuls and every adjacent MatMul measured next to a prefill' },
       models: modelInfo,
       runs,
       breakdown: bds,

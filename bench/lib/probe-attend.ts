@@ -47,6 +47,8 @@ export interface AttendProbeRow {
 
 export async function probeAttend(threads: number, rounds: number, tiles: [number, number][]): Promise<AttendProbeRow[]> {
   const { numHeads: H, numKvHeads: Hkv, headDim: D } = SHAPE;
+  // Spinning variants are deliberately left out: a session whose threads spin keeps burning both
+  // cores after its run and slows whatever runs next, which corrupts interleaved timing.
   const variants: ('engine' | AttendVariant)[] = ['engine', 'bias', 'bias4d', 'softmax'];
   const rows: AttendProbeRow[] = [];
   for (const [Tq, Tk] of tiles) {

@@ -6,9 +6,12 @@
  *   with its default options (rows = scoreBudget / (2·4·H·page), page = 4096).
  *
  *   npx tsx bench/lib/probe-ops.ts [--threads 2] [--rows 16384] [--q-rows 1024] [--keys 4096] [--runs 3]
+ *                                  [--only qkv,post,attend] [--compare-threads 1]
  *
  * Prints, per graph, the mean wall time per run, ORT's model_run time, and time per op type and
- * per node (top entries).
+ * per node (top entries). With --compare-threads K, the attend graphs are also profiled with K
+ * intra-op threads and the per-op-type times are printed side by side (ops whose time does not
+ * drop with more threads run single-threaded).
  */
 import * as ort from 'onnxruntime-node';
 import { buildAttendGraph, buildPostGraph, buildQkvGraph } from '@starq/model/onnx/graphs';
@@ -69,6 +72,9 @@ async function main(): Promise<void> {
   const Tq = arg('--q-rows', 1024);
   const Tk = arg('--keys', 4096);
   const runs = arg('--runs', 3);
+  const onlyIdx = process.argv.indexOf('--only');
+  const only = new Set((onlyIdx >= 0 ? process.argv[onlyIdx + 1] : 'qkv,post,attend').split(','));
+  const cmpThreads = arg('--compare-threads', 0);
   const { dir, cleanup } = writeRandomBenchModel(Math.max(16448, T + 64));
   try {
     const { config: cfg, weights } = loadModelDir(dir);
@@ -77,6 +83,7 @@ async function main(): Promise<void> {
     const { cos, sin } = ropeCosSin(ropeInvFreq(cfg), positions);
     const x = new ort.Tensor('float32', rand(T * hid, 1), [T, hid]);
 
+    if (only.has('qkv')) {
     progress(`qkv T=${T}`);
     const qkv = await profileSession(
       buildQkvGraph(cfg, weights.layers[0], 0),
@@ -84,10 +91,14 @@ async function main(): Promise<void> {
       { threads, runs },
     );
     printProfile(`qkv, T=${T}`, qkv, 2 * T * hid * (H + 2 * Hkv) * D);
+    }
+    if (only.has('post')) {
 
     progress(`post T=${T}`);
     const post = await profileSession(buildPostGraph(cfg, weights.layers[0], 0), { x, attn: new ort.Tensor('float32', rand(H * T * D, 2), [H, T, D]) }, { threads, runs });
     printProfile(`post, T=${T}`, post, 2 * T * (H * D * hid + 3 * hid * I));
+    }
+    if (!only.has('attend')) return;
 
     // One attention chunk: Tq query rows at the end of a Tk-key page (diagonal chunk: masked) and
     // the same rows against an earlier, fully visible page (open).
@@ -103,6 +114,27 @@ async function main(): Promise<void> {
     progress(`attend open Tq=${Tq} Tk=${Tk}`);
     const ao = await profileSession(buildAttendGraph(cfg, false), { q, k, v }, { threads, runs });
     printProfile(`attend open, Tq=${Tq}, Tk=${Tk}`, ao, issued);
+    if (cmpThreads > 0) {
+      const am1 = await profileSession(buildAttendGraph(cfg, true), { q, k, v, qpos, kpos }, { threads: cmpThreads, runs });
+      const ao1 = await profileSession(buildAttendGraph(cfg, false), { q, k, v }, { threads: cmpThreads, runs });
+      for (const [name, a, b] of [['masked', am, am1], ['open', ao, ao1]] as const) {
+        process.stdout.write(`\n## attend ${name}: ms/run per op type, ${threads} vs ${cmpThreads} threads\n`);
+        process.stdout.write(
+          textTable(
+            [
+              { key: 'op', title: 'op type', align: 'left' },
+              { key: 'a', title: `${threads} threads`, digits: 1 },
+              { key: 'b', title: `${cmpThreads} threads`, digits: 1 },
+              { key: 'sp', title: 'speed-up', digits: 2 },
+            ],
+            a.byOpType.map((o) => {
+              const ob = b.byOpType.find((x) => x.opType === o.opType);
+              return { op: o.opType, a: o.ms, b: ob?.ms ?? null, sp: ob ? ob.ms / o.ms : null };
+            }),
+          ) + '\n',
+        );
+      }
+    }
   } finally {
     cleanup();
   }
