@@ -231,10 +231,15 @@ export class StarqClient {
 
   /** A parent failed because a block job failed: report the block's own reason. */
   async failureReason(parentReason: string): Promise<string> {
-    const m = /child .*:([^:\s]+) failed/.exec(parentReason);
+    const m = /child .*:([^:\s]+) failed/i.exec(parentReason);
     if (!m) return parentReason;
-    const child = await this.blocks.getJob(m[1]);
-    return child?.failedReason ?? parentReason;
+    // The parent can be seen failed a moment before the child's own reason is readable: retry briefly.
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const child = await this.blocks.getJob(m[1]);
+      if (child?.failedReason) return child.failedReason;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return parentReason;
   }
 
   /** Queue counts (for tests and the dashboard). */
