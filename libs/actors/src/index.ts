@@ -6,7 +6,7 @@
  * - `ActorRegistry`: actors register (id, type, inbox address, capacity, status) and heartbeat a
  *   record with a TTL; `list()` / `get()` / `isAlive()` see live actors only.
  * - `ActorServer` (receiver) + `ActorClient` / `ActorHandle` (caller): RPC over Redis pub/sub with
- *   msgpack messages from @starq/protocol (typed arrays stay binary). ~0.3 ms per round trip on
+ *   msgpack messages from @starq/protocol (typed arrays stay binary). ~0.4–0.8 ms per round trip (median) on
  *   loopback; use it for the phase-2 hot path.
  * - `createQueue` / `createWorker` / `createFlowProducer`: BullMQ for durable stateless work
  *   (phase-1 block jobs). ~1.2 ms per job; JSON payloads only.

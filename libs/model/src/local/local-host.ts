@@ -37,8 +37,7 @@ export class LocalHost implements Host {
 
   async ringQkv(cacheId: string, layer: number): Promise<KvBlock> {
     const st = this.state(cacheId);
-    const { q, k, v } = await this.engine.qkv(layer, st.x, st.positions);
-    await this.engine.appendKv(cacheId, layer, k, v, st.positions);
+    const { q, k, v } = await this.engine.qkvAppend(cacheId, layer, st.x, st.positions);
     st.q = q;
     st.acc = null;
     return { k, v, kpos: st.positions };

@@ -94,6 +94,9 @@ export class ModelEngine {
   queryLayer(cacheId: string, layer: number, x: Float32Array, positions: Int32Array): Promise<{ q: Float32Array; own: Partial }> {
     return this.call('queryLayer', cacheId, layer, x, positions) as Promise<{ q: Float32Array; own: Partial }>;
   }
+  qkvAppend(cacheId: string, layer: number, x: Float32Array, positions: Int32Array): Promise<QkvOut> {
+    return this.call('qkvAppend', cacheId, layer, x, positions) as Promise<QkvOut>;
+  }
   attendKv(q: Float32Array, qpos: Int32Array, k: Float32Array, v: Float32Array, kpos: Int32Array): Promise<Partial> {
     return this.call('attendKv', q, qpos, k, v, kpos) as Promise<Partial>;
   }

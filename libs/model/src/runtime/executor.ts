@@ -206,10 +206,15 @@ export class ModelExecutor {
    * causal by position). Hosts supply the context partials.
    */
   async queryLayer(cacheId: string, layer: number, x: Float32Array, positions: Int32Array): Promise<{ q: Float32Array; own: Partial }> {
-    const { q, k, v } = await this.qkv(layer, x, positions);
-    const cache = this.cache(cacheId);
-    cache.append(layer, k, v, positions);
-    return { q, own: await this.attendPages(q, positions, cache.pages(layer)) };
+    const { q } = await this.qkvAppend(cacheId, layer, x, positions);
+    return { q, own: await this.attendPages(q, positions, this.cache(cacheId).pages(layer)) };
+  }
+
+  /** q/k/v of the rows, with their K/V appended to a cache layer in the same call (Ring's step). */
+  async qkvAppend(cacheId: string, layer: number, x: Float32Array, positions: Int32Array): Promise<QkvOut> {
+    const out = await this.qkv(layer, x, positions);
+    this.cache(cacheId).append(layer, out.k, out.v, positions);
+    return out;
   }
 
   /** Partial attention over k/v given directly (Ring Attention passes K/V blocks around). */

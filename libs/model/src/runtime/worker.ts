@@ -37,6 +37,7 @@ export const EXECUTOR_OPS = [
   'attendCache',
   'attendCaches',
   'queryLayer',
+  'qkvAppend',
   'attendKv',
   'appendKv',
   'createCache',
