@@ -10,6 +10,7 @@ import { registerEvalFidelity } from './commands/eval-fidelity';
 import { registerDemo } from './commands/demo';
 import { registerCluster } from './commands/cluster';
 import { registerSubmit } from './commands/submit';
+import { registerBench } from './commands/bench';
 
 export function buildProgram(): Command {
   const program = new Command('starq')
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   registerDemo(program);
   registerCluster(program);
   registerSubmit(program);
+  registerBench(program);
   return program;
 }
 

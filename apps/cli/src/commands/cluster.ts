@@ -84,13 +84,18 @@ export interface LocalProcessCluster {
   queryIds: string[];
   /** URL of the HTTP gateway, when one was started. */
   gatewayUrl: string | null;
+  /** Process ids of the actor processes (hosts first, then the query actor). */
+  actorPids: number[];
   /** Stop every process started (actors first, then the private Redis), remove temp files. */
   stop(): Promise<void>;
 }
 
 export interface StartClusterOptions {
   hosts: number;
+  /** ORT threads per actor process. */
   threads: number;
+  /** ORT threads of the query actor. @defaultValue threads */
+  queryThreads?: number;
   prefix: string;
   redisUrl?: string;
   modelDir?: string | null;
@@ -154,7 +159,7 @@ export async function startProcessCluster(o: StartClusterOptions): Promise<Local
           STARQ_REDIS_URL: redisUrl,
           STARQ_PREFIX: o.prefix,
           STARQ_MODEL_DIR: modelDir!,
-          STARQ_THREADS: String(o.threads),
+          STARQ_THREADS: String(app === 'query-actor' ? (o.queryThreads ?? o.threads) : o.threads),
           STARQ_ACTOR_ID: id,
           ...(o.kvLimit ? { STARQ_KV_LIMIT_BYTES: String(o.kvLimit) } : {}),
         };
@@ -186,7 +191,8 @@ export async function startProcessCluster(o: StartClusterOptions): Promise<Local
         children.push(g.proc);
         gatewayUrl = await g.url;
       }
-      return { redisUrl, prefix: o.prefix, modelDir, hostIds, queryIds, gatewayUrl, stop };
+      const actorPids = children.slice(0, ids.length).map((c) => c.pid!);
+      return { redisUrl, prefix: o.prefix, modelDir, hostIds, queryIds, gatewayUrl, actorPids, stop };
     } finally {
       redis.disconnect();
     }

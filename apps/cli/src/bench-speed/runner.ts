@@ -1,0 +1,138 @@
+/**
+ * `starq bench speed`: run every cell once on a backend, measure the same-run MatMul roofline,
+ * and turn timings into the result table.
+ *
+ * Per cell (JSON field names are part of the CLI contract):
+ *   phase1Ms            wall time of context encoding (phase 1)
+ *   firstTokenMs        time to first token from the request's start (phase 1 + query chunk + 1st sample)
+ *   decodeTokensPerSec  tokens/s of the decode steps after the first token
+ *   gflop               analytic phase-1 GFLOP (libs/model/src/perf/flops.ts)
+ *   gflops              gflop / phase-1 seconds (achieved rate of phase 1)
+ *   ratioVsGlobal       Global's phase1Ms / this cell's (phase-1 speedup over Global, same context)
+ *   ratioVsRing         Ring's phase1Ms / this cell's (same context and host count)
+ *   peakRssMb           peak RSS during the cell (see backends.ts)
+ * plus `predictedRatioVsGlobal` (Global's FLOPs / this cell's), `efficiency` (gflops / matmulGflops)
+ * and the phase-2 figures.
+ */
+import { mulberry32 } from '@starq/model/testing/random-checkpoint';
+import { measureRoofline, type RooflineResult } from '@starq/model/perf/roofline';
+import type { GenerateOptions } from '@starq/model/generate';
+import type { SpeedCellSpec } from './cells';
+import type { SpeedBackend } from './backends';
+
+export interface SpeedCellResult {
+  mode: SpeedCellSpec['mode'];
+  contextTokens: number;
+  blockSize: number;
+  anchorSize: number;
+  hosts: number;
+  blockLabel: string;
+  blocks: number;
+  phase1Ms: number;
+  firstTokenMs: number;
+  decodeTokensPerSec: number;
+  phase2Ms: number;
+  gflop: number;
+  gflops: number;
+  efficiency: number;
+  ratioVsGlobal: number | null;
+  predictedRatioVsGlobal: number | null;
+  ratioVsRing: number | null;
+  peakRssMb: number;
+  generatedTokens: number;
+}
+
+export interface SpeedResult {
+  roofline: RooflineResult;
+  backend: 'in-process' | 'cluster';
+  threads: number;
+  queryTokens: number;
+  newTokens: number;
+  cells: SpeedCellResult[];
+}
+
+export interface RunSpeedOptions {
+  cells: SpeedCellSpec[];
+  backend: SpeedBackend;
+  threads: number;
+  vocabSize: number;
+  /** Token ids the random context must avoid (BOS/EOS/…): drawn from [firstId, vocab). */
+  firstId: number;
+  queryTokens: number;
+  newTokens: number;
+  seed: number;
+  /** Called when a cell starts and as it progresses (phase-1 units, tokens). */
+  onCell?: (i: number, cell: SpeedCellSpec, etaMs: number | null) => void;
+  onPhase1?: (done: number, total: number) => void;
+  onToken?: (index: number, total: number) => void;
+}
+
+/** Seeded token ids in [firstId, vocab). */
+export function randomIds(n: number, vocab: number, firstId: number, seed: number): number[] {
+  const rnd = mulberry32(seed);
+  const span = vocab - firstId;
+  return Array.from({ length: n }, () => firstId + Math.floor(rnd() * span));
+}
+
+export async function runSpeed(o: RunSpeedOptions): Promise<SpeedResult> {
+  const roofline = await measureRoofline({ threads: o.threads });
+  const raw: { spec: SpeedCellSpec; res: SpeedCellResult }[] = [];
+  const totalFlops = o.cells.reduce((s, c) => s + c.phase1Flops + c.phase2Flops, 0);
+  let doneFlops = 0;
+  const t0 = performance.now();
+  for (let i = 0; i < o.cells.length; i++) {
+    const spec = o.cells[i];
+    const elapsed = performance.now() - t0;
+    o.onCell?.(i, spec, doneFlops > 0 ? (elapsed * (totalFlops - doneFlops)) / doneFlops : null);
+    // The same context for every cell of a context length (and the same query), so only the mode differs.
+    const contextIds = randomIds(spec.contextTokens, o.vocabSize, o.firstId, o.seed * 7919 + spec.contextTokens);
+    const queryIds = randomIds(o.queryTokens, o.vocabSize, o.firstId, o.seed * 7919 + 1);
+    const gen: GenerateOptions = {
+      maxNewTokens: o.newTokens,
+      sampling: { temperature: 0, topK: 0, topP: 1, seed: o.seed },
+      stopIds: [],
+      ignoreEos: true,
+      onProgress: o.onPhase1,
+      onToken: (_id, index) => o.onToken?.(index + 1, o.newTokens),
+    };
+    const run = await o.backend.run(spec, contextIds, queryIds, gen);
+    const t = run.timings;
+    const gflop = spec.phase1Flops / 1e9;
+    const gflops = t.phase1Ms > 0 ? gflop / (t.phase1Ms / 1000) : 0;
+    raw.push({
+      spec,
+      res: {
+        mode: spec.mode,
+        contextTokens: spec.contextTokens,
+        blockSize: spec.blockSize,
+        anchorSize: spec.anchorSize,
+        hosts: spec.hosts,
+        blockLabel: spec.blockLabel,
+        blocks: spec.plan.numBlocks,
+        phase1Ms: t.phase1Ms,
+        firstTokenMs: t.phase1Ms + t.firstTokenMs,
+        decodeTokensPerSec: t.decodeTokensPerSec,
+        phase2Ms: t.phase2Ms,
+        gflop,
+        gflops,
+        efficiency: gflops / roofline.matmulGflops,
+        ratioVsGlobal: null,
+        predictedRatioVsGlobal: null,
+        ratioVsRing: null,
+        peakRssMb: run.peakRssBytes / 2 ** 20,
+        generatedTokens: run.generatedIds.length,
+      },
+    });
+    doneFlops += spec.phase1Flops + spec.phase2Flops;
+  }
+  for (const { spec, res } of raw) {
+    const global = raw.find((r) => r.spec.mode === 'global' && r.spec.contextTokens === spec.contextTokens);
+    const ring = raw.find((r) => r.spec.mode === 'ring' && r.spec.contextTokens === spec.contextTokens && r.spec.hosts === spec.hosts);
+    if (global) {
+      res.ratioVsGlobal = global.res.phase1Ms / res.phase1Ms;
+      res.predictedRatioVsGlobal = global.spec.phase1Flops / spec.phase1Flops;
+    }
+    if (ring) res.ratioVsRing = ring.res.phase1Ms / res.phase1Ms;
+  }
+  return { roofline, backend: o.backend.name, threads: o.threads, queryTokens: o.queryTokens, newTokens: o.newTokens, cells: raw.map((r) => r.res) };
+}

@@ -1,0 +1,73 @@
+/**
+ * The roofline of a speed benchmark: GFLOP/s of one plain ORT fp32 MatMul (M×K)·(K×N), a one-node
+ * ONNX graph built with the project's graph builder, run with the same session options as the
+ * engine (intra-op threads, spinning off). B is an initializer (pre-packed, as for the engine's
+ * linear layers). The figure is the best of `reps` timed runs after a warm-up run — the rate the
+ * engine could reach if it did nothing but large matmuls.
+ */
+import * as ort from 'onnxruntime-node';
+import { GraphBuilder } from '../onnx/graph-builder';
+
+export interface RooflineOptions {
+  threads: number;
+  /** @defaultValue 2048 */
+  m?: number;
+  /** @defaultValue 1024 */
+  k?: number;
+  /** @defaultValue 1024 */
+  n?: number;
+  /** @defaultValue 5 */
+  reps?: number;
+}
+
+export interface RooflineResult {
+  matmulGflops: number;
+  shape: { m: number; k: number; n: number };
+  threads: number;
+  bestMs: number;
+  medianMs: number;
+}
+
+/** Deterministic values in [−0.5, 0.5). */
+function filler(n: number, seed: number): Float32Array {
+  const a = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[i] = s / 4294967296 - 0.5;
+  }
+  return a;
+}
+
+export async function measureRoofline(opts: RooflineOptions): Promise<RooflineResult> {
+  const m = opts.m ?? 2048;
+  const k = opts.k ?? 1024;
+  const n = opts.n ?? 1024;
+  const reps = Math.max(1, opts.reps ?? 5);
+  const g = new GraphBuilder('roofline_matmul');
+  const a = g.input('a', 'float32', [m, k]); // (M, K)
+  const b = g.weight('b', filler(k * n, 2), [k, n]); // (K, N)
+  g.output('c', g.op('MatMul', [a, b]), 'float32', [m, n]); // (M, N)
+  const session = await ort.InferenceSession.create(g.toBytes(), {
+    intraOpNumThreads: opts.threads,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+  });
+  try {
+    const feeds = { a: new ort.Tensor('float32', filler(m * k, 1), [m, k]) };
+    await session.run(feeds); // warm-up: allocations, packing
+    const times: number[] = [];
+    for (let r = 0; r < reps; r++) {
+      const t0 = performance.now();
+      await session.run(feeds);
+      times.push(performance.now() - t0);
+    }
+    const sorted = [...times].sort((x, y) => x - y);
+    const flops = 2 * m * k * n;
+    return { matmulGflops: flops / (sorted[0] * 1e6), shape: { m, k, n }, threads: opts.threads, bestMs: sorted[0], medianMs: sorted[sorted.length >> 1] };
+  } finally {
+    await session.release();
+  }
+}
