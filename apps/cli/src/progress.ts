@@ -5,13 +5,13 @@
 export class Progress {
   private lastDraw = 0;
   private active = false;
-  private start = 0;
+  /** Elapsed time and ETA count from the bar's creation. */
+  private readonly start = performance.now();
 
   constructor(private readonly out: NodeJS.WriteStream, private readonly label: string) {}
 
   update(done: number, total: number): void {
     const now = performance.now();
-    if (this.start === 0) this.start = now;
     if (done < total && now - this.lastDraw < (this.out.isTTY ? 100 : 2000)) return;
     this.lastDraw = now;
     const frac = total > 0 ? done / total : 1;

@@ -77,13 +77,18 @@ export function randomIds(n: number, vocab: number, firstId: number, seed: numbe
 export async function runSpeed(o: RunSpeedOptions): Promise<SpeedResult> {
   const roofline = await measureRoofline({ threads: o.threads });
   const raw: { spec: SpeedCellSpec; res: SpeedCellResult }[] = [];
+  // A cluster backend runs one cluster per host count: run the cells grouped by host count (stable),
+  // report them in plan order.
+  const order = o.cells.map((_, i) => i);
+  if (o.backend.name === 'cluster') order.sort((x, y) => o.cells[x].hosts - o.cells[y].hosts || x - y);
   const totalFlops = o.cells.reduce((s, c) => s + c.phase1Flops + c.phase2Flops, 0);
   let doneFlops = 0;
   const t0 = performance.now();
-  for (let i = 0; i < o.cells.length; i++) {
+  for (let n = 0; n < order.length; n++) {
+    const i = order[n];
     const spec = o.cells[i];
     const elapsed = performance.now() - t0;
-    o.onCell?.(i, spec, doneFlops > 0 ? (elapsed * (totalFlops - doneFlops)) / doneFlops : null);
+    o.onCell?.(n, spec, doneFlops > 0 ? (elapsed * (totalFlops - doneFlops)) / doneFlops : null);
     // The same context for every cell of a context length (and the same query), so only the mode differs.
     const contextIds = randomIds(spec.contextTokens, o.vocabSize, o.firstId, o.seed * 7919 + spec.contextTokens);
     const queryIds = randomIds(o.queryTokens, o.vocabSize, o.firstId, o.seed * 7919 + 1);
@@ -99,7 +104,7 @@ export async function runSpeed(o: RunSpeedOptions): Promise<SpeedResult> {
     const t = run.timings;
     const gflop = spec.phase1Flops / 1e9;
     const gflops = t.phase1Ms > 0 ? gflop / (t.phase1Ms / 1000) : 0;
-    raw.push({
+    raw[i] = {
       spec,
       res: {
         mode: spec.mode,
@@ -122,7 +127,7 @@ export async function runSpeed(o: RunSpeedOptions): Promise<SpeedResult> {
         peakRssMb: run.peakRssBytes / 2 ** 20,
         generatedTokens: run.generatedIds.length,
       },
-    });
+    };
     doneFlops += spec.phase1Flops + spec.phase2Flops;
   }
   for (const { spec, res } of raw) {

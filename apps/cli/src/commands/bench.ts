@@ -93,12 +93,13 @@ async function speedCommand(flags: SpeedFlags): Promise<void> {
         const what = c.mode === 'global' ? '' : ` b=${c.blockSize} a=${c.anchorSize} hosts=${c.hosts}`;
         log(`[bench] cell ${i + 1}/${cells.length}: ${c.mode} N=${c.contextTokens}${what} (${(c.phase1Flops / 1e9).toFixed(1)} GFLOP)${eta !== null ? `, ETA ${(eta / 1000).toFixed(0)} s` : ''}\n`);
         phase1 = new Progress(process.stderr, `  phase 1 ${c.mode === 'ring' ? 'layers' : c.mode === 'global' ? 'chunks' : 'blocks'}`);
-        decode = new Progress(process.stderr, '  tokens');
+        decode = null; // created at the first token, so its clock starts with phase 2
       },
       onPhase1: (done, total) => phase1?.update(done, total),
       onToken: (done, total) => {
         phase1?.done();
-        decode?.update(done, total);
+        decode ??= new Progress(process.stderr, '  tokens');
+        decode.update(done, total);
       },
     });
     (phase1 as Progress | null)?.done();
