@@ -1,7 +1,7 @@
 /**
- * Route handlers of the native API, the probes, metrics and admin endpoints (plain functions of
- * the request and response; the Nest controller only maps URLs to them). The OpenAI-compatible
- * routes are in openai.ts.
+ * Route handlers of the native API, the probes and metrics (plain functions of the request and
+ * response; the Nest controller only maps URLs to them). The OpenAI-compatible routes are in
+ * openai.ts, the admin dashboard and its endpoints in admin-api.ts.
  */
 import { randomUUID } from 'node:crypto';
 import type { RequestEvent } from '@starq/actors';
@@ -178,20 +178,5 @@ export class NativeApi {
       clearInterval(poll);
       sse.end();
     }
-  }
-
-  /** GET /admin/jobs?limit=N — recent jobs of every owner. */
-  async adminJobs(req: Req, res: Res, limitRaw: unknown): Promise<void> {
-    this.gw.auth.authenticate(req, 'admin');
-    const limit = limitRaw === undefined ? 50 : Number(limitRaw);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new HttpError(400, 'invalid_value', 'limit must be an integer in [1, 1000]', 'limit');
-    sendJson(res, 200, { object: 'list', data: await this.jobs.recent(limit) });
-  }
-
-  /** GET /admin/cluster — live actors and queue counts. */
-  async adminCluster(req: Req, res: Res): Promise<void> {
-    this.gw.auth.authenticate(req, 'admin');
-    const [actors, queues] = await Promise.all([this.gw.client.actors(), this.gw.client.queueCounts()]);
-    sendJson(res, 200, { model: this.gw.modelId, prefix: this.gw.cfg.prefix, actors, queues, gatewayJobsInFlight: this.jobs.inFlight.size });
   }
 }

@@ -35,6 +35,18 @@ export class Authenticator {
   }
 
   /**
+   * A readable name for a job owner's fingerprint (admin dashboard): `admin key`, `API key #i`
+   * (its position in STARQ_API_KEYS), `anonymous`, or `retired key` for a key no longer
+   * configured. Tells nothing about the key itself.
+   */
+  ownerLabel(owner: string): string {
+    if (owner === 'anonymous') return 'anonymous';
+    if (this.adminDigest && this.adminDigest.toString('hex').slice(0, 16) === owner) return 'admin key';
+    const i = this.userDigests.findIndex((d) => d.toString('hex').slice(0, 16) === owner);
+    return i >= 0 ? `API key #${i + 1}` : 'retired key';
+  }
+
+  /**
    * @throws HttpError 401 `missing_api_key` | `invalid_authorization` | `invalid_api_key`;
    *   403 `admin_required` on admin routes.
    */

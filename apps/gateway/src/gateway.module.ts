@@ -25,6 +25,7 @@ import {
   type OnApplicationBootstrap,
   type OnApplicationShutdown,
 } from '@nestjs/common';
+import { AdminApi } from './admin-api';
 import { guard, NativeApi } from './api';
 import type { GatewayConfig } from './config';
 import { Gateway } from './gateway';
@@ -38,11 +39,13 @@ export class GatewayService implements OnApplicationBootstrap, OnApplicationShut
   readonly gateway: Gateway;
   readonly native: NativeApi;
   readonly openai: OpenAiApi;
+  readonly admin: AdminApi;
 
   constructor(@Inject(GATEWAY_CONFIG) cfg: GatewayConfig) {
     this.gateway = new Gateway(cfg);
     this.native = new NativeApi(this.gateway);
     this.openai = new OpenAiApi(this.gateway);
+    this.admin = new AdminApi(this.gateway);
   }
 
   async onApplicationBootstrap(): Promise<void> {
@@ -113,14 +116,34 @@ export class GatewayController {
     return guard(res, () => this.s.openai.chat(req, res));
   }
 
+  @Get('admin')
+  adminPage(@Res() res: HttpRes) {
+    return guard(res, () => this.s.admin.page(res));
+  }
+
+  @Get('admin/assets/:name')
+  adminAsset(@Res() res: HttpRes, @Param('name') name: string) {
+    return guard(res, () => this.s.admin.asset(res, name));
+  }
+
+  @Get('admin/overview')
+  adminOverview(@Req() req: HttpReq, @Res() res: HttpRes, @Query('jobs') jobs: unknown) {
+    return guard(res, () => this.s.admin.overview(req, res, jobs));
+  }
+
   @Get('admin/jobs')
   adminJobs(@Req() req: HttpReq, @Res() res: HttpRes, @Query('limit') limit: unknown) {
-    return guard(res, () => this.s.native.adminJobs(req, res, limit));
+    return guard(res, () => this.s.admin.jobs(req, res, limit));
+  }
+
+  @Get('admin/jobs/:id')
+  adminJob(@Req() req: HttpReq, @Res() res: HttpRes, @Param('id') id: string) {
+    return guard(res, () => this.s.admin.job(req, res, id));
   }
 
   @Get('admin/cluster')
   adminCluster(@Req() req: HttpReq, @Res() res: HttpRes) {
-    return guard(res, () => this.s.native.adminCluster(req, res));
+    return guard(res, () => this.s.admin.cluster(req, res));
   }
 }
 

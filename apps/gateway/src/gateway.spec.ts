@@ -74,6 +74,14 @@ describe('Authenticator', () => {
     expect(open.enabled).toBe(false);
     expect(open.authenticate(req(), 'admin')).toEqual({ owner: 'anonymous', admin: true });
   });
+
+  it('names job owners for the dashboard without revealing keys', () => {
+    const owner = (k: string) => auth.authenticate(req(`Bearer ${k}`), 'user').owner;
+    expect(auth.ownerLabel(owner('user-key-2'))).toBe('API key #2');
+    expect(auth.ownerLabel(owner('admin-key'))).toBe('admin key');
+    expect(auth.ownerLabel('anonymous')).toBe('anonymous');
+    expect(auth.ownerLabel('0123456789abcdef')).toBe('retired key');
+  });
 });
 
 describe('request bodies', () => {

@@ -95,6 +95,18 @@ export interface JobView {
   blocks: { encoded: number; reused: number; recovered: number } | null;
 }
 
+/** A job as the admin endpoints show it: the view plus its record's owner and sizes. */
+export interface AdminJobView extends JobView {
+  /** Fingerprint of the key that created the job. */
+  owner: string;
+  /** `admin key`, `API key #i`, `anonymous` or `retired key` (see Authenticator.ownerLabel). */
+  ownerLabel: string;
+  contextTokens: number;
+  queryTokens: number;
+  blockSize: number;
+  anchorSize: number;
+}
+
 /** The end of a job as seen by a follower. */
 export type Terminal = { kind: 'done'; result: RequestResult } | { kind: 'error'; error: { code: string; message: string; param: string | null } };
 
@@ -279,16 +291,20 @@ export class JobService {
     return meta;
   }
 
-  /** Recent jobs, newest first (admin). */
-  async recent(limit: number): Promise<JobView[]> {
+  /** Recent jobs of every owner, newest first (admin); expired records are skipped. */
+  async recent(limit: number, label: (owner: string) => string = (o) => o): Promise<AdminJobView[]> {
     const ids = await this.redis.zrevrange(this.indexKey(), 0, limit - 1);
-    const admin: Principal = { owner: '', admin: true };
-    const out: JobView[] = [];
-    for (const id of ids) {
-      const v = await this.get(id, admin).catch(() => null);
-      if (v) out.push(v);
-    }
-    return out;
+    if (ids.length === 0) return [];
+    const raws = await this.redis.mget(ids.map((id) => this.metaKey(id)));
+    const metas = raws.filter((r): r is string => r !== null).map((r) => JSON.parse(r) as JobMeta);
+    const views = await Promise.all(metas.map((m) => this.adminView(m, label).catch(() => null)));
+    return views.filter((v): v is AdminJobView => v !== null);
+  }
+
+  /** One job with its owner and sizes (admin). */
+  async adminView(meta: JobMeta, label: (owner: string) => string = (o) => o): Promise<AdminJobView> {
+    const v = await this.view(meta);
+    return { ...v, owner: meta.owner, ownerLabel: label(meta.owner), contextTokens: meta.contextTokens, queryTokens: meta.queryTokens, blockSize: meta.blockSize, anchorSize: meta.anchorSize };
   }
 
   async get(id: string, who: Principal): Promise<JobView> {

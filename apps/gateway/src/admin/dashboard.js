@@ -1,0 +1,589 @@
+/*
+ * starq admin dashboard (served by the gateway at /admin; no build step, no dependencies).
+ *
+ * Polls GET /admin/overview every 2 s (the next poll starts 2 s after the previous one answered)
+ * with the admin key from this tab's sessionStorage, and renders actors, queue depths (with a
+ * small time series of unfinished requests) and recent jobs. A job's detail view is
+ * #job=<id> (GET /admin/jobs/:id); cancel is DELETE /v1/jobs/:id. Every value from the server is
+ * inserted as text (textContent), never as HTML.
+ */
+(function () {
+  'use strict';
+
+  var KEY_STORE = 'starq.adminKey';
+  var POLL_MS = 2000;
+  var STALE_MS = 3 * POLL_MS;
+  var HISTORY = 150; // samples kept for the queue-depth time series (5 min at 2 s)
+  var UNFINISHED = { queued: true, encoding: true, generating: true };
+
+  var state = {
+    key: readKey(),
+    timer: null,
+    inflight: false,
+    blocked: false, // 401/403: stop polling until a new key is given
+    lastOk: 0,
+    lastError: null,
+    history: [],
+    detailId: null,
+    detailJob: null,
+  };
+
+  var $ = function (id) {
+    return document.getElementById(id);
+  };
+
+  function readKey() {
+    try {
+      return window.sessionStorage.getItem(KEY_STORE) || '';
+    } catch (e) {
+      return '';
+    }
+  }
+
+  function writeKey(k) {
+    try {
+      if (k) window.sessionStorage.setItem(KEY_STORE, k);
+      else window.sessionStorage.removeItem(KEY_STORE);
+    } catch (e) {
+      /* storage disabled: keep it in memory only */
+    }
+    state.key = k;
+  }
+
+  // ---------- formatting ----------
+
+  function el(tag, attrs, text) {
+    var e = document.createElement(tag);
+    if (attrs) for (var k in attrs) if (Object.prototype.hasOwnProperty.call(attrs, k)) e.setAttribute(k, attrs[k]);
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+
+  function fmtInt(n) {
+    return n === null || n === undefined || !isFinite(n) ? '–' : Math.round(n).toLocaleString('en-US');
+  }
+
+  function fmtBytes(b) {
+    if (b === null || b === undefined) return '–';
+    var u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    var i = 0;
+    while (b >= 1024 && i < u.length - 1) {
+      b /= 1024;
+      i++;
+    }
+    return (i === 0 ? String(b) : b.toFixed(b < 10 ? 2 : 1)) + ' ' + u[i];
+  }
+
+  function fmtAge(ms) {
+    if (ms === null || ms === undefined) return '–';
+    if (ms < 1000) return ms + ' ms ago';
+    if (ms < 120000) return (ms / 1000).toFixed(1) + ' s ago';
+    return Math.round(ms / 60000) + ' min ago';
+  }
+
+  function fmtDuration(ms) {
+    if (ms === null || ms === undefined) return '–';
+    var s = Math.floor(ms / 1000);
+    if (s < 60) return s + ' s';
+    if (s < 3600) return Math.floor(s / 60) + ' min ' + (s % 60) + ' s';
+    return Math.floor(s / 3600) + ' h ' + Math.floor((s % 3600) / 60) + ' min';
+  }
+
+  function fmtTime(ms) {
+    var d = new Date(ms);
+    var p = function (x) {
+      return (x < 10 ? '0' : '') + x;
+    };
+    return p(d.getHours()) + ':' + p(d.getMinutes()) + ':' + p(d.getSeconds());
+  }
+
+  function errorText(status, body) {
+    var e = body && body.error ? body.error : null;
+    return status + ' ' + (e ? e.code + ': ' + e.message : 'HTTP error');
+  }
+
+  // ---------- HTTP ----------
+
+  function api(method, path) {
+    var headers = { Accept: 'application/json' };
+    if (state.key) headers.Authorization = 'Bearer ' + state.key;
+    return fetch(path, { method: method, headers: headers, cache: 'no-store', credentials: 'omit' }).then(function (res) {
+      return res.text().then(function (text) {
+        var body = null;
+        try {
+          body = text ? JSON.parse(text) : null;
+        } catch (e) {
+          body = null;
+        }
+        return { status: res.status, body: body };
+      });
+    });
+  }
+
+  // ---------- banners ----------
+
+  function showBanner(text, kind) {
+    var b = $('banner');
+    b.textContent = text;
+    b.className = 'banner' + (kind ? ' ' + kind : '');
+    b.setAttribute('data-kind', kind || 'error');
+    b.hidden = false;
+  }
+
+  function hideBanner() {
+    $('banner').hidden = true;
+    $('banner').textContent = '';
+  }
+
+  var noticeTimer = null;
+  function showNotice(text) {
+    var n = $('notice');
+    n.textContent = text;
+    n.hidden = false;
+    clearTimeout(noticeTimer);
+    noticeTimer = setTimeout(function () {
+      n.hidden = true;
+    }, 8000);
+  }
+
+  function authProblem(status, body) {
+    state.blocked = true;
+    var what =
+      status === 401
+        ? 'Not authorized (' + errorText(status, body) + '). Enter the admin key above.'
+        : 'Forbidden (' + errorText(status, body) + '). This dashboard needs the admin key (STARQ_ADMIN_KEY), not an API key.';
+    showBanner(what, 'auth');
+    $('content').hidden = true; // no cluster data on screen without a working key
+    $('key-state').textContent = state.key ? 'key rejected' : 'no key';
+    $('admin-key').focus();
+    setDot('bad');
+  }
+
+  function setDot(kind) {
+    $('live-dot').className = 'dot ' + kind;
+  }
+
+  // ---------- polling ----------
+
+  function schedule() {
+    clearTimeout(state.timer);
+    state.timer = null;
+    if (!$('auto-refresh').checked || state.blocked) return;
+    state.timer = setTimeout(refresh, POLL_MS);
+  }
+
+  function refresh() {
+    if (state.inflight) return Promise.resolve();
+    state.inflight = true;
+    return api('GET', '/admin/overview?jobs=25')
+      .then(function (r) {
+        if (r.status === 200 && r.body) {
+          state.blocked = false;
+          state.lastOk = Date.now();
+          state.lastError = null;
+          hideBanner();
+          $('content').hidden = false;
+          $('key-state').textContent = state.key ? 'key set (this tab)' : 'no key (open gateway)';
+          render(r.body);
+          return state.detailId ? loadDetail(state.detailId) : undefined;
+        }
+        if (r.status === 401 || r.status === 403) return authProblem(r.status, r.body);
+        state.lastError = 'Could not refresh: ' + errorText(r.status, r.body);
+        showBanner(state.lastError);
+      })
+      .catch(function (e) {
+        state.lastError = 'Could not reach the gateway: ' + (e && e.message ? e.message : String(e));
+        showBanner(state.lastError);
+      })
+      .then(function () {
+        state.inflight = false;
+        tick();
+        schedule();
+      });
+  }
+
+  function tick() {
+    var lu = $('last-updated');
+    if (!state.lastOk) {
+      lu.textContent = state.blocked ? 'not loaded (admin key needed)' : 'not loaded yet';
+      return;
+    }
+    var age = Date.now() - state.lastOk;
+    lu.textContent = 'last updated ' + fmtTime(state.lastOk) + ' (' + (age / 1000).toFixed(1) + ' s ago)';
+    lu.setAttribute('data-updated-at', String(state.lastOk));
+    if (!state.blocked) setDot(age > STALE_MS || state.lastError ? 'stale' : 'ok');
+  }
+
+  // ---------- rendering ----------
+
+  /** Keeps one row per key in `tbody`, in the order of `items`; `fill` (re)writes a row's cells. */
+  function syncRows(tbody, items, keyOf, columns, fill, emptyText) {
+    var existing = {};
+    var rows = tbody.querySelectorAll('tr[data-key]');
+    for (var i = 0; i < rows.length; i++) existing[rows[i].getAttribute('data-key')] = rows[i];
+    var empty = tbody.querySelector('tr.empty');
+    if (items.length === 0) {
+      for (var k in existing) tbody.removeChild(existing[k]);
+      if (!empty) {
+        empty = el('tr', { class: 'empty' });
+        var td = el('td', { colspan: String(columns) }, emptyText);
+        empty.appendChild(td);
+        tbody.appendChild(empty);
+      } else empty.firstChild.textContent = emptyText;
+      return;
+    }
+    if (empty) tbody.removeChild(empty);
+    var keep = {};
+    items.forEach(function (item) {
+      var key = keyOf(item);
+      keep[key] = true;
+      var tr = existing[key];
+      if (!tr) {
+        tr = el('tr', { 'data-key': key });
+        for (var c = 0; c < columns; c++) tr.appendChild(el('td'));
+      }
+      fill(tr, item);
+      tbody.appendChild(tr); // moves it into place
+    });
+    for (var k2 in existing) if (!keep[k2]) tbody.removeChild(existing[k2]);
+  }
+
+  function setCell(td, text, cls) {
+    if (td.textContent !== text) td.textContent = text;
+    td.className = cls || '';
+  }
+
+  function render(o) {
+    var info = $('gateway-info');
+    info.textContent = 'model ' + o.gateway.model + ' · prefix ' + o.gateway.prefix + ' · gateway ' + o.gateway.id + ' (pid ' + o.gateway.pid + ', up ' + fmtDuration(o.now - o.gateway.startedAt) + ')';
+    renderCards(o);
+    renderActors(o.actors);
+    renderQueues(o.queues, o.now);
+    renderJobs(o.jobs);
+  }
+
+  function card(label, value, id) {
+    var c = el('div', { class: 'card', 'data-card': id });
+    c.appendChild(el('div', { class: 'v' }, value));
+    c.appendChild(el('div', { class: 'k' }, label));
+    return c;
+  }
+
+  function depthOf(q) {
+    if (!q) return 0;
+    return (q.waiting || 0) + (q.active || 0) + (q['waiting-children'] || 0) + (q.delayed || 0) + (q.prioritized || 0);
+  }
+
+  function renderCards(o) {
+    var hosts = o.actors.filter(function (a) {
+      return a.type === 'host';
+    });
+    var queries = o.actors.filter(function (a) {
+      return a.type === 'query';
+    });
+    var used = 0;
+    var limit = 0;
+    hosts.forEach(function (h) {
+      used += h.kvBytes || 0;
+      limit += h.kvLimitBytes || 0;
+    });
+    var c = $('cards');
+    c.textContent = '';
+    c.appendChild(card('host actors', String(hosts.length), 'hosts'));
+    c.appendChild(card('query actors', String(queries.length), 'queries'));
+    c.appendChild(card('KV used / limit', fmtBytes(used) + ' / ' + fmtBytes(limit), 'kv'));
+    c.appendChild(card('unfinished requests', fmtInt(depthOf(o.queues.requests)), 'depth'));
+    c.appendChild(card('block jobs waiting', fmtInt(o.queues.blocks ? o.queues.blocks.waiting : 0), 'blocks-waiting'));
+    c.appendChild(card('jobs in flight (this gateway)', fmtInt(o.gateway.jobsInFlight), 'in-flight'));
+  }
+
+  function renderActors(actors) {
+    var tbody = $('actors').tBodies[0];
+    syncRows(
+      tbody,
+      actors,
+      function (a) {
+        return a.type + ':' + a.id;
+      },
+      8,
+      function (tr, a) {
+        tr.setAttribute('data-actor-id', a.id);
+        tr.setAttribute('data-actor-type', a.type);
+        var td = tr.cells;
+        setCell(td[0], a.type);
+        setCell(td[1], a.id, 'mono');
+        setCell(td[2], a.hostname + ':' + a.pid, 'mono');
+        setCell(td[3], fmtInt(a.threads), 'num');
+        // KV used / limit with a bar (hosts only)
+        td[4].textContent = '';
+        td[4].className = '';
+        if (a.kvLimitBytes) {
+          var wrap = el('div', { class: 'kv' });
+          var bar = el('div', { class: 'bar' });
+          var fillEl = el('span');
+          var frac = Math.min(1, (a.kvBytes || 0) / a.kvLimitBytes);
+          fillEl.style.width = (frac * 100).toFixed(1) + '%';
+          if (frac > 0.85) fillEl.className = 'high';
+          bar.appendChild(fillEl);
+          wrap.appendChild(bar);
+          wrap.appendChild(el('span', { 'data-field': 'kv' }, fmtBytes(a.kvBytes) + ' / ' + fmtBytes(a.kvLimitBytes)));
+          td[4].appendChild(wrap);
+        } else td[4].appendChild(el('span', { class: 'muted', 'data-field': 'kv' }, a.type === 'host' ? fmtBytes(a.kvBytes) : '–'));
+        setCell(td[5], a.type === 'host' ? fmtInt(a.blocks) : '–', 'num');
+        setCell(td[6], a.busy ? 'busy' : 'idle');
+        setCell(td[7], fmtAge(a.lastHeartbeatMsAgo), 'num' + (a.lastHeartbeatMsAgo > 3000 ? ' hb-old' : ''));
+        td[7].setAttribute('data-field', 'heartbeat');
+      },
+      'no live actors',
+    );
+  }
+
+  function renderQueues(queues, now) {
+    var names = Object.keys(queues || {});
+    var tbody = $('queues').tBodies[0];
+    var cols = ['waiting', 'active', 'waiting-children', 'delayed', 'completed', 'failed'];
+    syncRows(
+      tbody,
+      names,
+      function (n) {
+        return n;
+      },
+      7,
+      function (tr, name) {
+        tr.setAttribute('data-queue', name);
+        setCell(tr.cells[0], name);
+        cols.forEach(function (c, i) {
+          setCell(tr.cells[i + 1], fmtInt(queues[name][c] || 0), 'num');
+          tr.cells[i + 1].setAttribute('data-field', c);
+        });
+      },
+      'no queues',
+    );
+    var depth = depthOf(queues.requests);
+    state.history.push({ t: now, n: depth });
+    if (state.history.length > HISTORY) state.history.shift();
+    $('depth-now').textContent = String(depth);
+    drawSpark();
+  }
+
+  function drawSpark() {
+    var svg = $('depth-spark');
+    var h = state.history;
+    while (svg.firstChild) svg.removeChild(svg.firstChild);
+    if (h.length === 0) return;
+    var t0 = h[0].t;
+    var span = Math.max(1, h[h.length - 1].t - t0);
+    var max = 1;
+    h.forEach(function (p) {
+      if (p.n > max) max = p.n;
+    });
+    var pts = h
+      .map(function (p) {
+        var x = h.length === 1 ? 300 : ((p.t - t0) / span) * 300;
+        var y = 58 - (p.n / max) * 54;
+        return x.toFixed(1) + ',' + y.toFixed(1);
+      })
+      .join(' ');
+    var line = document.createElementNS('http://www.w3.org/2000/svg', 'polyline');
+    line.setAttribute('points', pts);
+    svg.appendChild(line);
+    var label = document.createElementNS('http://www.w3.org/2000/svg', 'text');
+    label.setAttribute('x', '4');
+    label.setAttribute('y', '12');
+    label.setAttribute('font-size', '10');
+    label.setAttribute('fill', '#6a7383');
+    label.textContent = 'max ' + max;
+    svg.appendChild(label);
+    $('spark-span').textContent = String(Math.round(span / 1000));
+  }
+
+  function renderJobs(jobs) {
+    var tbody = $('jobs').tBodies[0];
+    syncRows(
+      tbody,
+      jobs,
+      function (j) {
+        return j.id;
+      },
+      11,
+      function (tr, j) {
+        tr.setAttribute('data-job-id', j.id);
+        tr.setAttribute('data-status', j.status);
+        tr.className = state.detailId === j.id ? 'selected' : '';
+        var td = tr.cells;
+        // id (link to the detail view)
+        var link = td[0].firstChild;
+        if (!link || link.tagName !== 'A') {
+          td[0].textContent = '';
+          link = el('a', { class: 'mono', 'data-field': 'id' });
+          td[0].appendChild(link);
+        }
+        link.setAttribute('href', '#job=' + encodeURIComponent(j.id));
+        link.textContent = j.id.length > 13 ? j.id.slice(0, 8) + '…' : j.id;
+        link.setAttribute('title', j.id);
+        setCell(td[1], j.ownerLabel || j.owner);
+        td[1].setAttribute('title', 'key fingerprint ' + j.owner);
+        // status pill
+        var pill = td[2].firstChild;
+        if (!pill || pill.tagName !== 'SPAN') {
+          td[2].textContent = '';
+          pill = el('span');
+          td[2].appendChild(pill);
+        }
+        pill.className = 'status status-' + j.status;
+        pill.setAttribute('data-field', 'status');
+        pill.textContent = j.status;
+        setCell(td[3], j.mode + (j.kind !== 'job' ? ' (' + j.kind + ')' : ''));
+        setCell(td[4], fmtInt(j.contextTokens), 'num');
+        setCell(td[5], j.progress.blocks.done + ' / ' + j.progress.blocks.total, 'num');
+        td[5].setAttribute('data-field', 'blocks');
+        setCell(td[6], j.progress.tokens + ' / ' + j.progress.maxNewTokens, 'num');
+        td[6].setAttribute('data-field', 'tokens');
+        setCell(td[7], fmtInt(j.timings.phase1Ms), 'num');
+        setCell(td[8], fmtInt(j.timings.phase2Ms), 'num');
+        setCell(td[9], j.error ? j.error.code : '', 'mono');
+        td[9].setAttribute('data-field', 'error');
+        if (j.error) td[9].setAttribute('title', j.error.message);
+        // cancel button, only while the job can still be cancelled
+        var btn = td[10].querySelector('button');
+        if (UNFINISHED[j.status]) {
+          if (!btn) {
+            btn = el('button', { type: 'button', class: 'danger', 'data-action': 'cancel' }, 'Cancel');
+            td[10].appendChild(btn);
+          }
+          btn.setAttribute('data-job-id', j.id);
+        } else if (btn) td[10].removeChild(btn);
+      },
+      'no jobs yet',
+    );
+  }
+
+  // ---------- job detail ----------
+
+  function detailIdFromHash() {
+    var m = /^#job=(.+)$/.exec(window.location.hash);
+    return m ? decodeURIComponent(m[1]) : null;
+  }
+
+  function openDetailFromHash() {
+    state.detailId = detailIdFromHash();
+    var box = $('job-detail');
+    if (!state.detailId) {
+      box.hidden = true;
+      state.detailJob = null;
+      return;
+    }
+    $('detail-id').textContent = state.detailId;
+    box.hidden = false;
+    $('detail-fields').textContent = '';
+    $('detail-text').textContent = 'loading…';
+    if (!state.blocked) loadDetail(state.detailId);
+  }
+
+  function loadDetail(id) {
+    return api('GET', '/admin/jobs/' + encodeURIComponent(id)).then(function (r) {
+      if (state.detailId !== id) return;
+      if (r.status === 401 || r.status === 403) return authProblem(r.status, r.body);
+      if (r.status !== 200) {
+        $('detail-fields').textContent = '';
+        $('detail-text').textContent = errorText(r.status, r.body);
+        $('detail-cancel').hidden = true;
+        return;
+      }
+      renderDetail(r.body);
+    });
+  }
+
+  function renderDetail(j) {
+    state.detailJob = j;
+    var dl = $('detail-fields');
+    dl.textContent = '';
+    var t = j.timings;
+    var rows = [
+      ['status', j.status],
+      ['kind', j.kind],
+      ['owner', (j.ownerLabel || '') + ' (fingerprint ' + j.owner + ')'],
+      ['created', new Date(j.createdAt).toISOString()],
+      ['mode', j.mode + ' · block ' + j.blockSize + ' · anchor ' + j.anchorSize + (j.cache ? ' · cached' : ' · not cached')],
+      ['context / query tokens', j.contextTokens + ' / ' + j.queryTokens],
+      ['blocks', j.progress.blocks.done + ' / ' + j.progress.blocks.total + ' done (' + j.progress.blocks.reused + ' reused, ' + j.progress.blocks.encoded + ' encoded' + (j.blocks ? ', ' + j.blocks.recovered + ' recovered' : '') + ')'],
+      ['tokens generated', j.progress.tokens + ' / ' + j.progress.maxNewTokens],
+      ['elapsed', fmtInt(t.elapsedMs) + ' ms'],
+      ['phase 1', t.phase1Ms === null ? '–' : fmtInt(t.phase1Ms) + ' ms'],
+      ['first token', t.firstTokenMs === null ? '–' : fmtInt(t.firstTokenMs) + ' ms'],
+      ['phase 2', t.phase2Ms === null ? '–' : fmtInt(t.phase2Ms) + ' ms'],
+      ['decode', t.decodeTokensPerSec === null ? '–' : t.decodeTokensPerSec.toFixed(1) + ' tokens/s'],
+    ];
+    if (j.result) rows.push(['finish reason', j.result.finishReason]);
+    if (j.error) rows.push(['error', j.error.code + ': ' + j.error.message]);
+    rows.forEach(function (r) {
+      dl.appendChild(el('dt', null, r[0]));
+      dl.appendChild(el('dd', { 'data-field': r[0] }, r[1]));
+    });
+    $('detail-text').textContent = j.result ? j.result.text : j.error ? '(no output: ' + j.status + ')' : '(not finished)';
+    $('detail-cancel').hidden = !UNFINISHED[j.status];
+  }
+
+  // ---------- actions ----------
+
+  function cancelJob(id, button) {
+    if (!window.confirm('Cancel job ' + id + '?')) return;
+    if (button) button.disabled = true;
+    api('DELETE', '/v1/jobs/' + encodeURIComponent(id))
+      .then(function (r) {
+        if (r.status === 200) showNotice('Job ' + id + ' cancelled (status: ' + (r.body && r.body.status) + ').');
+        else if (r.status === 401 || r.status === 403) authProblem(r.status, r.body);
+        else showBanner('Cancel of job ' + id + ' failed: ' + errorText(r.status, r.body));
+      })
+      .catch(function (e) {
+        showBanner('Cancel of job ' + id + ' failed: ' + (e && e.message ? e.message : String(e)));
+      })
+      .then(function () {
+        if (button) button.disabled = false;
+        return refresh();
+      });
+  }
+
+  function init() {
+    $('key-form').addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      var input = $('admin-key');
+      writeKey(input.value.trim());
+      input.value = '';
+      state.blocked = false;
+      hideBanner();
+      $('key-state').textContent = state.key ? 'checking…' : 'no key';
+      refresh();
+    });
+    $('key-forget').addEventListener('click', function () {
+      writeKey('');
+      $('key-state').textContent = 'key forgotten';
+      state.blocked = false;
+      refresh();
+    });
+    $('auto-refresh').addEventListener('change', function () {
+      if ($('auto-refresh').checked) refresh();
+      else schedule();
+    });
+    $('jobs').addEventListener('click', function (ev) {
+      var b = ev.target && ev.target.closest ? ev.target.closest('button[data-action="cancel"]') : null;
+      if (b) cancelJob(b.getAttribute('data-job-id'), b);
+    });
+    $('detail-cancel').addEventListener('click', function () {
+      if (state.detailId) cancelJob(state.detailId, $('detail-cancel'));
+    });
+    $('detail-close').addEventListener('click', function (ev) {
+      ev.preventDefault();
+      history.replaceState(null, '', window.location.pathname + window.location.search);
+      openDetailFromHash();
+    });
+    window.addEventListener('hashchange', openDetailFromHash);
+    $('key-state').textContent = state.key ? 'key set (this tab)' : 'no key';
+    setInterval(tick, 500);
+    openDetailFromHash();
+    refresh();
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);
+  else init();
+})();
