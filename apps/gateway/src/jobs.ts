@@ -341,7 +341,7 @@ export class JobService {
       } else {
         const progress = await this.phase1Progress(meta.id, state);
         encoded = progress.encoded;
-        status = progress.encoded > 0 || progress.running || state === 'waiting' || state === 'active' ? 'encoding' : 'queued';
+        status = progress.encoded > 0 || progress.running || state === 'waiting' || state === 'prioritized' || state === 'active' ? 'encoding' : 'queued';
       }
     }
     if ((status === 'cancelled' || status === 'failed') && st.startedAt === null) {

@@ -162,7 +162,15 @@ export class StarqClient {
       };
       return { name: 'block', queueName: this.keys.queues.blocks, data: child, opts: { jobId: `${requestId}-b${b.index}`, failParentOnFailure: true } };
     });
-    await this.flows.add({ name: 'request', queueName: this.keys.queues.requests, data, opts: { jobId: requestId, attempts: 1 }, children });
+    // priority: a flow parent whose children finish is moved to the front of `wait` (LIFO under load:
+    // the oldest request could starve behind newer ones); prioritized jobs of equal priority are FIFO.
+    await this.flows.add({
+      name: 'request',
+      queueName: this.keys.queues.requests,
+      data,
+      opts: { jobId: requestId, attempts: 1, priority: 1 },
+      children,
+    });
     return { requestId, plan, blocksToEncode: missing.length, blocksReused: plan.numBlocks - missing.length };
   }
 
@@ -242,12 +250,14 @@ export class StarqClient {
     return parentReason;
   }
 
-  /** Queue counts (for tests and the dashboard). */
+  /** Queue counts (for tests and the dashboard); `waiting` includes BullMQ's `prioritized` state. */
   async queueCounts(): Promise<{ blocks: Record<string, number>; requests: Record<string, number> }> {
-    return {
-      blocks: await this.blocks.getJobCounts('waiting', 'active', 'completed', 'failed', 'delayed', 'waiting-children'),
-      requests: await this.requests.getJobCounts('waiting', 'active', 'completed', 'failed', 'delayed', 'waiting-children'),
+    const counts = async (q: Queue) => {
+      const c = await q.getJobCounts('waiting', 'prioritized', 'active', 'completed', 'failed', 'delayed', 'waiting-children');
+      const { prioritized, ...rest } = c;
+      return { ...rest, waiting: (rest.waiting ?? 0) + (prioritized ?? 0) };
     };
+    return { blocks: await counts(this.blocks), requests: await counts(this.requests) };
   }
 
   async close(): Promise<void> {
