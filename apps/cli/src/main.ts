@@ -7,6 +7,7 @@ import { StarqError } from '@starq/protocol/errors';
 import { registerGenerate } from './commands/generate';
 import { registerInspect } from './commands/inspect';
 import { registerEvalFidelity } from './commands/eval-fidelity';
+import { registerEvalRuler } from './commands/eval-ruler';
 import { registerDemo } from './commands/demo';
 import { registerCluster } from './commands/cluster';
 import { registerSubmit } from './commands/submit';
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerGenerate(program);
   registerInspect(program);
   registerEvalFidelity(program);
+  registerEvalRuler(program);
   registerDemo(program);
   registerCluster(program);
   registerSubmit(program);
