@@ -4,12 +4,11 @@
  * openai.ts, the admin dashboard and its endpoints in admin-api.ts.
  */
 import { randomUUID } from 'node:crypto';
-import type { RequestEvent } from '@starq/actors';
 import { resolvePrompt } from '@starq/model/prompt';
 import { StarqError } from '@starq/protocol';
-import type { Principal } from './auth';
 import type { Gateway } from './gateway';
-import { HttpError, readJsonBody, sendError, sendJson, SseWriter, type Req, type Res } from './http';
+import { HttpError, readJsonBody, sendError, sendJson, type Req, type Res } from './http';
+import { serveJobEvents } from './job-events';
 import type { JobInput } from './jobs';
 import { JobBody, parseBody } from './schemas';
 
@@ -116,67 +115,13 @@ export class NativeApi {
 
   /**
    * GET /v1/jobs/:id/events — SSE: `job` (snapshot), `progress` (phase-1 blocks, status changes;
-   * one with status `generating` always precedes the first token), `token` (each generated token, in order, with its text delta), `recovered`, and finally
-   * `result` (the completed job) or `error` (failed or cancelled: `{error, job}`). The events
-   * are replayed from the job's start, so a late (or reconnecting) reader still sees every token.
+   * one with status `generating` always precedes the first token), `token` (each generated token,
+   * in order, with its text delta), `recovered`, and finally `result` (the completed job) or
+   * `error` (failed or cancelled: `{error, job}`). A new reader gets the events from the job's
+   * start; every event has an `id:`, and a reader that reconnects with `Last-Event-ID` (or
+   * `?lastEventId=`) gets the events after it (see job-events.ts).
    */
-  async events(req: Req, res: Res, id: string): Promise<void> {
-    const who: Principal = this.gw.auth.authenticate(req, 'user');
-    const meta = await this.jobs.meta(id, who);
-    const snapshot = await this.jobs.view(meta);
-    const sse = new SseWriter(res);
-    sse.event('job', snapshot);
-    const finished = snapshot.status === 'completed' || snapshot.status === 'failed' || snapshot.status === 'cancelled';
-    // A finished job whose events are still in Redis is replayed (tokens included) like a live one.
-    if (finished && (await this.gw.client.redis.exists(this.gw.client.keys.requestEvents(id))) === 0) {
-      sse.event(snapshot.status === 'completed' ? 'result' : 'error', snapshot.status === 'completed' ? snapshot : { error: snapshot.error, job: snapshot });
-      sse.end();
-      return;
-    }
-    const decoder = this.gw.tokenizer?.createIncrementalDecoder({ skipSpecialTokens: false }) ?? null;
-    let lastProgress = JSON.stringify({ status: snapshot.status, blocks: { done: snapshot.progress.blocks.done, total: snapshot.progress.blocks.total }, tokens: 0 });
-    const progress = (status: string, done: number, total: number, always = false) => {
-      const p = { status, blocks: { done, total }, tokens: 0 };
-      const key = JSON.stringify(p);
-      if (key === lastProgress && !always) return;
-      lastProgress = key;
-      sse.event('progress', p);
-    };
-    let started = false;
-    let next = 0;
-    const f = this.jobs.follow(id, (e: RequestEvent) => {
-      if (e.type === 'started') {
-        started = true;
-        progress('generating', meta.blocksTotal, meta.blocksTotal, true); // always announced before the first token
-      } else if (e.type === 'phase1') progress('encoding', Math.round((e.done / Math.max(1, e.total)) * meta.blocksTotal), meta.blocksTotal);
-      else if (e.type === 'token') {
-        if (e.index !== next) return; // a rerun re-sends from 0
-        next++;
-        sse.event('token', { index: e.index, id: e.id, text: decoder ? decoder.push(e.id) : '' });
-      } else if (e.type === 'recovered') sse.event('recovered', { blocks: e.blocks, fromHost: e.fromHost });
-    });
-    sse.onClose(() => f.stop());
-    let polling = false;
-    const poll = setInterval(() => {
-      if (started || polling || sse.closed || meta.mode === 'ring') return;
-      polling = true;
-      this.jobs
-        .phase1Progress(id)
-        .then((p) => {
-          if (!started) progress(p.encoded > 0 || p.running ? 'encoding' : 'queued', meta.blocksReused + p.encoded, meta.blocksTotal);
-        })
-        .catch(() => undefined)
-        .finally(() => (polling = false));
-    }, 200);
-    try {
-      const t = await f.done;
-      if (sse.closed || (t.kind === 'error' && t.error.code === 'unsubscribed')) return;
-      const final = await this.jobs.view(meta);
-      if (t.kind === 'done') sse.event('result', final);
-      else sse.event('error', { error: final.error ?? t.error, job: final });
-    } finally {
-      clearInterval(poll);
-      sse.end();
-    }
+  events(req: Req, res: Res, id: string): Promise<void> {
+    return serveJobEvents(this.gw, req, res, id);
   }
 }

@@ -15,6 +15,8 @@
  * | STARQ_MAX_BODY_BYTES  | largest request body accepted (413 above)                | 16777216 (16 MiB)          |
  * | STARQ_MAX_QUEUE       | unfinished requests in the cluster above which new ones get 429 | 1024                |
  * | STARQ_GATEWAY_ID      | name of this gateway (logs)                              | gateway-<hostname>-<pid>   |
+ * | STARQ_SSE_KEEPALIVE_MS | interval of the `: ping` comment on every SSE stream    | 15000                      |
+ * | STARQ_SSE_RETRY_MS    | reconnection delay the job event stream advises (`retry:`) | 3000                    |
  *
  * Keys never appear in error messages or logs: only their count does.
  */
@@ -36,6 +38,10 @@ export interface GatewayConfig {
   maxBodyBytes: number;
   maxQueue: number;
   gatewayId: string;
+  /** Interval of the keep-alive comment on SSE responses (ms). */
+  sseKeepAliveMs: number;
+  /** Reconnection delay advised to job event stream clients with `retry:` (ms). */
+  sseRetryMs: number;
 }
 
 const intVar = (def: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
@@ -98,6 +104,8 @@ const EnvSchema = z
     STARQ_MAX_BODY_BYTES: intVar(16 * 1024 * 1024, 1024),
     STARQ_MAX_QUEUE: intVar(1024, 0),
     STARQ_GATEWAY_ID: z.string().optional(),
+    STARQ_SSE_KEEPALIVE_MS: intVar(15000, 100, 3600000),
+    STARQ_SSE_RETRY_MS: intVar(3000, 0, 3600000),
   })
   .superRefine((v, ctx) => {
     if (v.STARQ_ADMIN_KEY !== null && v.STARQ_API_KEYS.includes(v.STARQ_ADMIN_KEY)) {
@@ -125,5 +133,7 @@ export function parseGatewayConfig(env: NodeJS.ProcessEnv = process.env): Gatewa
     maxBodyBytes: v.STARQ_MAX_BODY_BYTES,
     maxQueue: v.STARQ_MAX_QUEUE,
     gatewayId: v.STARQ_GATEWAY_ID || `gateway-${os.hostname()}-${process.pid}`,
+    sseKeepAliveMs: v.STARQ_SSE_KEEPALIVE_MS,
+    sseRetryMs: v.STARQ_SSE_RETRY_MS,
   };
 }

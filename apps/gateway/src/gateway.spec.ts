@@ -36,7 +36,9 @@ function errorOf(fn: () => unknown): { status: number; code: string; param: stri
 describe('parseGatewayConfig', () => {
   it('reads every variable with defaults', () => {
     const cfg = parseGatewayConfig({ STARQ_MODEL_DIR: dir, STARQ_API_KEYS: ' a1 , b2 ,', STARQ_ADMIN_KEY: 'adm', STARQ_GATEWAY_PORT: '0', STARQ_MAX_QUEUE: '5' });
-    expect(cfg).toMatchObject({ redisUrl: 'redis://127.0.0.1:6379', prefix: 'starq', modelDir: dir, modelId: path.basename(dir), host: '127.0.0.1', port: 0, apiKeys: ['a1', 'b2'], adminKey: 'adm', maxQueue: 5, maxBodyBytes: 16 * 1024 * 1024 });
+    expect(cfg).toMatchObject({ redisUrl: 'redis://127.0.0.1:6379', prefix: 'starq', modelDir: dir, modelId: path.basename(dir), host: '127.0.0.1', port: 0, apiKeys: ['a1', 'b2'], adminKey: 'adm', maxQueue: 5, maxBodyBytes: 16 * 1024 * 1024, sseKeepAliveMs: 15000, sseRetryMs: 3000 });
+    expect(parseGatewayConfig({ STARQ_MODEL_DIR: dir, STARQ_SSE_KEEPALIVE_MS: '500', STARQ_SSE_RETRY_MS: '0' })).toMatchObject({ sseKeepAliveMs: 500, sseRetryMs: 0 });
+    expect(errorOf(() => parseGatewayConfig({ STARQ_MODEL_DIR: dir, STARQ_SSE_KEEPALIVE_MS: '0' })).message).toContain('STARQ_SSE_KEEPALIVE_MS');
   });
 
   it('reports every bad variable in one error and never echoes a key', () => {

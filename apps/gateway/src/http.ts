@@ -104,16 +104,23 @@ export async function readJsonBody(req: Req, limit: number): Promise<Record<stri
   return value as Record<string, unknown>;
 }
 
-/** Server-Sent Events on one response; a comment line every 15 s keeps proxies from closing it. */
+/** Default interval of the keep-alive comment (STARQ_SSE_KEEPALIVE_MS). */
+export const SSE_KEEPALIVE_MS = 15000;
+
+/**
+ * Server-Sent Events on one response. A comment line (`: ping`) every `keepAliveMs` (15 s by
+ * default) keeps proxies and load balancers from closing a stream that is quiet (a long phase 1);
+ * clients ignore comments.
+ */
 export class SseWriter {
   private ping: NodeJS.Timeout;
   private isClosed = false;
   private readonly closeHandlers: (() => void)[] = [];
 
-  constructor(private readonly res: Res) {
+  constructor(private readonly res: Res, keepAliveMs = SSE_KEEPALIVE_MS) {
     res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache, no-transform', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
     res.flushHeaders?.();
-    this.ping = setInterval(() => this.write(': ping\n\n'), 15000);
+    this.ping = setInterval(() => this.write(': ping\n\n'), keepAliveMs);
     this.ping.unref();
     res.once('close', () => {
       this.isClosed = true;
@@ -132,9 +139,14 @@ export class SseWriter {
     this.closeHandlers.push(h);
   }
 
-  /** A named event with a JSON payload. */
-  event(name: string, data: unknown): void {
-    this.write(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
+  /** A named event with a JSON payload and, when given, an `id:` (what Last-Event-ID echoes). */
+  event(name: string, data: unknown, id?: string): void {
+    this.write(`${id !== undefined ? `id: ${id}\n` : ''}event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
+  }
+
+  /** The reconnection delay EventSource clients should use (dispatches no event). */
+  retry(ms: number): void {
+    this.write(`retry: ${Math.max(0, Math.round(ms))}\n\n`);
   }
 
   /** An unnamed `data:` line (the OpenAI streaming format). */

@@ -431,11 +431,12 @@ export class JobService {
   }
 
   /**
-   * Follow a job's events until it ends. `onEvent` sees every event up to the terminal one. A
-   * request failed by a block job (no event: the query actor never ran it) is noticed by a
-   * once-a-second look at its BullMQ state.
+   * Follow a job's events until it ends. `onEvent` sees every event after stream entry `from`
+   * ('0' = all) up to the terminal one, with its entry id. A request failed by a block job (no
+   * event: the query actor never ran it) is noticed by a look at its BullMQ state (after 1 s, then
+   * less and less often).
    */
-  follow(id: string, onEvent: (e: RequestEvent) => void = () => undefined): Follower {
+  follow(id: string, onEvent: (e: RequestEvent, entryId: string) => void = () => undefined, from = '0'): Follower {
     let settle!: (t: Terminal) => void;
     let ended = false;
     let watchdog: NodeJS.Timeout | undefined;
@@ -447,12 +448,16 @@ export class JobService {
       clearTimeout(watchdog);
       settle(t);
     };
-    const unsubscribe = this.hub.subscribe(id, (e) => {
-      if (ended) return;
-      onEvent(e);
-      if (e.type === 'done') finish({ kind: 'done', result: e.result });
-      else if (e.type === 'error') finish({ kind: 'error', error: e.error });
-    });
+    const unsubscribe = this.hub.subscribe(
+      id,
+      (e, entryId) => {
+        if (ended) return;
+        onEvent(e, entryId);
+        if (e.type === 'done') finish({ kind: 'done', result: e.result });
+        else if (e.type === 'error') finish({ kind: 'error', error: e.error });
+      },
+      from,
+    );
     // The watchdog looks after 1 s, then less and less often (at most every 10 s).
     let delay = 1000;
     const schedule = () => {

@@ -118,7 +118,7 @@ export class OpenAiApi {
         ? { id, object, created, model, choices: [{ index: 0, delta: finish !== null ? {} : role ? { role: 'assistant', content: '' } : { content: text }, logprobs: null, finish_reason: finish }] }
         : { id, object, created, model, choices: [{ index: 0, text: text ?? '', logprobs: null, finish_reason: finish }] };
 
-    const sse = b.stream ? new SseWriter(res) : null;
+    const sse = b.stream ? new SseWriter(res, this.gw.cfg.sseKeepAliveMs) : null;
     if (sse && kind === 'chat') sse.data(chunk(null, null, true));
     const decoder = this.gw.tokenizer?.createIncrementalDecoder({ skipSpecialTokens: true }) ?? null;
     const matcher = new StopMatcher(stops);
