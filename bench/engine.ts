@@ -11,15 +11,24 @@
  *      logits 'last'), decode (single-token forwards after the prefill), analytic FLOPs,
  *      achieved GFLOP/s and % of the MatMul rate, and the engine's issued attention FLOPs
  *      against the causally useful ones, process CPU time / page faults / RSS around the prefill;
- *   3. a per-piece breakdown (qkv / append / attend / post / head) of the largest random-model
- *      prefill and of a few decode steps after it, driven through the engine's piece API.
+ *   3. the time per piece (qkv / append / attend / post / embed+head) inside every prefill's
+ *      `forward`, from the executor's own clock (`ExecutorStats.forwardMs`);
+ *   4. a per-piece breakdown of the largest random-model prefill and of a few decode steps after
+ *      it, driven through the engine's piece API from the main thread (its prefill pieces include
+ *      copying 16K-row arguments into the worker; the decode pieces are representative).
  *
  * Probes that explain the numbers (per-op ORT profiles, attend-graph variants, chunking sweeps,
  * a what-if prefill harness) live in bench/lib/; docs/BENCHMARKS.md lists their commands.
  *
  *   npx tsx bench/engine.ts [--threads 2] [--contexts 1024,4096,16384] [--json FILE] [--quick]
  *                           [--reps 2] [--decode 32] [--no-breakdown] [--markdown]
- *                           [--page-size N] [--score-budget-mib N] [--no-stories] [--no-random]
+ *                           [--page-size N] [--score-budget-mib N] [--key-tile N] [--row-tile N]
+ *                           [--attention tiled|paged] [--max-rows-per-call N] [--tiles-per-call N]
+ *                           [--no-stories] [--no-random] [--model-dir DIR] [--model-contexts LIST]
+ *
+ * --model-dir adds a checkpoint directory (e.g. /work/shared/models/bench-256), named after its
+ * basename, prefilled at --model-contexts (default 16384,65536); decode steps are capped so that
+ * N + steps stays within the model's max_position_embeddings.
  *
  * Progress goes to stderr; the tables go to stdout; --json writes every number.
  */
@@ -49,6 +58,13 @@ interface Args {
   markdown: boolean;
   pageSize: number | null;
   scoreBudgetMiB: number | null;
+  keyTile: number | null;
+  rowTile: number | null;
+  attention: 'tiled' | 'paged' | null;
+  maxRowsPerCall: number | null;
+  tilesPerCall: number | null;
+  modelDirs: string[];
+  modelContexts: number[];
   stories: boolean;
   random: boolean;
   storiesDir: string;
@@ -56,7 +72,8 @@ interface Args {
 
 const USAGE = `usage: npx tsx bench/engine.ts [--threads N] [--contexts 1024,4096,16384] [--json FILE] [--quick]
        [--reps N] [--decode N] [--no-breakdown] [--markdown] [--page-size N] [--score-budget-mib N]
-       [--no-stories] [--no-random] [--stories-dir DIR]`;
+       [--key-tile N] [--row-tile N] [--attention tiled|paged] [--max-rows-per-call N] [--tiles-per-call N]
+       [--no-stories] [--no-random] [--stories-dir DIR] [--model-dir DIR] [--model-contexts LIST]`;
 
 function parseArgs(argv: string[]): Args {
   const a: Args = {
@@ -71,6 +88,13 @@ function parseArgs(argv: string[]): Args {
     markdown: false,
     pageSize: null,
     scoreBudgetMiB: null,
+    keyTile: null,
+    rowTile: null,
+    attention: null,
+    maxRowsPerCall: null,
+    tilesPerCall: null,
+    modelDirs: [],
+    modelContexts: [16384, 65536],
     stories: true,
     random: true,
     storiesDir: path.resolve(__dirname, '../../shared/models/stories260K'),
@@ -119,6 +143,30 @@ function parseArgs(argv: string[]): Args {
       case '--score-budget-mib':
         a.scoreBudgetMiB = int(f, argv[++i]);
         break;
+      case '--key-tile':
+        a.keyTile = int(f, argv[++i]);
+        break;
+      case '--row-tile':
+        a.rowTile = int(f, argv[++i]);
+        break;
+      case '--max-rows-per-call':
+        a.maxRowsPerCall = int(f, argv[++i]);
+        break;
+      case '--tiles-per-call':
+        a.tilesPerCall = int(f, argv[++i]);
+        break;
+      case '--attention': {
+        const v = argv[++i];
+        if (v !== 'tiled' && v !== 'paged') fail(`--attention needs tiled or paged, got ${v}`);
+        a.attention = v;
+        break;
+      }
+      case '--model-dir':
+        a.modelDirs.push(path.resolve(argv[++i] ?? fail('--model-dir needs a directory')));
+        break;
+      case '--model-contexts':
+        a.modelContexts = (argv[++i] ?? '').split(',').map((s) => int(f, s.trim()));
+        break;
       case '--no-stories':
         a.stories = false;
         break;
@@ -154,7 +202,9 @@ function fail(msg: string): never {
 // ------------------------------------------------------------------ helpers
 
 function statsDelta(a: ExecutorStats, b: ExecutorStats): ExecutorStats {
-  return { attendCalls: b.attendCalls - a.attendCalls, attendFlops: b.attendFlops - a.attendFlops, linearFlops: b.linearFlops - a.linearFlops };
+  const ms = { ...b.forwardMs };
+  for (const k of Object.keys(ms) as (keyof ExecutorStats['forwardMs'])[]) ms[k] -= a.forwardMs?.[k] ?? 0;
+  return { attendCalls: b.attendCalls - a.attendCalls, attendFlops: b.attendFlops - a.attendFlops, linearFlops: b.linearFlops - a.linearFlops, forwardMs: ms };
 }
 
 function randomIds(n: number, vocab: number, seed: number): Int32Array {
@@ -191,7 +241,7 @@ interface RunResult {
   prefillCounters: ProcCounters;
   /** (user + sys CPU) / wall of the best rep: mean number of busy cores. */
   prefillCoresBusy: number;
-  engine: ExecutorStats; // issued during one prefill
+  engine: ExecutorStats; // issued during the best prefill rep (incl. executor-side piece times)
   attendUsefulFlops: number; // causal-useful attention FLOPs (all layers)
   attendWastePct: number; // issued beyond useful, as % of useful
   decodeSteps: number;
@@ -209,7 +259,8 @@ async function adjacentMatmul(threads: number): Promise<number> {
 }
 
 async function runContext(engine: ModelEngine, cfg: ModelConfig, model: string, N: number, args: Args): Promise<RunResult> {
-  const ids = randomIds(N + args.decode, cfg.vocabSize, 12345 + N);
+  const decode = Math.min(args.decode, cfg.maxPositionEmbeddings - N); // decode positions must fit the model
+  const ids = randomIds(N + decode, cfg.vocabSize, 12345 + N);
   const positions = range(0, N);
   const prefillIds = ids.subarray(0, N);
   const times: number[] = [];
@@ -224,13 +275,15 @@ async function runContext(engine: ModelEngine, cfg: ModelConfig, model: string, 
     const s0 = await engine.stats();
     const c0 = procCounters();
     const t0 = nowMs();
-    await engine.forward({ cacheId, ids: prefillIds, positions, logits: 'last', reserve: N + args.decode });
+    await engine.forward({ cacheId, ids: prefillIds, positions, logits: 'last', reserve: N + decode });
     const dt = nowMs() - t0;
     counters.push(diffCounters(c0, procCounters()));
     const s1 = await engine.stats();
     times.push(dt);
-    if (dt <= times[bestRep]) bestRep = r;
-    engineStats = statsDelta(s0, s1);
+    if (dt <= times[bestRep]) {
+      bestRep = r;
+      engineStats = statsDelta(s0, s1); // of the best rep (calls and FLOPs are the same in every rep)
+    }
     progress(`${model} N=${N} prefill rep ${r + 1}/${args.reps}: ${(dt / 1000).toFixed(2)} s (${(N / (dt / 1000)).toFixed(0)} tok/s)`);
   }
   adjacent.push(await adjacentMatmul(args.threads));
@@ -246,14 +299,14 @@ async function runContext(engine: ModelEngine, cfg: ModelConfig, model: string, 
   const d0 = await engine.stats();
   let decodeFlops = 0;
   const td = nowMs();
-  for (let i = 0; i < args.decode; i++) {
+  for (let i = 0; i < decode; i++) {
     await engine.forward({ cacheId, ids: ids.subarray(N + i, N + i + 1), positions: Int32Array.of(N + i), logits: 'last' });
     decodeFlops += forwardFlops(cfg, N + i, 1, 1).total;
   }
   const decodeMs = nowMs() - td;
   const d1 = await engine.stats();
   await engine.dropCache(cacheId);
-  if (args.decode > 0) progress(`${model} N=${N} decode ${args.decode} tokens: ${(decodeMs / args.decode).toFixed(2)} ms/token`);
+  if (decode > 0) progress(`${model} N=${N} decode ${decode} tokens: ${(decodeMs / decode).toFixed(2)} ms/token`);
 
   const gflops = fl.total / (prefillMs * 1e6);
   return {
@@ -275,12 +328,12 @@ async function runContext(engine: ModelEngine, cfg: ModelConfig, model: string, 
     engine: engineStats!,
     attendUsefulFlops: useful,
     attendWastePct: (100 * (engineStats!.attendFlops - useful)) / useful,
-    decodeSteps: args.decode,
+    decodeSteps: decode,
     decodeMs,
-    decodeTokPerSec: args.decode > 0 ? args.decode / (decodeMs / 1000) : NaN,
-    decodeMsPerTok: args.decode > 0 ? decodeMs / args.decode : NaN,
+    decodeTokPerSec: decode > 0 ? decode / (decodeMs / 1000) : NaN,
+    decodeMsPerTok: decode > 0 ? decodeMs / decode : NaN,
     decodeFlops,
-    decodeGflops: args.decode > 0 ? decodeFlops / (decodeMs * 1e6) : NaN,
+    decodeGflops: decode > 0 ? decodeFlops / (decodeMs * 1e6) : NaN,
     decodeEngine: statsDelta(d0, d1),
   };
 }
@@ -461,6 +514,35 @@ function printAll(out: (s: string) => void, md: boolean, roof: MatmulResult[], r
     ),
   );
   out('\n');
+  out(`\nInside forward: executor-side wall time per piece of the best prefill rep (no worker round trips; useful FLOPs)\n`);
+  out(
+    table(
+      [
+        { key: 'model', title: 'model', align: 'left' },
+        { key: 'N', title: 'N' },
+        { key: 'qkv', title: 'qkv ms', digits: 0 },
+        { key: 'append', title: 'append ms', digits: 0 },
+        { key: 'attend', title: 'attend ms', digits: 0 },
+        { key: 'post', title: 'post ms', digits: 0 },
+        { key: 'other', title: 'embed+head ms', digits: 0 },
+        { key: 'share', title: 'attend % time', digits: 1 },
+        { key: 'agfs', title: 'attend GFLOP/s', digits: 1 },
+        { key: 'apct', title: 'attend % MatMul', digits: 1 },
+        { key: 'lgfs', title: 'qkv+post GFLOP/s', digits: 1 },
+        { key: 'lpct', title: 'qkv+post % MatMul', digits: 1 },
+      ],
+      runs
+        .filter((r) => r.engine.forwardMs?.attend !== undefined) // engines before forwardMs existed report none
+        .map((r) => {
+          const f = r.engine.forwardMs;
+          const total = f.embed + f.qkv + f.append + f.attend + f.post + f.head;
+          const attnG = r.prefillFlops.attention / (f.attend * 1e6);
+          const linG = r.prefillFlops.linear / ((f.qkv + f.post) * 1e6);
+          return { model: r.model, N: r.context, qkv: f.qkv, append: f.append, attend: f.attend, post: f.post, other: f.embed + f.head, share: (100 * f.attend) / total, agfs: attnG, apct: (100 * attnG) / rate, lgfs: linG, lpct: (100 * linG) / rate };
+        }),
+    ),
+  );
+  out('\n');
   for (const b of bds) {
     out(`\nPrefill piece by piece: ${b.model}, N=${b.context} (sum ${b.totalMs.toFixed(0)} ms; engine.forward ${b.forwardMs.toFixed(0)} ms)\n`);
     out(
@@ -525,6 +607,11 @@ async function main(): Promise<void> {
   const engineOpts: ExecutorOptions = { threads: args.threads };
   if (args.pageSize !== null) engineOpts.pageSize = args.pageSize;
   if (args.scoreBudgetMiB !== null) engineOpts.scoreBudgetBytes = args.scoreBudgetMiB * 2 ** 20;
+  if (args.keyTile !== null) engineOpts.keyTile = args.keyTile;
+  if (args.rowTile !== null) engineOpts.rowTile = args.rowTile;
+  if (args.attention !== null) engineOpts.attention = args.attention;
+  if (args.maxRowsPerCall !== null) engineOpts.maxRowsPerCall = args.maxRowsPerCall;
+  if (args.tilesPerCall !== null) engineOpts.tilesPerCall = args.tilesPerCall;
 
   const runs: RunResult[] = [];
   const bds: Breakdown[] = [];
@@ -539,6 +626,10 @@ async function main(): Promise<void> {
     const { dir, cleanup } = writeRandomBenchModel(maxPos);
     models.push({ name: RANDOM_BENCH_MODEL_NAME, dir, contexts: args.contexts, cleanup });
   }
+  for (const dir of args.modelDirs) {
+    if (!fs.existsSync(path.join(dir, 'config.json'))) fail(`--model-dir ${dir}: no config.json`);
+    models.push({ name: path.basename(dir), dir, contexts: args.modelContexts });
+  }
 
   const modelInfo: Record<string, { config: ModelConfig; linearFlopsPerToken: number }> = {};
   try {
@@ -546,7 +637,7 @@ async function main(): Promise<void> {
       const cfg = loadConfig(m.dir);
       modelInfo[m.name] = { config: cfg, linearFlopsPerToken: linearFlopsPerToken(cfg) };
       for (const N of m.contexts) {
-        if (N + args.decode > cfg.maxPositionEmbeddings) fail(`${m.name}: ${N} + ${args.decode} decode tokens exceed max_position_embeddings ${cfg.maxPositionEmbeddings}`);
+        if (N > cfg.maxPositionEmbeddings) fail(`${m.name}: a ${N}-token prefill exceeds max_position_embeddings ${cfg.maxPositionEmbeddings}`);
       }
       progress(`loading ${m.name} (${m.dir})`);
       const engine = await ModelEngine.load(m.dir, cfg, engineOpts);

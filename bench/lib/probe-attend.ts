@@ -1,18 +1,19 @@
 /**
- * Probe: the engine's attend graph against the candidate formulations of attend-variants.ts, on
+ * Probe: the engine's reference attend graph (the 'paged' path; the engine's only graph before
+ * tiling) against the candidate formulations of attend-variants.ts ('softmax' ≈ the tiled path's), on
  * the random bench model's attention shape (H 8, Hkv 2, D 64), for several (query rows × keys)
  * tile sizes, masked (diagonal tile: rows are the last Tq positions of the Tk keys) and open.
  * Rounds are interleaved across variants and the best time per variant is kept, so machine noise
  * hits every variant alike. Every variant's o/lse is checked against the engine graph's.
  *
  *   npx tsx bench/lib/probe-attend.ts [--threads 2] [--rounds 3] [--tiles 1024x4096,256x4096,256x1024]
- *                                     [--json FILE]
+ *                                     [--head-dim 64] [--variants engine,tiled,...] [--json FILE]
  */
 import * as fs from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import type { ModelConfig } from '@starq/model';
-import { buildAttendGraph } from '@starq/model/onnx/graphs';
-import { buildAttendVariant, type AttendVariant } from './attend-variants';
+import { buildAttendGraph, buildAttendGraphReference, MASKED_SCORE } from '@starq/model/onnx/graphs';
+import { buildAttendVariant, buildTiledVariant, type AttendVariant } from './attend-variants';
 import { engineSessionOptions } from './ort-options';
 import { textTable } from './table';
 import { nowMs, progress } from './timing';
@@ -32,7 +33,7 @@ function rand(n: number, seed: number, scale = 1): Float32Array {
   return a;
 }
 
-const SHAPE = { numHeads: 8, numKvHeads: 2, headDim: 64 } as ModelConfig;
+const SHAPE = { numHeads: 8, numKvHeads: 2, headDim: Number(argStr('--head-dim', '64')) } as ModelConfig;
 
 export interface AttendProbeRow {
   tile: string;
@@ -49,7 +50,10 @@ export async function probeAttend(threads: number, rounds: number, tiles: [numbe
   const { numHeads: H, numKvHeads: Hkv, headDim: D } = SHAPE;
   // Spinning variants are deliberately left out: a session whose threads spin keeps burning both
   // cores after its run and slows whatever runs next, which corrupts interleaved timing.
-  const variants: ('engine' | AttendVariant)[] = ['engine', 'bias', 'bias4d', 'softmax'];
+  // 'engine' = the reference graph (the 'paged' path); 'tiled' = the tiled path's graph (bias input).
+  // 'tiled-expsum' / 'tiled-ones' / 'tiled-lse': alternatives to 'tiled' (attend-variants.ts buildTiledVariant).
+  const variants = argStr('--variants', 'engine,bias,bias4d,softmax,tiled,tiled-expsum,tiled-ones').split(',') as ('engine' | 'tiled' | 'tiled-expsum' | 'tiled-ones' | 'tiled-lse' | AttendVariant)[];
+  if (variants[0] !== 'engine') variants.unshift('engine');
   const rows: AttendProbeRow[] = [];
   for (const [Tq, Tk] of tiles) {
     const q = new ort.Tensor('float32', rand(H * Tq * D, 3, 4), [H, Tq, D]);
@@ -57,17 +61,28 @@ export async function probeAttend(threads: number, rounds: number, tiles: [numbe
     const v = new ort.Tensor('float32', rand(Hkv * Tk * D, 5), [Hkv, Tk, D]);
     const qpos = new ort.Tensor('int64', BigInt64Array.from({ length: Tq }, (_, i) => BigInt(Tk - Tq + i)), [Tq]);
     const kpos = new ort.Tensor('int64', BigInt64Array.from({ length: Tk }, (_, i) => BigInt(i)), [Tk]);
+    const biasData = new Float32Array(Tq * Tk); // (Tq, Tk): row i at position Tk − Tq + i sees keys ≤ it
+    for (let i = 0; i < Tq; i++) biasData.fill(MASKED_SCORE, i * Tk + Tk - Tq + i + 1, (i + 1) * Tk);
+    const bias = new ort.Tensor('float32', biasData, [Tq, Tk]);
     for (const masked of [true, false]) {
       const feeds: Record<string, ort.Tensor> = masked ? { q, k, v, qpos, kpos } : { q, k, v };
+      const feedsOf = (va: string): Record<string, ort.Tensor> => (va.startsWith('tiled') && masked ? { q, k, v, bias } : feeds);
       const sessions = new Map<string, ort.InferenceSession>();
       for (const va of variants) {
-        const bytes = va === 'engine' ? buildAttendGraph(SHAPE, masked) : buildAttendVariant(SHAPE, masked, va);
+        const bytes =
+          va === 'engine'
+            ? buildAttendGraphReference(SHAPE, masked)
+            : va === 'tiled'
+              ? buildAttendGraph(SHAPE, masked)
+              : va === 'tiled-expsum' || va === 'tiled-ones' || va === 'tiled-lse'
+                ? buildTiledVariant(SHAPE, masked, va.slice('tiled-'.length) as 'expsum' | 'ones' | 'lse')
+                : buildAttendVariant(SHAPE, masked, va);
         sessions.set(va, await ort.InferenceSession.create(bytes, engineSessionOptions(threads)));
       }
       const ref = await sessions.get('engine')!.run(feeds);
       const diffs = new Map<string, [number, number]>();
       for (const va of variants) {
-        const out = await sessions.get(va)!.run(feeds); // warm-up + correctness
+        const out = await sessions.get(va)!.run(feedsOf(va)); // warm-up + correctness
         const d = (a: ort.Tensor, b: ort.Tensor) => {
           const x = a.data as Float32Array;
           const y = b.data as Float32Array;
@@ -81,7 +96,7 @@ export async function probeAttend(threads: number, rounds: number, tiles: [numbe
       for (let r = 0; r < rounds; r++) {
         for (const va of variants) {
           const t0 = nowMs();
-          await sessions.get(va)!.run(feeds);
+          await sessions.get(va)!.run(feedsOf(va));
           best.set(va, Math.min(best.get(va)!, nowMs() - t0));
         }
       }

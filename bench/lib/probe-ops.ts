@@ -14,7 +14,7 @@
  * drop with more threads run single-threaded).
  */
 import * as ort from 'onnxruntime-node';
-import { buildAttendGraph, buildPostGraph, buildQkvGraph } from '@starq/model/onnx/graphs';
+import { buildAttendGraphReference, buildPostGraph, buildQkvGraph } from '@starq/model/onnx/graphs';
 import { ropeCosSin, ropeInvFreq } from '@starq/model/rope';
 import { loadModelDir } from '@starq/model/weights';
 import { writeRandomBenchModel } from './models';
@@ -109,14 +109,14 @@ async function main(): Promise<void> {
     const kpos = new ort.Tensor('int64', BigInt64Array.from({ length: Tk }, (_, i) => BigInt(i)), [Tk]);
     const issued = 4 * H * Tq * Tk * D;
     progress(`attend masked Tq=${Tq} Tk=${Tk}`);
-    const am = await profileSession(buildAttendGraph(cfg, true), { q, k, v, qpos, kpos }, { threads, runs });
+    const am = await profileSession(buildAttendGraphReference(cfg, true), { q, k, v, qpos, kpos }, { threads, runs });
     printProfile(`attend masked, Tq=${Tq}, Tk=${Tk} (issued FLOPs counted)`, am, issued);
     progress(`attend open Tq=${Tq} Tk=${Tk}`);
-    const ao = await profileSession(buildAttendGraph(cfg, false), { q, k, v }, { threads, runs });
+    const ao = await profileSession(buildAttendGraphReference(cfg, false), { q, k, v }, { threads, runs });
     printProfile(`attend open, Tq=${Tq}, Tk=${Tk}`, ao, issued);
     if (cmpThreads > 0) {
-      const am1 = await profileSession(buildAttendGraph(cfg, true), { q, k, v, qpos, kpos }, { threads: cmpThreads, runs });
-      const ao1 = await profileSession(buildAttendGraph(cfg, false), { q, k, v }, { threads: cmpThreads, runs });
+      const am1 = await profileSession(buildAttendGraphReference(cfg, true), { q, k, v, qpos, kpos }, { threads: cmpThreads, runs });
+      const ao1 = await profileSession(buildAttendGraphReference(cfg, false), { q, k, v }, { threads: cmpThreads, runs });
       for (const [name, a, b] of [['masked', am, am1], ['open', ao, ao1]] as const) {
         process.stdout.write(`\n## attend ${name}: ms/run per op type, ${threads} vs ${cmpThreads} threads\n`);
         process.stdout.write(

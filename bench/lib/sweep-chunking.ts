@@ -1,18 +1,22 @@
 /**
- * Probe: engine prefill time under different attention chunking options (`pageSize`,
- * `scoreBudgetBytes` — both are ExecutorOptions, so no engine change is needed to try them).
+ * Probe: engine prefill time under different attention chunking options (ExecutorOptions: `pageSize`,
+ * `scoreBudgetBytes`, `attention`, `keyTile`, `rowTile`, `maxRowsPerCall`).
  * Configurations are measured in interleaved rounds (best per config), so machine noise hits every
  * configuration alike; each measurement loads its own engine and closes it afterwards (an engine
  * keeps the peak activation memory of every session's arena, several GB after a 16K prefill, so
  * engines are never kept side by side). A MatMul reference is measured in every round.
  *
  *   npx tsx bench/lib/sweep-chunking.ts [--threads 2] [--n 4096] [--rounds 2]
- *        [--configs 4096:256,4096:32,1024:32,1024:8]     # pageSize:scoreBudgetMiB
+ *        [--configs 4096:256,4096:32,1024:32,1024:8]     # pageSize:scoreBudgetMiB, or
+ *        [--configs attention=paged,keyTile=1024/rowTile=512,keyTile=2048/rowTile=256]
+ *                               # '/'-separated name=value pairs of ExecutorOptions
+ *                               # (scoreBudgetMiB=N sets scoreBudgetBytes)
  *        [--decode 16]          # single-token steps after each prefill (ms/token, mean per round, best round)
+ *        [--model-dir DIR]      # a checkpoint directory instead of the random bench model
  *        [--json FILE]
  */
 import * as fs from 'node:fs';
-import { loadConfig, ModelEngine, type ExecutorStats } from '@starq/model';
+import { loadConfig, ModelEngine, type ExecutorOptions, type ExecutorStats } from '@starq/model';
 import { causalPairs, forwardFlops } from './flops';
 import { writeRandomBenchModel } from './models';
 import { diffCounters, procCounters, type ProcCounters } from './procstat';
@@ -25,10 +29,25 @@ function argStr(name: string, def: string): string {
   return i >= 0 ? process.argv[i + 1] : def;
 }
 
+/** One configuration: `page:mib` (legacy) or '/'-separated `name=value` ExecutorOptions. */
+function parseConfig(text: string): { key: string; opts: ExecutorOptions } {
+  if (/^\d+:\d+$/.test(text)) {
+    const [page, mib] = text.split(':').map(Number);
+    return { key: `page ${page}, budget ${mib} MiB`, opts: { pageSize: page, scoreBudgetBytes: mib * 2 ** 20 } };
+  }
+  const opts: Record<string, number | string> = {};
+  for (const pair of text.split('/')) {
+    const [name, value] = pair.split('=');
+    if (!name || value === undefined) throw new Error(`config ${text}: expected name=value pairs separated by '/'`);
+    if (name === 'scoreBudgetMiB') opts.scoreBudgetBytes = Number(value) * 2 ** 20;
+    else opts[name] = /^\d+$/.test(value) ? Number(value) : value;
+  }
+  return { key: text, opts: opts as ExecutorOptions };
+}
+
 interface Row {
   config: string;
-  pageSize: number;
-  scoreBudgetMiB: number;
+  options: ExecutorOptions;
   n: number;
   times: number[];
   bestMs: number;
@@ -50,9 +69,9 @@ async function main(): Promise<void> {
   const N = Number(argStr('--n', '4096'));
   const rounds = Number(argStr('--rounds', '2'));
   const decode = Number(argStr('--decode', '0'));
-  const configs = argStr('--configs', '4096:256,4096:32,1024:32,1024:8').split(',').map((c) => c.split(':').map(Number) as [number, number]);
-  const { dir, cleanup } = writeRandomBenchModel(Math.max(16448, N + 64));
-  const configsK = configs.map(([page, mib]) => ({ key: `page ${page}, budget ${mib} MiB`, page, mib }));
+  const configsK = argStr('--configs', '4096:256,4096:32,1024:32,1024:8').split(',').map(parseConfig);
+  const modelDir = argStr('--model-dir', '');
+  const { dir, cleanup } = modelDir ? { dir: modelDir, cleanup: () => undefined } : writeRandomBenchModel(Math.max(16448, N + 64));
   try {
     const cfg = loadConfig(dir);
     const ids = Int32Array.from({ length: N }, (_, i) => 3 + ((i * 7919) % (cfg.vocabSize - 3)));
@@ -67,7 +86,7 @@ async function main(): Promise<void> {
     for (let r = 0; r < rounds; r++) {
       mm.push((await measureMatmul({ m: 2048, k: 512, n: 2048 }, 'weight', { threads, reps: 3 })).gflops);
       for (const e of configsK) {
-        const engine = await ModelEngine.load(dir, cfg, { threads, pageSize: e.page, scoreBudgetBytes: e.mib * 2 ** 20 });
+        const engine = await ModelEngine.load(dir, cfg, { threads, ...e.opts });
         try {
           await engine.forward({ cacheId: 'w', ids: ids.subarray(0, 16), positions: positions.subarray(0, 16), logits: 'last' });
           await engine.dropCache('w');
@@ -88,7 +107,7 @@ async function main(): Promise<void> {
             }
             decodeMs.get(e.key)!.push((nowMs() - td) / decode);
           }
-          stats.set(e.key, { attendCalls: s1.attendCalls - s0.attendCalls, attendFlops: s1.attendFlops - s0.attendFlops, linearFlops: s1.linearFlops - s0.linearFlops });
+          stats.set(e.key, { attendCalls: s1.attendCalls - s0.attendCalls, attendFlops: s1.attendFlops - s0.attendFlops, linearFlops: s1.linearFlops - s0.linearFlops, forwardMs: s1.forwardMs });
           progress(`round ${r + 1}: ${e.key}: ${(dt / 1000).toFixed(2)} s, RSS ${(process.memoryUsage().rss / 2 ** 30).toFixed(2)} GiB`);
         } finally {
           await engine.close();
@@ -106,7 +125,7 @@ async function main(): Promise<void> {
       const mine = logits.get(e.key)!;
       let dl = 0;
       for (let i = 0; i < ref.length; i++) dl = Math.max(dl, Math.abs(ref[i] - mine[i]));
-      return { config: e.key, pageSize: e.page, scoreBudgetMiB: e.mib, n: N, times: t, bestMs: best, gflops: flops / (best * 1e6), issuedOverUseful: st.attendFlops / useful, attendCalls: st.attendCalls, counters: c, rssGiB: rss.get(e.key)! / 2 ** 30, maxAbsLogitDiff: dl, decodeMsPerToken: decode > 0 ? Math.min(...decodeMs.get(e.key)!) : NaN };
+      return { config: e.key, options: e.opts, n: N, times: t, bestMs: best, gflops: flops / (best * 1e6), issuedOverUseful: st.attendFlops / useful, attendCalls: st.attendCalls, counters: c, rssGiB: rss.get(e.key)! / 2 ** 30, maxAbsLogitDiff: dl, decodeMsPerToken: decode > 0 ? Math.min(...decodeMs.get(e.key)!) : NaN };
     });
     const base = rows[0].bestMs;
     const rate = Math.max(...mm);

@@ -2,8 +2,9 @@
  * What-if harness: a causal prefill of the random bench model run directly on ORT sessions in this
  * thread, with the engine's own qkv/post/head graphs (libs/model/src/onnx/graphs.ts) and the same
  * chunked attention + exact LSE merge as the engine's `attendPages`, but with the attention tile
- * shape and the attend graph formulation as parameters. It measures the recommended engine
- * changes end to end without editing the engine:
+ * shape and the attend graph formulation as parameters. It measured the engine changes (now
+ * implemented: ExecutorOptions.attention 'tiled') before they were made; "engine graphs" below are
+ * the pre-tiling graphs, kept as the 'paged' reference path (`buildAttendGraphReference`):
  *
  *   engine-like   rows 1024 × keys 4096 tiles, engine attend graphs (= the engine's defaults)
  *   tiles         rows 512 × keys 1024 tiles, engine attend graphs
@@ -21,7 +22,7 @@ import * as fs from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { mergeInto, type Partial } from '@starq/attention';
 import { loadConfig, ModelEngine, type ModelConfig, type ModelWeights } from '@starq/model';
-import { buildAttendGraph, buildHeadGraph, buildPostGraph, buildQkvGraph } from '@starq/model/onnx/graphs';
+import { buildAttendGraphReference, buildHeadGraph, buildPostGraph, buildQkvGraph } from '@starq/model/onnx/graphs';
 import { ropeCosSin, ropeInvFreq } from '@starq/model/rope';
 import { loadModelDir } from '@starq/model/weights';
 import { buildAttendVariant } from './attend-variants';
@@ -75,8 +76,8 @@ class Harness {
       this.postS.push(await ort.InferenceSession.create(buildPostGraph(this.cfg, this.weights.layers[l], l), so));
     }
     this.headS = await ort.InferenceSession.create(buildHeadGraph(this.cfg, this.weights), so);
-    this.attend.set('masked:engine', await ort.InferenceSession.create(buildAttendGraph(this.cfg, true), so));
-    this.attend.set('open:engine', await ort.InferenceSession.create(buildAttendGraph(this.cfg, false), so));
+    this.attend.set('masked:engine', await ort.InferenceSession.create(buildAttendGraphReference(this.cfg, true), so));
+    this.attend.set('open:engine', await ort.InferenceSession.create(buildAttendGraphReference(this.cfg, false), so));
     this.attend.set('masked:bias4d', await ort.InferenceSession.create(buildAttendVariant(this.cfg, true, 'bias4d'), so));
     this.attend.set('masked:softmax', await ort.InferenceSession.create(buildAttendVariant(this.cfg, true, 'softmax'), so));
     this.attend.set('open:softmax', await ort.InferenceSession.create(buildAttendVariant(this.cfg, false, 'softmax'), so));

@@ -3,7 +3,8 @@
  * Star phase 1/2, Ring, decode) is built from these same pieces; only the choice of keys differs.
  *
  *   qkv(layer):  x (T, hidden), cos/sin (T, D/2)  → q (H, T, D), k (Hkv, T, D), v (Hkv, T, D)
- *   attend:      q (H, Tq, D), k/v (Hkv, Tk, D), qpos (Tq), kpos (Tk) → o (H, Tq, D), lse (H, Tq)
+ *   attend:      q (H, Tq, D), k/v (Hkv, Tk, D), bias (Tq, Tk) → o (H, Tq, D), lse (H, Tq)
+ *                (reference variant: qpos (Tq), kpos (Tk) int64 instead of bias)
  *   post(layer): x (T, hidden), attn (H, T, D)   → x' (T, hidden)
  *   head:        x (T, hidden)                   → logits (T, vocab)
  *
@@ -85,10 +86,21 @@ export function buildQkvGraph(cfg: ModelConfig, w: LayerWeights, layer: number):
 }
 
 /**
- * Attention of Q over one K/V chunk, returning the output and the natural-log sum-exp of the
- * scaled scores. Key j is visible to query i iff kpos[j] ≤ qpos[i] (when `masked`); this one rule
- * gives causal prefill, Star's anchored phase 1, phase 2 and decode. The unmasked variant skips the
- * mask for chunks whose keys all precede every query.
+ * Attention of Q over one K/V tile, returning the output and the natural-log sum-exp of the scaled
+ * scores — the engine's fast formulation (`ModelExecutor` with `attention: 'tiled'`).
+ *
+ *   inputs:  q (H, Tq, D), k/v (Hkv, Tk, D) [, bias (Tq, Tk) when `masked`]
+ *   outputs: o (H, Tq, D), lse (H, Tq)
+ *
+ * Masking is an additive bias computed by the caller: 0 where key j is visible to row i
+ * (kpos[j] ≤ qpos[i]), `MASKED_SCORE` (−1e30, never −∞) where it is not. It is broadcast over the
+ * H heads (the scores are viewed as (Hkv, G, Tq, Tk) for the Add), so it is H times smaller than
+ * the score tensor and the masked graph has no `Where` (single-threaded in ORT).
+ * P comes from ORT's fused `Softmax`; the LSE is recovered as lse = m − log(max_j P): at the
+ * arg-max P = exp(m − lse) exactly, and max P ≥ 1/Tk keeps the log well conditioned. A row whose
+ * keys are all masked gets a uniform P (finite o, to be ignored) and lse ≈ −1e30 ≤ EMPTY_LSE, which
+ * the LSE merge treats as empty — no NaN anywhere. The unmasked variant (no bias input) serves tiles
+ * whose keys all precede every query row.
  */
 export function buildAttendGraph(cfg: ModelConfig, masked: boolean): Uint8Array {
   const { numHeads: H, numKvHeads: Hkv, headDim: D } = cfg;
@@ -97,15 +109,112 @@ export function buildAttendGraph(cfg: ModelConfig, masked: boolean): Uint8Array 
   const q = g.input('q', 'float32', [H, 'Tq', D]); // (H, Tq, D)
   const k = g.input('k', 'float32', [Hkv, 'Tk', D]); // (Hkv, Tk, D)
   const v = g.input('v', 'float32', [Hkv, 'Tk', D]); // (Hkv, Tk, D)
+  // One GEMM per KV head for its G query heads (K and V are read once per KV head, which matters
+  // for few rows); the score matrix is viewed as (Hkv, G, Tq, Tk) only to broadcast the bias.
+  const qs = g.op('Mul', [g.op('Reshape', [q, g.constI([Hkv, -1, D])]), g.constF(1 / Math.sqrt(D))]); // (Hkv, G·Tq, D), scaled
+  let s = g.op('MatMul', [qs, g.op('Transpose', [k], { perm: [0, 2, 1] })]); // (Hkv, G·Tq, Tk); row r of kv-head j is q-head j·G + r / Tq
+  if (masked) {
+    const bias = g.input('bias', 'float32', ['Tq', 'Tk']); // (Tq, Tk): 0 visible, −1e30 hidden
+    s = addBiasPerGroup(g, s, bias, g.op('Shape', [k], { start: 1, end: 2 }), Hkv, G); // (Hkv, G·Tq, Tk)
+  }
+  const axis = g.constI([-1]);
+  const m = g.op('ReduceMax', [s, axis], { keepdims: 1 }); // (Hkv, G·Tq, 1)
+  const p = g.op('Softmax', [s], { axis: -1 }); // (Hkv, G·Tq, Tk)
+  const o = g.op('MatMul', [p, v]); // (Hkv, G·Tq, D)
+  const lse = g.op('Sub', [m, g.op('Log', [g.op('ReduceMax', [p, axis], { keepdims: 1 })])]); // (Hkv, G·Tq, 1)
+  g.output('o', g.op('Reshape', [o, g.constI([H, -1, D])]), 'float32', [H, 'Tq', D]);
+  g.output('lse', g.op('Reshape', [lse, g.constI([H, -1])]), 'float32', [H, 'Tq']);
+  return g.toBytes();
+}
+
+/**
+ * s (Hkv, G·Tq, Tk) + bias (Tq, Tk) broadcast over the H = Hkv·G heads: s is viewed as
+ * (Hkv, G, Tq, Tk) for the Add (reshapes of a contiguous tensor are free). `tk` is a (1) int64
+ * tensor holding Tk.
+ */
+function addBiasPerGroup(g: GraphBuilder, s: string, bias: string, tk: string, Hkv: number, G: number): string {
+  const s4 = g.op('Reshape', [s, g.op('Concat', [g.constI([Hkv, G, -1]), tk], { axis: 0 })]); // (Hkv, G, Tq, Tk)
+  return g.op('Reshape', [g.op('Add', [s4, bias]), g.op('Concat', [g.constI([Hkv, -1]), tk], { axis: 0 })]); // (Hkv, G·Tq, Tk)
+}
+
+/** Most key tiles one `buildAttendChainGraph` call takes. */
+export const MAX_CHAIN_TILES = 16;
+
+/**
+ * Attention of one row tile over P ≥ 2 key tiles in one call, each tile's softmax computed on its
+ * own (score tensors of one tile's size, never of the P tiles' keys together) and the P partials
+ * merged in the graph with the max-shifted LSE merge — the engine's JS merge of those P partials
+ * becomes a few small elementwise ops:
+ *
+ *   inputs:  q (H, Tq, D); per tile i: k{i} / v{i} (Hkv, Tk_i, D), and bias{i} (Tq, Tk_i) when
+ *            `masked[i]` (0 visible, −1e30 hidden, as in `buildAttendGraph`)
+ *   outputs: o (H, Tq, D), lse (H, Tq)
+ *
+ * Per tile: lse_i = m_i − log(max P_i) as in `buildAttendGraph`. Merge: M = max_i lse_i,
+ * w_i = exp(lse_i − M) ∈ [0, 1] (the largest is 1, so W = Σ w_i ≥ 1), o = Σ w_i·o_i / W,
+ * lse = M + log W. A row hidden from every key of a masked tile has lse_i ≈ −1e30 and weight 0
+ * next to any visible tile; hidden from all P tiles it merges to lse ≈ −1e30 (empty), never NaN.
+ */
+export function buildAttendChainGraph(cfg: ModelConfig, masked: boolean[]): Uint8Array {
+  const P = masked.length;
+  if (P < 2 || P > MAX_CHAIN_TILES) throw new Error(`buildAttendChainGraph: ${P} tiles, expected 2..${MAX_CHAIN_TILES}`);
+  const { numHeads: H, numKvHeads: Hkv, headDim: D } = cfg;
+  const G = H / Hkv;
+  const g = new GraphBuilder(`attend_chain_${masked.map((m) => (m ? 'm' : 'o')).join('')}`);
+  const q = g.input('q', 'float32', [H, 'Tq', D]); // (H, Tq, D)
+  const qs = g.op('Mul', [g.op('Reshape', [q, g.constI([Hkv, -1, D])]), g.constF(1 / Math.sqrt(D))]); // (Hkv, G·Tq, D), scaled
+  const axis = g.constI([-1]);
+  const os: string[] = [];
+  const ls: string[] = [];
+  masked.forEach((isMasked, i) => {
+    const k = g.input(`k${i}`, 'float32', [Hkv, `Tk${i}`, D]); // (Hkv, Tk_i, D)
+    const v = g.input(`v${i}`, 'float32', [Hkv, `Tk${i}`, D]); // (Hkv, Tk_i, D)
+    let s = g.op('MatMul', [qs, g.op('Transpose', [k], { perm: [0, 2, 1] })]); // (Hkv, G·Tq, Tk_i)
+    if (isMasked) {
+      const bias = g.input(`bias${i}`, 'float32', ['Tq', `Tk${i}`]); // (Tq, Tk_i)
+      s = addBiasPerGroup(g, s, bias, g.op('Shape', [k], { start: 1, end: 2 }), Hkv, G);
+    }
+    const m = g.op('ReduceMax', [s, axis], { keepdims: 1 }); // (Hkv, G·Tq, 1)
+    const p = g.op('Softmax', [s], { axis: -1 }); // (Hkv, G·Tq, Tk_i)
+    os.push(g.op('MatMul', [p, v])); // (Hkv, G·Tq, D)
+    ls.push(g.op('Sub', [m, g.op('Log', [g.op('ReduceMax', [p, axis], { keepdims: 1 })])])); // (Hkv, G·Tq, 1)
+  });
+  const M = g.op('Max', ls); // (Hkv, G·Tq, 1)
+  const ws = ls.map((l) => g.op('Exp', [g.op('Sub', [l, M])])); // (Hkv, G·Tq, 1) each, in [0, 1]
+  const W = g.op('Sum', ws); // (Hkv, G·Tq, 1), ≥ 1
+  const o = g.op('Div', [g.op('Sum', os.map((oi, i) => g.op('Mul', [oi, ws[i]]))), W]); // (Hkv, G·Tq, D)
+  const lse = g.op('Add', [M, g.op('Log', [W])]); // (Hkv, G·Tq, 1)
+  g.output('o', g.op('Reshape', [o, g.constI([H, -1, D])]), 'float32', [H, 'Tq', D]);
+  g.output('lse', g.op('Reshape', [lse, g.constI([H, -1])]), 'float32', [H, 'Tq']);
+  return g.toBytes();
+}
+
+/**
+ * The reference formulation of `attend` (`ModelExecutor` with `attention: 'paged'`; the engine's
+ * only graph before tiling). Same outputs; the mask is computed in the graph from positions:
+ *
+ *   inputs:  q (H, Tq, D), k/v (Hkv, Tk, D) [, qpos (Tq), kpos (Tk) int64 when `masked`]
+ *   outputs: o (H, Tq, D), lse (H, Tq)
+ *
+ * Key j is visible to query i iff kpos[j] ≤ qpos[i]; hidden scores are replaced by −1e30 with a
+ * 3-D `Where`, and the softmax is written out (max, exp, sum, divide; lse = m + log l).
+ */
+export function buildAttendGraphReference(cfg: ModelConfig, masked: boolean): Uint8Array {
+  const { numHeads: H, numKvHeads: Hkv, headDim: D } = cfg;
+  const G = H / Hkv;
+  const g = new GraphBuilder(masked ? 'attend_ref_masked' : 'attend_ref');
+  const q = g.input('q', 'float32', [H, 'Tq', D]); // (H, Tq, D)
+  const k = g.input('k', 'float32', [Hkv, 'Tk', D]); // (Hkv, Tk, D)
+  const v = g.input('v', 'float32', [Hkv, 'Tk', D]); // (Hkv, Tk, D)
   const qs = g.op('Mul', [g.op('Reshape', [q, g.constI([Hkv, -1, D])]), g.constF(1 / Math.sqrt(D))]); // (Hkv, G·Tq, D)
   const kt = g.op('Transpose', [k], { perm: [0, 2, 1] }); // (Hkv, D, Tk)
   let s = g.op('MatMul', [qs, kt]); // (Hkv, G·Tq, Tk); row r of kv-head j is q-head j·G + r / Tq
   if (masked) {
-    const qpos = g.input('qpos', 'int64', ['Tq']);
-    const kpos = g.input('kpos', 'int64', ['Tk']);
+    const qpos = g.input('qpos', 'int64', ['Tq']); // (Tq)
+    const kpos = g.input('kpos', 'int64', ['Tk']); // (Tk)
     const qposG = g.op('Tile', [qpos, g.constI([G])]); // (G·Tq)
     const hidden = g.op('Less', [g.op('Unsqueeze', [qposG, g.constI([1])]), kpos]); // (G·Tq, Tk): kpos > qpos
-    s = g.op('Where', [hidden, g.constF(MASKED_SCORE), s]);
+    s = g.op('Where', [hidden, g.constF(MASKED_SCORE), s]); // (Hkv, G·Tq, Tk)
   }
   const axis = g.constI([-1]);
   const m = g.op('ReduceMax', [s, axis], { keepdims: 1 }); // (Hkv, G·Tq, 1)

@@ -89,6 +89,8 @@ describe.each<[string, ExecutorOptions]>([
   ['pageSize 16, budget → 4 query rows per chunk', { pageSize: 16, scoreBudgetBytes: 2 * 4 * 4 * 16 * 4 }],
   ['pageSize 50, budget → 1 query row per chunk', { pageSize: 50, scoreBudgetBytes: 1 }],
   ['pageSize 50, budget → 7 query rows per chunk', { pageSize: 50, scoreBudgetBytes: 2 * 4 * 4 * 50 * 7 }],
+  ['tiles of 5 rows × 7 keys on pages of 16, 3 rows per qkv/post call', { pageSize: 16, keyTile: 7, rowTile: 5, maxRowsPerCall: 3 }],
+  ['reference attention path (paged), pageSize 50, budget → 7 query rows per chunk', { attention: 'paged', pageSize: 50, scoreBudgetBytes: 2 * 4 * 4 * 50 * 7 }],
 ])('engine with %s', (_name, opts) => {
   let engine: ModelEngine;
   beforeAll(async () => {
@@ -166,6 +168,8 @@ describe('keepFrom: Star phase-1 (anchor attended, not stored)', () => {
     ['default engine', null],
     ['pageSize 16, 4-row chunks', { pageSize: 16, scoreBudgetBytes: 2 * 4 * 4 * 16 * 4 }],
     ['pageSize 50, 1-row chunks', { pageSize: 50, scoreBudgetBytes: 1 }],
+    ['tiles of 5 rows × 7 keys on pages of 16', { pageSize: 16, keyTile: 7, rowTile: 5 }],
+    ['reference attention path (paged), pageSize 16, 4-row chunks', { attention: 'paged', pageSize: 16, scoreBudgetBytes: 2 * 4 * 4 * 16 * 4 }],
   ])('anchor ++ block at (0..a−1, global) positions matches the reference; a query then sees the block only (%s)', async (_n, opts) => {
     const engine = opts ? await ModelEngine.load(dir, config, { threads: 1, ...opts }) : base;
     try {

@@ -94,6 +94,10 @@ export class ModelEngine {
   queryLayer(cacheId: string, layer: number, x: Float32Array, positions: Int32Array): Promise<{ q: Float32Array; own: Partial }> {
     return this.call('queryLayer', cacheId, layer, x, positions) as Promise<{ q: Float32Array; own: Partial }>;
   }
+  /** post(layer) then queryLayer(layer + 1) in one worker call (see `ModelExecutor.postQueryLayer`). */
+  postQueryLayer(cacheId: string, layer: number, x: Float32Array, attn: Float32Array, positions: Int32Array): Promise<{ x: Float32Array; q: Float32Array; own: Partial }> {
+    return this.call('postQueryLayer', cacheId, layer, x, attn, positions) as Promise<{ x: Float32Array; q: Float32Array; own: Partial }>;
+  }
   qkvAppend(cacheId: string, layer: number, x: Float32Array, positions: Int32Array): Promise<QkvOut> {
     return this.call('qkvAppend', cacheId, layer, x, positions) as Promise<QkvOut>;
   }

@@ -16,20 +16,89 @@
  * Star Attention's phase 2 and Ring Attention can place the attention step on other hosts.
  */
 import * as ort from 'onnxruntime-node';
-import { mergeInto, type Partial } from '@starq/attention';
+import { EMPTY_LSE, emptyPartial64, mergeInto, type Partial, type Partial64 } from '@starq/attention';
 import { CapacityError, InvalidInputError } from '@starq/protocol/errors';
-import { buildAttendGraph, buildHeadGraph, buildPostGraph, buildQkvGraph } from '../onnx/graphs';
+import { buildAttendGraph, buildAttendChainGraph, buildAttendGraphReference, buildHeadGraph, buildPostGraph, buildQkvGraph, MASKED_SCORE, MAX_CHAIN_TILES } from '../onnx/graphs';
 import { ropeCosSin, ropeInvFreq } from '../rope';
 import type { ModelConfig, ModelWeights } from '../types';
-import { KvCache, transientPages, type KvPage } from './kv-cache';
+import { EMPTY_POS_I32, KvCache, transientPages, type KvPage } from './kv-cache';
+
+/**
+ * How attention over KV pages is cut into ORT calls.
+ *   'tiled' — the fast path: tiles of ≤ `rowTile` query rows × ≤ `keyTile` keys cut from the pages
+ *             (a copy of the page's key range per tile), keys invisible to every row of a tile
+ *             trimmed, an additive mask bias, fused Softmax (`buildAttendGraph`), up to
+ *             `tilesPerCall` tiles per call merged in the graph (`buildAttendChainGraph`).
+ *   'paged' — the reference path (the engine before tiling): one call per whole page, query rows
+ *             cut only by `scoreBudgetBytes`, mask computed in the graph with `Where`
+ *             (`buildAttendGraphReference`).
+ * Both merge the partial results of a row's tiles with the exact LSE merge (`mergeInto`).
+ */
+export type AttentionPath = 'tiled' | 'paged';
 
 export interface ExecutorOptions {
   /** ORT intra-op threads per session. @defaultValue 1 */
   threads?: number;
-  /** Largest attention score matrix (bytes) one ORT call may build. @defaultValue 256 MiB */
+  /**
+   * Largest attention score matrix (bytes, counted as 2 float32 buffers of H × rows × keys) one ORT
+   * call may build: row tiles shrink to honour it, down to 1 row. @defaultValue 256 MiB
+   */
   scoreBudgetBytes?: number;
-  /** KV page size in tokens (= attention key chunk). @defaultValue 4096 */
+  /** KV page size in tokens (the 'paged' path's key chunk; 'tiled' cuts pages further). @defaultValue 4096 */
   pageSize?: number;
+  /** Attention path. @defaultValue 'tiled' */
+  attention?: AttentionPath;
+  /**
+   * 'tiled': keys per attention tile. Pages are cut into ranges of this many slots when a query's
+   * row tile times the page size exceeds `rowTile × keyTile` score entries; smaller queries (decode,
+   * Star phase 2) attend to whole pages (no copy). @defaultValue 1024
+   */
+  keyTile?: number;
+  /** 'tiled': query rows per attention tile. @defaultValue 128 */
+  rowTile?: number;
+  /**
+   * 'tiled': most key tiles one attend call covers for a row tile — each tile's softmax on its own,
+   * the partials merged in the graph (1 = one call per tile, merged in JS; at most
+   * MAX_CHAIN_TILES = 16). @defaultValue 4
+   */
+  tilesPerCall?: number;
+  /**
+   * Rows per `qkv` / `post` / `head` ORT call: longer inputs run in row slices, which bounds the
+   * activation memory every session's arena keeps after its largest call. @defaultValue 2048
+   */
+  maxRowsPerCall?: number;
+}
+
+/** Defaults of `ExecutorOptions` (see each field's doc). */
+export const EXECUTOR_DEFAULTS: Readonly<Required<ExecutorOptions>> = {
+  threads: 1,
+  scoreBudgetBytes: 256 * 1024 * 1024,
+  pageSize: 4096,
+  attention: 'tiled',
+  keyTile: 1024,
+  rowTile: 128,
+  tilesPerCall: 4,
+  maxRowsPerCall: 2048,
+};
+
+/** Fill in defaults and check every option; all problems are reported in one error. */
+export function resolveExecutorOptions(opts: ExecutorOptions): Required<ExecutorOptions> {
+  const r: Required<ExecutorOptions> = { ...EXECUTOR_DEFAULTS };
+  for (const [key, value] of Object.entries(opts) as [keyof ExecutorOptions, unknown][]) {
+    if (value !== undefined) (r as Record<string, unknown>)[key] = value;
+  }
+  const errors: string[] = [];
+  for (const key of ['threads', 'scoreBudgetBytes', 'pageSize', 'keyTile', 'rowTile', 'tilesPerCall', 'maxRowsPerCall'] as const) {
+    const v = r[key];
+    if (!Number.isSafeInteger(v) || v < 1) errors.push(`${key} must be an integer ≥ 1, got ${String(v)}`);
+  }
+  if (r.tilesPerCall > MAX_CHAIN_TILES) errors.push(`tilesPerCall must be at most ${MAX_CHAIN_TILES}, got ${r.tilesPerCall}`);
+  if (r.attention !== 'tiled' && r.attention !== 'paged') errors.push(`attention must be 'tiled' or 'paged', got ${String(r.attention)}`);
+  for (const key of Object.keys(opts)) {
+    if (!(key in EXECUTOR_DEFAULTS)) errors.push(`unknown option ${key} (known: ${Object.keys(EXECUTOR_DEFAULTS).join(', ')})`);
+  }
+  if (errors.length > 0) throw new InvalidInputError('invalid_executor_options', `invalid executor options: ${errors.join('; ')}`, 'options');
+  return r;
 }
 
 export interface QkvOut {
@@ -56,6 +125,8 @@ export interface ExecutorStats {
   attendCalls: number;
   attendFlops: number;
   linearFlops: number;
+  /** Wall time (ms) inside `forward`, per piece (embed, qkv, K/V append, attention, post, head). */
+  forwardMs: { embed: number; qkv: number; append: number; attend: number; post: number; head: number };
 }
 
 export class ModelExecutor {
@@ -64,20 +135,20 @@ export class ModelExecutor {
   private readonly invFreq: Float64Array;
   private qkvS: ort.InferenceSession[] = [];
   private postS: ort.InferenceSession[] = [];
+  /** attend sessions of the configured path: masked (bias / qpos+kpos feeds) and open. */
   private attendMasked!: ort.InferenceSession;
   private attendOpen!: ort.InferenceSession;
+  /** 'tiled': chain attend sessions by tile pattern ('o' open / 'm' masked per tile), created on first use. */
+  private readonly attendChain = new Map<string, Promise<ort.InferenceSession>>();
+  private sessionOptions!: ort.InferenceSession.SessionOptions;
   private headS!: ort.InferenceSession;
   private embedW!: Float32Array;
   private readonly caches = new Map<string, KvCache>();
-  readonly stats: ExecutorStats = { attendCalls: 0, attendFlops: 0, linearFlops: 0 };
+  readonly stats: ExecutorStats = { attendCalls: 0, attendFlops: 0, linearFlops: 0, forwardMs: { embed: 0, qkv: 0, append: 0, attend: 0, post: 0, head: 0 } };
 
   private constructor(config: ModelConfig, opts: ExecutorOptions) {
     this.config = config;
-    this.opts = {
-      threads: opts.threads ?? 1,
-      scoreBudgetBytes: opts.scoreBudgetBytes ?? 256 * 1024 * 1024,
-      pageSize: opts.pageSize ?? 4096,
-    };
+    this.opts = resolveExecutorOptions(opts);
     this.invFreq = ropeInvFreq(config);
   }
 
@@ -92,13 +163,15 @@ export class ModelExecutor {
       // Several sessions share few cores: spinning threads steal the cores from each other.
       extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
     };
+    ex.sessionOptions = so;
     const make = (bytes: Uint8Array) => ort.InferenceSession.create(bytes, so);
     for (let l = 0; l < config.numLayers; l++) {
       ex.qkvS.push(await make(buildQkvGraph(config, weights.layers[l], l)));
       ex.postS.push(await make(buildPostGraph(config, weights.layers[l], l)));
     }
-    ex.attendMasked = await make(buildAttendGraph(config, true));
-    ex.attendOpen = await make(buildAttendGraph(config, false));
+    const attendGraph = ex.opts.attention === 'tiled' ? buildAttendGraph : buildAttendGraphReference;
+    ex.attendMasked = await make(attendGraph(config, true));
+    ex.attendOpen = await make(attendGraph(config, false));
     ex.headS = await make(buildHeadGraph(config, weights));
     ex.embedW = weights.embed;
     return ex;
@@ -153,38 +226,97 @@ export class ModelExecutor {
     return x;
   }
 
-  async qkv(layer: number, x: Float32Array, positions: Int32Array): Promise<QkvOut> {
-    const { hiddenSize: hid, headDim: D } = this.config;
-    const T = positions.length;
-    const { cos, sin } = ropeCosSin(this.invFreq, positions); // (T, D/2) each
-    const out = await this.qkvS[layer].run({
-      x: new ort.Tensor('float32', x, [T, hid]),
-      cos: new ort.Tensor('float32', cos, [T, D / 2]),
-      sin: new ort.Tensor('float32', sin, [T, D / 2]),
-    });
-    const { numHeads: H, numKvHeads: Hkv } = this.config;
-    this.stats.linearFlops += 2 * T * hid * (H + 2 * Hkv) * D;
-    return { q: out.q.data as Float32Array, k: out.k.data as Float32Array, v: out.v.data as Float32Array };
+  /**
+   * RMSNorm, fused q/k/v projection (+ bias) and RoPE of rows x (T, hidden) at `positions` (T):
+   * q (H, T, D), k/v (Hkv, T, D). Runs in row slices of ≤ `maxRowsPerCall`.
+   */
+  qkv(layer: number, x: Float32Array, positions: Int32Array): Promise<QkvOut> {
+    return this.qkvRows(layer, x, positions);
   }
 
-  async post(layer: number, x: Float32Array, attn: Float32Array): Promise<Float32Array> {
+  /**
+   * `qkv` with optional output buffers: when the rows need more than one ORT call, the slices are
+   * written into `out` (allocated when absent); a single call returns ORT's own arrays.
+   */
+  private async qkvRows(layer: number, x: Float32Array, positions: Int32Array, out?: QkvOut): Promise<QkvOut> {
+    const { hiddenSize: hid, headDim: D, numHeads: H, numKvHeads: Hkv } = this.config;
+    const T = positions.length;
+    if (x.length !== T * hid) throw new Error(`qkv: x has ${x.length} values, expected T·hidden = ${T * hid}`);
+    const R = this.opts.maxRowsPerCall;
+    const run = async (r0: number, r1: number): Promise<QkvOut> => {
+      const n = r1 - r0;
+      const { cos, sin } = ropeCosSin(this.invFreq, positions.subarray(r0, r1)); // (n, D/2) each
+      const res = await this.qkvS[layer].run({
+        x: new ort.Tensor('float32', n === T ? x : x.subarray(r0 * hid, r1 * hid), [n, hid]), // (n, hidden)
+        cos: new ort.Tensor('float32', cos, [n, D / 2]),
+        sin: new ort.Tensor('float32', sin, [n, D / 2]),
+      });
+      this.stats.linearFlops += 2 * n * hid * (H + 2 * Hkv) * D;
+      return { q: res.q.data as Float32Array, k: res.k.data as Float32Array, v: res.v.data as Float32Array }; // (H, n, D), (Hkv, n, D) ×2
+    };
+    if (T <= R) return run(0, T);
+    const dst: QkvOut = out ?? {
+      q: new Float32Array(H * T * D), // (H, T, D)
+      k: new Float32Array(Hkv * T * D), // (Hkv, T, D)
+      v: new Float32Array(Hkv * T * D), // (Hkv, T, D)
+    };
+    for (let r0 = 0; r0 < T; r0 += R) {
+      const part = await run(r0, Math.min(T, r0 + R));
+      putRows(dst.q, part.q, H, T, D, r0);
+      putRows(dst.k, part.k, Hkv, T, D, r0);
+      putRows(dst.v, part.v, Hkv, T, D, r0);
+    }
+    return dst;
+  }
+
+  /**
+   * o_proj + residual + RMSNorm + SwiGLU MLP + residual: x (T, hidden), attn (H, T, D) → x' (T,
+   * hidden). Runs in row slices of ≤ `maxRowsPerCall`.
+   */
+  post(layer: number, x: Float32Array, attn: Float32Array): Promise<Float32Array> {
+    return this.postRows(layer, x, attn);
+  }
+
+  /**
+   * `post` with an optional output buffer for the multi-call case; `out` may be `x` itself (each
+   * slice reads only its own rows of x before its rows of the output are written).
+   */
+  private async postRows(layer: number, x: Float32Array, attn: Float32Array, out?: Float32Array): Promise<Float32Array> {
     const { hiddenSize: hid, numHeads: H, headDim: D, intermediateSize: I } = this.config;
     const T = x.length / hid;
-    const out = await this.postS[layer].run({
-      x: new ort.Tensor('float32', x, [T, hid]),
-      attn: new ort.Tensor('float32', attn, [H, T, D]),
-    });
-    this.stats.linearFlops += 2 * T * (H * D * hid + 3 * hid * I);
-    return out.y.data as Float32Array; // (T, hidden)
+    if (!Number.isInteger(T) || attn.length !== H * T * D) throw new Error(`post: x has ${x.length} values and attn ${attn.length}, expected T·hidden and H·T·D for one T`);
+    const R = this.opts.maxRowsPerCall;
+    const run = async (r0: number, r1: number): Promise<Float32Array> => {
+      const n = r1 - r0;
+      const res = await this.postS[layer].run({
+        x: new ort.Tensor('float32', n === T ? x : x.subarray(r0 * hid, r1 * hid), [n, hid]), // (n, hidden)
+        attn: new ort.Tensor('float32', n === T ? attn : sliceRows(attn, H, T, D, r0, r1), [H, n, D]), // (H, n, D)
+      });
+      this.stats.linearFlops += 2 * n * (H * D * hid + 3 * hid * I);
+      return res.y.data as Float32Array; // (n, hidden)
+    };
+    if (T <= R) return run(0, T);
+    const y = out ?? new Float32Array(T * hid); // (T, hidden)
+    for (let r0 = 0; r0 < T; r0 += R) y.set(await run(r0, Math.min(T, r0 + R)), r0 * hid);
+    return y;
   }
 
-  /** Final norm + lm_head. x (T, hidden) → logits (T, vocab). */
+  /** Final norm + lm_head. x (T, hidden) → logits (T, vocab), in row slices of ≤ `maxRowsPerCall`. */
   async head(x: Float32Array): Promise<Float32Array> {
     const { hiddenSize: hid, vocabSize: V } = this.config;
     const T = x.length / hid;
-    const out = await this.headS.run({ x: new ort.Tensor('float32', x, [T, hid]) });
-    this.stats.linearFlops += 2 * T * hid * V;
-    return out.logits.data as Float32Array;
+    if (!Number.isInteger(T)) throw new Error(`head: x has ${x.length} values, not a multiple of hidden = ${hid}`);
+    const R = this.opts.maxRowsPerCall;
+    const run = async (r0: number, r1: number): Promise<Float32Array> => {
+      const n = r1 - r0;
+      const out = await this.headS.run({ x: new ort.Tensor('float32', n === T ? x : x.subarray(r0 * hid, r1 * hid), [n, hid]) }); // (n, hidden)
+      this.stats.linearFlops += 2 * n * hid * V;
+      return out.logits.data as Float32Array; // (n, vocab)
+    };
+    if (T <= R) return run(0, T);
+    const logits = new Float32Array(T * V); // (T, vocab)
+    for (let r0 = 0; r0 < T; r0 += R) logits.set(await run(r0, Math.min(T, r0 + R)), r0 * V);
+    return logits;
   }
 
   /** Partial attention of q `(H, Tq, D)` at `qpos` over everything in a cache layer. */
@@ -210,6 +342,27 @@ export class ModelExecutor {
     return { q, own: await this.attendPages(q, positions, this.cache(cacheId).pages(layer)) };
   }
 
+  /**
+   * `post(layer)` followed by `queryLayer(layer + 1)` in one call — the two consecutive query-actor
+   * calls of a Star phase-2 step, so a step costs one worker round trip per layer instead of two:
+   * x' = post(layer, x, attn) (T, hidden); then q (H, T, D) of x' at layer + 1, its K/V appended to
+   * the cache, and the own partial. Results equal the two calls made separately.
+   */
+  async postQueryLayer(
+    cacheId: string,
+    layer: number,
+    x: Float32Array,
+    attn: Float32Array,
+    positions: Int32Array,
+  ): Promise<{ x: Float32Array; q: Float32Array; own: Partial }> {
+    if (!Number.isInteger(layer) || layer < 0 || layer + 1 >= this.config.numLayers) {
+      throw new Error(`postQueryLayer: layer ${layer} has no next layer (the model has ${this.config.numLayers}); use post for the last layer`);
+    }
+    const y = await this.post(layer, x, attn); // (T, hidden)
+    const { q, own } = await this.queryLayer(cacheId, layer + 1, y, positions);
+    return { x: y, q, own };
+  }
+
   /** q/k/v of the rows, with their K/V appended to a cache layer in the same call (Ring's step). */
   async qkvAppend(cacheId: string, layer: number, x: Float32Array, positions: Int32Array): Promise<QkvOut> {
     const out = await this.qkv(layer, x, positions);
@@ -229,7 +382,7 @@ export class ModelExecutor {
     const { ids, positions } = req;
     const keepFrom = req.keepFrom ?? 0;
     const T = ids.length;
-    const { numLayers: L, hiddenSize: hid, numKvHeads: Hkv, headDim: D } = this.config;
+    const { numLayers: L, hiddenSize: hid, numHeads: H, numKvHeads: Hkv, headDim: D } = this.config;
     if (T === 0) throw new InvalidInputError('empty_input', 'forward needs at least one token', 'ids');
     if (positions.length !== T) throw new Error(`forward: ${positions.length} positions for ${T} ids`);
     this.checkPositions(positions);
@@ -237,31 +390,198 @@ export class ModelExecutor {
     const cache = this.cache(req.cacheId);
     if (req.reserve) cache.reserveTokens(req.reserve);
 
-    let x = this.embed(ids); // (T, hidden)
+    const ms = this.stats.forwardMs;
+    let t0 = performance.now();
+    const lap = (piece: keyof ExecutorStats['forwardMs']): void => {
+      const t = performance.now();
+      ms[piece] += t - t0;
+      t0 = t;
+    };
+    let x = this.embed(ids); // (T, hidden), updated in place when the rows take several calls
+    lap('embed');
+    // Buffers reused by every layer when the rows take several qkv/post calls (one call returns
+    // ORT's own arrays): q/k/v of the layer and its attention output.
+    const sliced = T > this.opts.maxRowsPerCall;
+    const scratch: QkvOut | undefined = sliced ? { q: new Float32Array(H * T * D), k: new Float32Array(Hkv * T * D), v: new Float32Array(Hkv * T * D) } : undefined;
+    const attnOut = sliced ? new Float32Array(H * T * D) : undefined; // (H, T, D)
     for (let l = 0; l < L; l++) {
-      const { q, k, v } = await this.qkv(l, x, positions);
+      const { q, k, v } = await this.qkvRows(l, x, positions, scratch); // (H, T, D), (Hkv, T, D) ×2
+      lap('qkv');
       const anchor = transientPages(k, v, positions, 0, keepFrom, Hkv, D, this.opts.pageSize);
       cache.append(l, k, v, positions, keepFrom);
-      const attn = await this.attendPages(q, positions, [...anchor, ...cache.pages(l)]); // (H, T, D)
-      x = await this.post(l, x, attn.o);
+      lap('append');
+      const attn = await this.attendPages(q, positions, [...anchor, ...cache.pages(l)], attnOut); // (H, T, D)
+      lap('attend');
+      x = await this.postRows(l, x, attn.o, sliced ? x : undefined);
+      lap('post');
     }
     const mode = req.logits ?? 'last';
     if (mode === 'none') return null;
-    return this.head(mode === 'all' ? x : x.subarray((T - 1) * hid)); // (T|1, vocab)
+    const logits = await this.head(mode === 'all' ? x : x.subarray((T - 1) * hid)); // (T|1, vocab)
+    lap('head');
+    return logits;
   }
 
   // ---------------------------------------------------------------- chunked attention
 
   /**
-   * Attention of q `(H, Tq, D)` over a list of KV pages, with no score matrix larger than the
-   * budget: query rows are cut into chunks, each page is one key chunk, and the chunk partials are
-   * merged with the exact LSE merge. Pages whose keys all follow every query row are skipped;
-   * pages whose keys all precede them run the unmasked graph.
+   * Attention of q `(H, Tq, D)` at positions `qpos` over the union of the keys of a list of KV
+   * pages, as one partial: o `(H, Tq, D)`, lse `(H, Tq)`. Key j is visible to row i iff
+   * kpos[j] ≤ qpos[i]; a row with no visible key comes back as o = 0, lse = −∞. The work is cut into
+   * ORT calls by the configured path (`ExecutorOptions.attention`) and the partials of a row's
+   * calls are merged with the exact LSE merge.
    */
-  private async attendPages(q: Float32Array, qpos: Int32Array, pages: KvPage[]): Promise<Partial> {
-    const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.config;
+  private attendPages(q: Float32Array, qpos: Int32Array, pages: KvPage[], out?: Float32Array): Promise<Partial> {
+    const { numHeads: H, headDim: D } = this.config;
     const Tq = qpos.length;
     if (q.length !== H * Tq * D) throw new Error(`attend: q has ${q.length} values, expected H·Tq·D = ${H * Tq * D}`);
+    for (const p of qpos) {
+      if (p >= EMPTY_POS_I32) throw new InvalidInputError('invalid_position', `query position ${p} is not below ${EMPTY_POS_I32} (the empty-slot marker)`, 'qpos');
+    }
+    return this.opts.attention === 'tiled' ? this.attendTiled(q, qpos, pages, out) : this.attendPaged(q, qpos, pages);
+  }
+
+  /**
+   * The fast path. Query rows are cut into row tiles of ≤ `rowTile` rows. When a row tile times the
+   * widest page exceeds `rowTile × keyTile` score entries (a long prefill), every page's written
+   * slots are cut into key tiles of ≤ `keyTile` slots (copied once per call as (Hkv, w, D) and
+   * reused by every row tile); otherwise (decode, short queries) each page is one key tile and goes
+   * to ORT without a copy. Per (row tile, key tile):
+   *   - keys after every row of the tile: skipped;
+   *   - on a position-sorted page, keys hidden from every row (a tail of the range) are trimmed off
+   *     (always for cut tiles; for a whole page when the saved scores outweigh the copy);
+   *   - keys all written and all before every row: the unmasked graph;
+   *   - otherwise the masked graph with an additive bias (n, w): 0 visible, −1e30 hidden.
+   * Consecutive tiles of a row tile go to ORT together, up to `tilesPerCall` per call — a run of
+   * open tiles closed by one masked tile, or a run of masked tiles — as one chain call
+   * (`buildAttendChainGraph`: per-tile softmax, partials merged in the graph). The calls' partials
+   * are folded into a float64 accumulator (`mergeInto`), so the result does not depend on the
+   * tiling beyond float32 rounding. `out` (H, Tq, D), when given, receives o (every row is written).
+   */
+  private async attendTiled(q: Float32Array, qpos: Int32Array, pages: KvPage[], out?: Float32Array): Promise<Partial> {
+    const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.config;
+    const { rowTile, keyTile, scoreBudgetBytes } = this.opts;
+    const Tq = qpos.length;
+    const result: Partial = { o: out ?? new Float32Array(H * Tq * D), lse: new Float32Array(H * Tq).fill(-Infinity), heads: H, rows: Tq, headDim: D };
+    const live = pages.filter((p) => p.len > 0);
+    if (live.length === 0 || Tq === 0) {
+      result.o.fill(0);
+      return result;
+    }
+    const maxCap = live.reduce((m, p) => Math.max(m, p.cap), 1);
+    let rows = Math.min(rowTile, Tq);
+    const cut = rows * maxCap > rowTile * keyTile;
+    const width = cut ? Math.min(keyTile, maxCap) : maxCap;
+    // The budget covers the score matrix and its softmax (2 buffers of H × rows × width floats).
+    rows = Math.max(1, Math.min(rows, Math.floor(scoreBudgetBytes / (2 * 4 * H * width))));
+    const tiles = keyTiles(live, cut ? keyTile : 0);
+    const kvCache = new Map<string, { k: ort.Tensor; v: ort.Tensor }>(); // full-width cut tiles, reused across row tiles
+    const kvOf = (page: KvPage, pageIdx: number, c0: number, c1: number, reuse: boolean): { k: ort.Tensor; v: ort.Tensor } => {
+      if (c0 === 0 && c1 === page.cap) {
+        return { k: new ort.Tensor('float32', page.k, [Hkv, page.cap, D]), v: new ort.Tensor('float32', page.v, [Hkv, page.cap, D]) };
+      }
+      const key = `${pageIdx}:${c0}:${c1}`;
+      const hit = kvCache.get(key);
+      if (hit) return hit;
+      const w = c1 - c0;
+      const kv = {
+        k: new ort.Tensor('float32', sliceSlots(page.k, Hkv, page.cap, D, c0, c1), [Hkv, w, D]), // (Hkv, w, D)
+        v: new ort.Tensor('float32', sliceSlots(page.v, Hkv, page.cap, D, c0, c1), [Hkv, w, D]), // (Hkv, w, D)
+      };
+      if (reuse) kvCache.set(key, kv);
+      return kv;
+    };
+
+    for (let r0 = 0; r0 < Tq; r0 += rows) {
+      const r1 = Math.min(Tq, r0 + rows);
+      const n = r1 - r0;
+      const qc = n === Tq ? q : sliceRows(q, H, Tq, D, r0, r1); // (H, n, D)
+      const pc = qpos.subarray(r0, r1); // (n)
+      let qMin = Infinity;
+      let qMax = -Infinity;
+      for (const p of pc) {
+        if (p < qMin) qMin = p;
+        if (p > qMax) qMax = p;
+      }
+      const qT = new ort.Tensor('float32', qc, [H, n, D]);
+      const acc: Partial64 = emptyPartial64(H, n, D);
+      // The key ranges this row tile sees, after skipping and trimming.
+      const items: { page: KvPage; c0: number; c1: number; open: boolean; kv: { k: ort.Tensor; v: ort.Tensor } }[] = [];
+      for (const t of tiles) {
+        if (t.minPos > qMax) continue; // every key hidden from every row
+        const { page } = t;
+        let c1 = t.c1;
+        if (page.sorted) {
+          // Visible keys of the range form a prefix: drop the tail hidden from every row.
+          const vis = upperBound(page.npos, t.c0, t.c1, qMax);
+          const whole = t.c0 === 0 && t.c1 === page.cap;
+          if (vis < c1 && (!whole || worthTrimming(c1 - t.c0, vis - t.c0, n, H, Hkv))) c1 = vis;
+        }
+        const written = c1 <= page.len;
+        const maxPos = page.sorted && written ? page.npos[c1 - 1] : t.maxPos;
+        items.push({ page, c0: t.c0, c1, open: written && maxPos <= qMin, kv: kvOf(page, t.pageIdx, t.c0, c1, c1 === t.c1) });
+      }
+      // Calls: a run of open tiles, closed by one masked tile, or a run of masked tiles; at most
+      // tilesPerCall tiles each (so at most 3·tilesPerCall chain graphs ever get built).
+      const P = this.opts.tilesPerCall;
+      for (let i = 0; i < items.length; ) {
+        let j = i + 1;
+        if (items[i].open) {
+          while (j < items.length && j - i < P && items[j].open) j++;
+          if (j < items.length && j - i < P) j++; // the masked tile that ends the run
+        } else {
+          while (j < items.length && j - i < P && !items[j].open) j++;
+        }
+        const group = items.slice(i, j);
+        i = j;
+        let width = 0;
+        let res: ort.InferenceSession.OnnxValueMapType;
+        if (group.length === 1) {
+          const it = group[0];
+          width = it.c1 - it.c0;
+          const feeds: Record<string, ort.Tensor> = { q: qT, k: it.kv.k, v: it.kv.v };
+          if (!it.open) feeds.bias = new ort.Tensor('float32', maskBias(pc, it.page.npos, it.c0, it.c1, it.page.sorted), [n, width]); // (n, w)
+          res = await (it.open ? this.attendOpen : this.attendMasked).run(feeds);
+        } else {
+          const feeds: Record<string, ort.Tensor> = { q: qT };
+          group.forEach((it, g) => {
+            const w = it.c1 - it.c0;
+            width += w;
+            feeds[`k${g}`] = it.kv.k;
+            feeds[`v${g}`] = it.kv.v;
+            if (!it.open) feeds[`bias${g}`] = new ort.Tensor('float32', maskBias(pc, it.page.npos, it.c0, it.c1, it.page.sorted), [n, w]); // (n, w)
+          });
+          res = await (await this.attendChainSession(group.map((it) => !it.open))).run(feeds);
+        }
+        this.stats.attendCalls++;
+        this.stats.attendFlops += 4 * H * n * width * D;
+        mergeInto(acc, { o: res.o.data as Float32Array, lse: res.lse.data as Float32Array, heads: H, rows: n, headDim: D });
+      }
+      writeRows(result, acc, r0);
+    }
+    return result;
+  }
+
+  /** The chain attend session for a tile pattern (built on first use). */
+  private attendChainSession(masked: boolean[]): Promise<ort.InferenceSession> {
+    const key = masked.map((m) => (m ? 'm' : 'o')).join('');
+    let s = this.attendChain.get(key);
+    if (!s) {
+      s = ort.InferenceSession.create(buildAttendChainGraph(this.config, masked), this.sessionOptions);
+      this.attendChain.set(key, s);
+    }
+    return s;
+  }
+
+  /**
+   * The reference path (the engine before tiling): query rows are cut so no score matrix exceeds
+   * the budget, each page is one key chunk passed whole (unwritten slots masked), pages whose keys
+   * all follow every query row are skipped, pages whose keys all precede them run the unmasked
+   * graph, and the mask is computed in the graph from int64 positions.
+   */
+  private async attendPaged(q: Float32Array, qpos: Int32Array, pages: KvPage[]): Promise<Partial> {
+    const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.config;
+    const Tq = qpos.length;
     const maxCap = pages.reduce((m, p) => Math.max(m, p.cap), 1);
     // Budget covers the score matrix and its exp (2 buffers of H × rows × cap floats).
     const rowsPerChunk = Math.max(1, Math.floor(this.opts.scoreBudgetBytes / (2 * 4 * H * maxCap)));
@@ -270,7 +590,7 @@ export class ModelExecutor {
       const r1 = Math.min(Tq, r0 + rowsPerChunk);
       const n = r1 - r0;
       const qc = n === Tq ? q : sliceRows(q, H, Tq, D, r0, r1); // (H, n, D)
-      const pc = n === Tq ? qpos : qpos.subarray(r0, r1);
+      const pc = qpos.subarray(r0, r1); // (n)
       let qMin = Infinity;
       let qMax = -Infinity;
       for (const p of pc) {
@@ -299,9 +619,7 @@ export class ModelExecutor {
         if (acc === null) acc = part;
         else mergeInto(acc, part);
       }
-      if (acc === null) continue; // no visible keys at all: rows stay empty (o = 0, lse = -inf)
-      if (n === Tq) return acc;
-      writeRows(result, acc, r0);
+      if (acc !== null) writeRows(result, acc, r0); // else no visible keys at all: rows stay empty
     }
     return result;
   }
@@ -334,18 +652,123 @@ export class ModelExecutor {
 /** Copy query rows [r0, r1) of x (H, T, D) into a new (H, r1−r0, D). */
 function sliceRows(x: Float32Array, H: number, T: number, D: number, r0: number, r1: number): Float32Array {
   const n = r1 - r0;
-  const out = new Float32Array(H * n * D);
+  const out = new Float32Array(H * n * D); // (H, n, D)
   for (let h = 0; h < H; h++) out.set(x.subarray((h * T + r0) * D, (h * T + r1) * D), h * n * D);
   return out;
 }
 
-/** Write chunk partial `part` (H, n, D) into rows starting at r0 of `dst` (H, T, D). */
-function writeRows(dst: Partial, part: Partial, r0: number): void {
+/** Copy slots [c0, c1) of a page buffer (Hkv, cap, D) into a new (Hkv, c1−c0, D). */
+function sliceSlots(x: Float32Array, Hkv: number, cap: number, D: number, c0: number, c1: number): Float32Array {
+  return sliceRows(x, Hkv, cap, D, c0, c1);
+}
+
+/** Write rows (heads, n, D) of `src` into rows [r0, r0 + n) of `dst` (heads, T, D). */
+function putRows(dst: Float32Array, src: Float32Array, heads: number, T: number, D: number, r0: number): void {
+  const n = src.length / (heads * D);
+  for (let h = 0; h < heads; h++) dst.set(src.subarray(h * n * D, (h + 1) * n * D), (h * T + r0) * D);
+}
+
+/**
+ * Write a row tile's partial `part` (H, n, D) into rows starting at r0 of `dst` (H, T, D), in
+ * float32; rows with no visible key (lse ≤ EMPTY_LSE: unmerged −∞ or a fully masked tile's ≈ −1e30)
+ * become o = 0, lse = −∞.
+ */
+function writeRows(dst: Partial, part: Partial | Partial64, r0: number): void {
   const { heads: H, headDim: D } = dst;
   const T = dst.rows;
   const n = part.rows;
   for (let h = 0; h < H; h++) {
-    dst.o.set(part.o.subarray(h * n * D, (h + 1) * n * D), (h * T + r0) * D);
+    dst.o.set(part.o.subarray(h * n * D, (h + 1) * n * D), (h * T + r0) * D); // converts float64 → float32
     dst.lse.set(part.lse.subarray(h * n, (h + 1) * n), h * T + r0);
+    for (let i = 0; i < n; i++) {
+      const row = h * T + r0 + i;
+      if (!(dst.lse[row] > EMPTY_LSE)) {
+        dst.lse[row] = -Infinity;
+        dst.o.fill(0, row * D, (row + 1) * D);
+      }
+    }
   }
+}
+
+/** A key range of one page: slots [c0, c1), with the range's smallest / largest written position. */
+interface KeyTile {
+  page: KvPage;
+  pageIdx: number;
+  c0: number;
+  c1: number;
+  minPos: number;
+  maxPos: number;
+}
+
+/**
+ * Key tiles over non-empty pages: with `width` > 0, each page's written slots [0, len) in ranges of
+ * ≤ width; with `width` = 0, each page whole ([0, cap), unwritten slots included).
+ */
+function keyTiles(pages: KvPage[], width: number): KeyTile[] {
+  const tiles: KeyTile[] = [];
+  pages.forEach((page, pageIdx) => {
+    if (width === 0 || page.cap <= width) {
+      tiles.push({ page, pageIdx, c0: 0, c1: width === 0 || page.len === page.cap ? page.cap : page.len, minPos: page.minPos, maxPos: page.maxPos });
+      return;
+    }
+    for (let c0 = 0; c0 < page.len; c0 += width) {
+      const c1 = Math.min(page.len, c0 + width);
+      let minPos = Infinity;
+      let maxPos = -Infinity;
+      if (page.sorted) {
+        minPos = page.npos[c0];
+        maxPos = page.npos[c1 - 1];
+      } else {
+        for (let j = c0; j < c1; j++) {
+          const p = page.npos[j];
+          if (p < minPos) minPos = p;
+          if (p > maxPos) maxPos = p;
+        }
+      }
+      tiles.push({ page, pageIdx, c0, c1, minPos, maxPos });
+    }
+  });
+  return tiles;
+}
+
+/** First index in [lo, hi) of the sorted `a` whose value exceeds x (hi when none does). */
+function upperBound(a: Int32Array, lo: number, hi: number, x: number): number {
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (a[mid] <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * Whether to copy the visible prefix (c of w slots) of a whole page instead of passing the page
+ * as it is with the hidden tail masked: the copy moves 2·Hkv·c·D floats, the masked tail costs
+ * 4·H·D FLOPs per (row, slot); at ~5 GB/s copying vs ~50 GFLOP/s that is worth it when
+ * (w − c)·n·H ≥ 20·c·Hkv.
+ */
+function worthTrimming(w: number, c: number, n: number, H: number, Hkv: number): boolean {
+  return (w - c) * n * H >= 20 * c * Hkv;
+}
+
+/**
+ * Additive mask of rows at positions `qpos` (n) over slots [c0, c1) of a page: (n, c1−c0) with 0
+ * where npos[j] ≤ qpos[i] and MASKED_SCORE elsewhere. On a sorted page each row's visible keys are
+ * a prefix, found by binary search and filled in bulk.
+ */
+function maskBias(qpos: Int32Array, npos: Int32Array, c0: number, c1: number, sorted: boolean): Float32Array {
+  const n = qpos.length;
+  const w = c1 - c0;
+  const bias = new Float32Array(n * w); // (n, w), zero = visible
+  for (let i = 0; i < n; i++) {
+    const qp = qpos[i];
+    const row = i * w;
+    if (sorted) {
+      const vis = upperBound(npos, c0, c1, qp) - c0;
+      if (vis < w) bias.fill(MASKED_SCORE, row + vis, row + w);
+    } else {
+      for (let j = 0; j < w; j++) if (npos[c0 + j] > qp) bias[row + j] = MASKED_SCORE;
+    }
+  }
+  return bias;
 }

@@ -8,16 +8,26 @@
 
 /** Position of an unwritten slot: larger than any real position, so `kpos ≤ qpos` never holds. */
 export const EMPTY_POS = 1n << 60n;
+/** `EMPTY_POS` in the int32 position array (real positions are far below 2³¹ − 1). */
+export const EMPTY_POS_I32 = 0x7fffffff;
 
 export interface KvPage {
   k: Float32Array; // (Hkv, cap, D)
   v: Float32Array; // (Hkv, cap, D)
-  pos: BigInt64Array; // (cap) — EMPTY_POS where unwritten
+  pos: BigInt64Array; // (cap) — EMPTY_POS where unwritten (int64 feed of the reference attend graph)
+  npos: Int32Array; // (cap) — the same positions as numbers, EMPTY_POS_I32 where unwritten
   cap: number;
   len: number;
   /** Smallest and largest written position (Infinity / -Infinity when empty). */
   minPos: number;
   maxPos: number;
+  /**
+   * Written positions are non-decreasing in slot order (the usual case: a sequence or a Star block
+   * appended in order). Unwritten slots follow the written ones with the largest position, so
+   * `npos` over the whole page is then sorted too, and the keys visible to a query position form a
+   * prefix of any slot range.
+   */
+  sorted: boolean;
 }
 
 export interface KvCacheOptions {
@@ -91,6 +101,8 @@ export class KvCache {
       for (let i = 0; i < n; i++) {
         const p = positions[row + i];
         page.pos[page.len + i] = BigInt(p);
+        page.npos[page.len + i] = p;
+        if (p < page.maxPos) page.sorted = false; // maxPos is the last position while sorted
         if (p < page.minPos) page.minPos = p;
         if (p > page.maxPos) page.maxPos = p;
       }
@@ -113,11 +125,14 @@ export class KvCache {
           continue;
         }
         p.pos.fill(EMPTY_POS, keep, p.len);
+        p.npos.fill(EMPTY_POS_I32, keep, p.len);
         p.len = keep;
         p.minPos = Infinity;
         p.maxPos = -Infinity;
+        p.sorted = true;
         for (let j = 0; j < keep; j++) {
-          const v = Number(p.pos[j]);
+          const v = p.npos[j];
+          if (v < p.maxPos) p.sorted = false;
           if (v < p.minPos) p.minPos = v;
           if (v > p.maxPos) p.maxPos = v;
         }
@@ -136,10 +151,12 @@ export class KvCache {
       k: new Float32Array(size),
       v: new Float32Array(size),
       pos: new BigInt64Array(cap).fill(EMPTY_POS),
+      npos: new Int32Array(cap).fill(EMPTY_POS_I32),
       cap,
       len: 0,
       minPos: Infinity,
       maxPos: -Infinity,
+      sorted: true,
     };
   }
 }

@@ -37,6 +37,7 @@ export const EXECUTOR_OPS = [
   'attendCache',
   'attendCaches',
   'queryLayer',
+  'postQueryLayer',
   'qkvAppend',
   'attendKv',
   'appendKv',
@@ -58,7 +59,7 @@ async function handle(op: string, args: unknown[]): Promise<unknown> {
     executor = await ModelExecutor.create(config, weights, opts);
     return null;
   }
-  if (op === 'stats') return executor ? { ...executor.stats } : null;
+  if (op === 'stats') return executor ? { ...executor.stats, forwardMs: { ...executor.stats.forwardMs } } : null;
   if (!executor) throw new Error(`worker: "${op}" called before load`);
   if (!(EXECUTOR_OPS as readonly string[]).includes(op)) throw new Error(`worker: unknown op "${op}"`);
   const fn = (executor as unknown as Record<string, (...a: unknown[]) => unknown>)[op];
