@@ -74,6 +74,12 @@ export interface QueryModel {
   /** q of the new rows and their partial over the own cache (after appending their K/V to it). */
   queryLayer(layer: number, x: Float32Array, positions: Int32Array): Promise<{ q: Float32Array; own: Partial }>;
   post(layer: number, x: Float32Array, attn: Float32Array): Promise<Float32Array>; // (T, hidden)
+  /**
+   * Optional fusion: `post(layer)` then `queryLayer(layer + 1)` in one call (one round trip to the
+   * engine instead of two). Must equal the two calls in sequence; callers use it only when
+   * layer + 1 < numLayers.
+   */
+  postQueryLayer?(layer: number, x: Float32Array, attn: Float32Array, positions: Int32Array): Promise<{ x: Float32Array; q: Float32Array; own: Partial }>;
   head(x: Float32Array): Promise<Float32Array>; // (T, vocab)
 }
 

@@ -60,16 +60,23 @@ export async function starPhase1(
  * distributed softmax, returning logits of the last row (or of every row with `allRows`).
  *
  * Per layer: q from the query actor → broadcast to hosts → one partial per host + the query
- * actor's own partial → exact merge (partials in host order, own last) → post.
+ * actor's own partial → exact merge (partials in host order, own last) → post (fused with the
+ * next layer's q when the query model offers `postQueryLayer`).
  */
 export function starStep(qm: QueryModel, context: ContextPlacement[], opts: { allRows?: boolean } = {}) {
   return async (ids: Int32Array, positions: Int32Array): Promise<Float32Array> => {
+    const L = qm.numLayers;
     let x = await qm.embed(ids); // (T, hidden)
-    for (let l = 0; l < qm.numLayers; l++) {
-      const { q, own } = await qm.queryLayer(l, x, positions); // q (H, T, D)
+    let { q, own } = await qm.queryLayer(0, x, positions); // q (H, T, D)
+    for (let l = 0; l < L; l++) {
       const remote: Partial[] = await Promise.all(context.map((c) => c.host.attend({ cacheIds: c.cacheIds, layer: l, q, qpos: positions })));
       const attn = mergePartials([...remote, own]); // (H, T, D)
-      x = await qm.post(l, x, attn.o);
+      if (l + 1 < L && qm.postQueryLayer) {
+        ({ x, q, own } = await qm.postQueryLayer(l, x, attn.o, positions)); // post(l) + queryLayer(l+1), one call
+      } else {
+        x = await qm.post(l, x, attn.o); // (T, hidden)
+        if (l + 1 < L) ({ q, own } = await qm.queryLayer(l + 1, x, positions));
+      }
     }
     const hidden = x.length / ids.length;
     return qm.head(opts.allRows ? x : x.subarray(x.length - hidden)); // (T|1, vocab)

@@ -93,6 +93,9 @@ export class LocalQueryModel implements QueryModel {
   post(layer: number, x: Float32Array, attn: Float32Array): Promise<Float32Array> {
     return this.engine.post(layer, x, attn);
   }
+  postQueryLayer(layer: number, x: Float32Array, attn: Float32Array, positions: Int32Array): Promise<{ x: Float32Array; q: Float32Array; own: Partial }> {
+    return this.engine.postQueryLayer(this.cacheId, layer, x, attn, positions);
+  }
   head(x: Float32Array): Promise<Float32Array> {
     return this.engine.head(x);
   }
