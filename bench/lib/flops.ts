@@ -7,29 +7,13 @@
  * Norms, RoPE, softmax and SiLU are not counted (they are O(T·h) or O(pairs·H), not matmuls).
  */
 import type { ModelConfig } from '@starq/model';
+import { attentionFlopsPerPair, causalPairs, linearFlopsPerToken, lmHeadFlopsPerRow } from '@starq/model/perf/flops';
 
-export function linearFlopsPerToken(c: ModelConfig): number {
-  const { hiddenSize: h, numHeads: H, numKvHeads: Hkv, headDim: D, intermediateSize: I, numLayers: L } = c;
-  return 2 * L * (h * H * D * 2 + 2 * h * Hkv * D + 3 * h * I);
-}
+export { attentionFlopsPerPair, causalPairs, linearFlopsPerToken, lmHeadFlopsPerRow };
 
 /** Parameters touched per token by the layer matmuls (= linearFlopsPerToken / 2). */
 export function linearParamsPerToken(c: ModelConfig): number {
   return linearFlopsPerToken(c) / 2;
-}
-
-export function attentionFlopsPerPair(c: ModelConfig): number {
-  return 4 * c.numLayers * c.numHeads * c.headDim;
-}
-
-export function lmHeadFlopsPerRow(c: ModelConfig): number {
-  return 2 * c.hiddenSize * c.vocabSize;
-}
-
-/** Visible (query, key) pairs when `t` new tokens follow `past` cached ones, causally. */
-export function causalPairs(past: number, t: number): number {
-  // query i (0-based among the new tokens) sees past + i + 1 keys
-  return t * past + (t * (t + 1)) / 2;
 }
 
 export interface FlopBreakdown {
