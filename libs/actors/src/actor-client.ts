@@ -13,6 +13,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { InvalidInputError, RedisKeys, decode, encode, message, type Message, type ReplyMessage } from '@starq/protocol';
 import { ActorHandle } from './actor-handle';
+import { DEFAULT_INLINE_LIMIT_BYTES, isPayloadRef, publishMessage, resolveMessage } from './claim-check';
 import { SERVER_ERROR_CODES } from './actor-server';
 import { ActorClientClosedError, ActorDiedError, ActorTimeoutError, CallAbortedError, RemoteCallError } from './errors';
 import { duplicateRedis } from './redis';
@@ -44,6 +45,8 @@ export interface ActorClientOptions {
   livenessCheckMs?: number;
   /** Reports replies that match no pending call or cannot be decoded. @defaultValue ignore */
   onStrayReply?: (info: string) => void;
+  /** Calls larger than this travel as a claim check (claim-check.ts). @defaultValue 1 MiB */
+  inlineLimitBytes?: number;
 }
 
 interface Pending {
@@ -70,6 +73,7 @@ export class ActorClient {
   private readonly registry: ActorRegistry;
   private readonly pendingCalls = new Map<string, Pending>();
   private readonly channelBuf: Buffer;
+  private readonly inlineLimit: number;
   private readonly onStrayReply: (info: string) => void;
   private seq = 0;
   private subscribed = false;
@@ -78,7 +82,19 @@ export class ActorClient {
   private readonly livenessCheckMs: number;
   private livenessTimer: NodeJS.Timeout | null = null;
   private readonly listener = (channel: Buffer, data: Buffer) => {
-    if (channel.equals(this.channelBuf)) this.onReply(data);
+    if (!channel.equals(this.channelBuf)) return;
+    if (!isPayloadRef(data)) {
+      this.onReply(data);
+      return;
+    }
+    // Replies are matched by id, so a parked one may be handled after later small ones.
+    resolveMessage(this.redis, data).then(
+      (buf) => this.onReply(buf),
+      (err: Error) => {
+        this.strayReplies++;
+        this.onStrayReply(`lost reply on ${this.replyChannel}: ${err.message}`);
+      },
+    );
   };
 
   constructor(
@@ -88,6 +104,7 @@ export class ActorClient {
     this.keys = opts.keys ?? new RedisKeys();
     this.clientId = opts.clientId ?? randomBytes(8).toString('hex');
     this.replyChannel = this.keys.replyChannel(this.clientId);
+    this.inlineLimit = opts.inlineLimitBytes ?? DEFAULT_INLINE_LIMIT_BYTES;
     this.channelBuf = Buffer.from(this.replyChannel);
     this.defaultTimeoutMs = opts.defaultTimeoutMs ?? 30000;
     this.ownSubscriber = !opts.subscriber;
@@ -167,7 +184,7 @@ export class ActorClient {
       }
       this.pendingCalls.set(id, p);
       this.armLivenessCheck();
-      this.redis.publish(inbox, buf).then(
+      publishMessage(this.redis, this.keys, inbox, buf, { inlineLimit: this.inlineLimit, ttlMs: timeoutMs }).then(
         (receivers) => {
           if (receivers === 0) this.settle(id, new ActorDiedError(actorId, method, 'no process subscribes to its inbox'));
         },

@@ -18,6 +18,7 @@
  * sends can crash the server.
  */
 import type { Redis } from 'ioredis';
+import { DEFAULT_INLINE_LIMIT_BYTES, isPayloadRef, publishMessage, resolveMessage } from './claim-check';
 import {
   InvalidInputError,
   ProtocolError,
@@ -68,6 +69,8 @@ export interface ActorServerOptions {
   subscriber?: Redis;
   /** Reports dropped messages and failed reply publishes. @defaultValue console.warn */
   onError?: (err: Error) => void;
+  /** Replies larger than this travel as a claim check (claim-check.ts). @defaultValue 1 MiB */
+  inlineLimitBytes?: number;
 }
 
 export interface ActorServerStats {
@@ -115,9 +118,34 @@ export class ActorServer {
   private readonly replyPrefix: string;
   private readonly onError: (err: Error) => void;
   private state: 'new' | 'running' | 'stopped' = 'new';
+  private readonly inlineLimit: number;
+  /** Inbox messages in arrival order: a parked (large) message is fetched before later ones are handled. */
+  private inbox: Promise<void> = Promise.resolve();
   private readonly listener = (channel: Buffer, data: Buffer) => {
-    if (channel.equals(this.addressBuf)) this.receive(data);
+    if (!channel.equals(this.addressBuf)) return;
+    if (!isPayloadRef(data) && this.inboxIdle) {
+      this.receive(data); // fast path: nothing parked ahead of it
+      return;
+    }
+    this.inboxIdle = false;
+    const done = this.inbox.then(async () => {
+      let buf: Buffer;
+      try {
+        buf = await resolveMessage(this.redis, data);
+      } catch (err) {
+        this.stats.received++;
+        this.stats.malformed++;
+        this.onError(new ProtocolError(`dropped message on ${this.address}: ${(err as Error).message}`));
+        return;
+      }
+      this.receive(buf);
+    });
+    this.inbox = done;
+    void done.then(() => {
+      if (this.inbox === done) this.inboxIdle = true;
+    });
   };
+  private inboxIdle = true;
 
   constructor(
     private readonly redis: Redis,
@@ -127,6 +155,7 @@ export class ActorServer {
     this.keys = opts.keys ?? new RedisKeys();
     this.address = this.keys.inbox(opts.actorId);
     this.addressBuf = Buffer.from(this.address);
+    this.inlineLimit = opts.inlineLimitBytes ?? DEFAULT_INLINE_LIMIT_BYTES;
     this.replyPrefix = this.keys.replyChannel('x').slice(0, -1);
     this.ownSubscriber = !opts.subscriber;
     this.subscriber = opts.subscriber ?? duplicateRedis(redis);
@@ -334,7 +363,8 @@ export class ActorServer {
 
   private async publish(call: Pick<CallMessage, 'id' | 'from' | 'method'>, buf: Buffer): Promise<void> {
     try {
-      await this.redis.publish(call.from, buf);
+      // The parked copy of a large reply lives until the caller's deadline (at least 60 s).
+      await publishMessage(this.redis, this.keys, call.from, buf, { inlineLimit: this.inlineLimit, ttlMs: 60000 });
       this.stats.replied++;
     } catch (err) {
       this.onError(new Error(`reply to ${call.from} (call ${call.id}${call.method ? ` ${call.method}` : ''}) not sent: ${(err as Error).message}`));

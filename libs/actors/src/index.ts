@@ -42,3 +42,4 @@ export * from './actor-handle';
 export * from './actor-client';
 export * from './task-queue';
 export * from './starq';
+export * from './claim-check';

@@ -10,6 +10,7 @@
  * | `starq:actors`           | set        | ids of registered actors (may lag; records decide)    |
  * | `starq:inbox:{id}`       | channel    | msgpack messages to actor `id`                        |
  * | `starq:reply:{clientId}` | channel    | msgpack replies to one ActorClient                    |
+ * | `starq:rpc-payload:{id}` | string     | a large RPC message (claim check), TTL, read once     |
  * | `starq:kv:{cacheId}`     | hash       | KV-cache handle (kv-handle.ts)                        |
  * | `starq:host-kv:{hostId}` | set        | cacheIds held by a host                               |
  * | `starq:ctx-ids:{hash}`   | string     | token ids of a context, raw little-endian Int32Array  |
@@ -79,6 +80,11 @@ export class RedisKeys {
   /** Pub/sub channel one client receives its replies on. */
   replyChannel(clientId: string): string {
     return `${this.prefix}:reply:${part('clientId', clientId)}`;
+  }
+
+  /** A large RPC message parked for its receiver (claim check; see libs/actors/src/claim-check.ts). */
+  rpcPayload(id: string): string {
+    return `${this.prefix}:rpc-payload:${part('payloadId', id)}`;
   }
 
   /** KV-cache handle hash of one cache (block). */

@@ -38,7 +38,8 @@ function row(c: SpeedCellResult): Record<string, string | number | null> {
 export function formatSpeedTable(r: SpeedResult, markdown: boolean): string {
   const head =
     `${r.backend}, ${r.threads} thread${r.threads > 1 ? 's' : ''}; roofline: ORT fp32 MatMul ` +
-    `${r.roofline.shape.m}×${r.roofline.shape.k}·${r.roofline.shape.k}×${r.roofline.shape.n} = ${r.roofline.matmulGflops.toFixed(1)} GFLOP/s (same run); ` +
+    `${r.roofline.shape.m}×${r.roofline.shape.k}·${r.roofline.shape.k}×${r.roofline.shape.n} = ${r.roofline.matmulGflops.toFixed(1)} GFLOP/s ` +
+    `(same run, best of before ${r.roofline.before.toFixed(1)} / after ${r.roofline.after.toFixed(1)}); ` +
     `query ${r.queryTokens} tokens, ${r.newTokens} new tokens`;
   const rows = r.cells.map(row);
   return `${head}\n\n${markdown ? markdownTable(COLUMNS, rows) : textTable(COLUMNS, rows)}\n`;

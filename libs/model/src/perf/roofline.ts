@@ -16,7 +16,7 @@ export interface RooflineOptions {
   k?: number;
   /** @defaultValue 1024 */
   n?: number;
-  /** @defaultValue 5 */
+  /** @defaultValue 7 */
   reps?: number;
 }
 
@@ -43,7 +43,7 @@ export async function measureRoofline(opts: RooflineOptions): Promise<RooflineRe
   const m = opts.m ?? 2048;
   const k = opts.k ?? 1024;
   const n = opts.n ?? 1024;
-  const reps = Math.max(1, opts.reps ?? 5);
+  const reps = Math.max(1, opts.reps ?? 7);
   const g = new GraphBuilder('roofline_matmul');
   const a = g.input('a', 'float32', [m, k]); // (M, K)
   const b = g.weight('b', filler(k * n, 2), [k, n]); // (K, N)
@@ -70,4 +70,20 @@ export async function measureRoofline(opts: RooflineOptions): Promise<RooflineRe
   } finally {
     await session.release();
   }
+}
+
+/** Shapes `bestRoofline` tries: a square-ish one and the wide one of bench/engine.ts. */
+export const ROOFLINE_SHAPES: ReadonlyArray<{ m: number; k: number; n: number }> = [
+  { m: 2048, k: 1024, n: 1024 },
+  { m: 2048, k: 512, n: 2048 },
+];
+
+/** The best rate over `ROOFLINE_SHAPES` (one timed series each). */
+export async function bestRoofline(threads: number, reps = 7): Promise<RooflineResult> {
+  let best: RooflineResult | null = null;
+  for (const shape of ROOFLINE_SHAPES) {
+    const r = await measureRoofline({ threads, reps, ...shape });
+    if (!best || r.matmulGflops > best.matmulGflops) best = r;
+  }
+  return best!;
 }
