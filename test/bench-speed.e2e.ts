@@ -3,28 +3,16 @@
  * and (with --cluster) real actor processes on the local Redis. Checks the output's structure, the
  * counted FLOPs against hand-computed values, the plots and bad-input handling — never timings.
  */
-import { execFile } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import Redis from 'ioredis';
 import { writeRandomCheckpoint } from '../libs/model/src/testing/random-checkpoint';
 import { TmpDirs } from './helpers/numeric';
+import { starq as run, type Run } from './helpers/cli';
 
-const ROOT = path.resolve(__dirname, '..');
-const BIN = path.join(ROOT, 'bin', 'starq');
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function starq(args: string[], timeoutMs = 240000): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: ROOT, timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
+function starq(args: string[]): Promise<Run> {
+  return run(args, 400_000);
 }
 
 const CELL_FIELDS = ['mode', 'contextTokens', 'blockSize', 'anchorSize', 'hosts', 'phase1Ms', 'firstTokenMs', 'decodeTokensPerSec', 'gflop', 'gflops', 'ratioVsGlobal', 'ratioVsRing', 'peakRssMb'];

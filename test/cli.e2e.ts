@@ -5,7 +5,6 @@
  * Every process is started up front in `beforeAll`, a few at a time, so the whole file costs a few
  * seconds of wall time; each test then checks one recorded run.
  */
-import { execFile } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { loadModelDir } from '../libs/model/src/weights';
@@ -14,6 +13,7 @@ import { SAFETENSORS_FILE, writeSafetensors, type TensorToWrite } from '../libs/
 import { randomCheckpointTensors, writeRandomCheckpoint, type RandomCheckpointOptions } from '../libs/model/src/testing/random-checkpoint';
 import { layerTensorNames } from '../libs/model/src/weights';
 import { TmpDirs } from './helpers/numeric';
+import { pool, type Run } from './helpers/cli';
 
 const ROOT = path.resolve(__dirname, '..');
 const STORIES = path.resolve(ROOT, '../shared/models/stories260K');
@@ -34,36 +34,6 @@ const OPTS: RandomCheckpointOptions = {
   sharded: false,
   seed: 5,
 };
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function starq(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['bin/starq', ...args], { cwd: ROOT, timeout: 60_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-/** Runs every job with at most `limit` processes at once. */
-async function pool<K extends string>(jobs: Record<K, string[]>, limit: number): Promise<Record<K, Run>> {
-  const keys = Object.keys(jobs) as K[];
-  const out = {} as Record<K, Run>;
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < keys.length) {
-      const k = keys[next++];
-      out[k] = await starq(jobs[k]);
-    }
-  };
-  await Promise.all(Array.from({ length: limit }, worker));
-  return out;
-}
 
 const tmp = new TmpDirs();
 const dirs = { model: '', noConfig: '', truncated: '', wrongShape: '', unsupported: '' };
@@ -143,7 +113,7 @@ beforeAll(async () => {
   const cfg = JSON.parse(fs.readFileSync(cfgFile, 'utf8'));
   fs.writeFileSync(cfgFile, JSON.stringify({ ...cfg, architectures: ['GPT2LMHeadModel'], model_type: 'gpt2' }));
 
-  runs = await pool(jobs(), 3);
+  runs = await pool(jobs(), 3, 60000);
 }, 120_000);
 
 afterAll(() => tmp.cleanup());

@@ -5,7 +5,6 @@
  *
  * All processes start up front in `beforeAll`, a few at a time; each test checks one recorded run.
  */
-import { execFile } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { loadModelDir } from '../libs/model/src/weights';
@@ -24,6 +23,7 @@ import {
   parseBlockSizes,
 } from '../apps/cli/src/fidelity';
 import { TmpDirs } from './helpers/numeric';
+import { pool, type Run } from './helpers/cli';
 
 const ROOT = path.resolve(__dirname, '..');
 const STORIES = path.resolve(ROOT, '../shared/models/stories260K');
@@ -70,34 +70,6 @@ function randomText(words: number, seed: number): string {
   return out.join(' ');
 }
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function starq(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['bin/starq', ...args], { cwd: ROOT, timeout: 90_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
-    });
-  });
-}
-
-async function pool(jobs: Record<string, string[]>, limit: number): Promise<Record<string, Run>> {
-  const keys = Object.keys(jobs);
-  const out: Record<string, Run> = {};
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < keys.length) {
-      const k = keys[next++];
-      out[k] = await starq(jobs[k]);
-    }
-  };
-  await Promise.all(Array.from({ length: limit }, worker));
-  return out;
-}
-
 const tmp = new TmpDirs();
 let modelDir = '';
 let textFile = '';
@@ -136,7 +108,7 @@ beforeAll(async () => {
     ];
   }
   for (const [name, c] of BAD) jobs[`bad:${name}`] = c.args();
-  runs = await pool(jobs, 3);
+  runs = await pool(jobs, 3, 90000);
 }, 120_000);
 
 afterAll(() => tmp.cleanup());

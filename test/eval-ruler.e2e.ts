@@ -5,11 +5,11 @@
  *
  * All processes start up front in `beforeAll`, a few at a time; each test checks one recorded run.
  */
-import { execFile } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { writeRandomCheckpoint, type RandomCheckpointOptions } from '../libs/model/src/testing/random-checkpoint';
 import { TmpDirs } from './helpers/numeric';
+import { pool, type Run } from './helpers/cli';
 
 const ROOT = path.resolve(__dirname, '..');
 const NIAH = path.resolve(ROOT, '../shared/models/niah-1M');
@@ -31,34 +31,6 @@ const OPTS: RandomCheckpointOptions = {
   sharded: false,
   seed: 29,
 };
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function starq(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['bin/starq', ...args], { cwd: ROOT, timeout: 110_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
-    });
-  });
-}
-
-async function pool(jobs: Record<string, string[]>, limit: number): Promise<Record<string, Run>> {
-  const keys = Object.keys(jobs);
-  const out: Record<string, Run> = {};
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < keys.length) {
-      const k = keys[next++];
-      out[k] = await starq(jobs[k]);
-    }
-  };
-  await Promise.all(Array.from({ length: limit }, worker));
-  return out;
-}
 
 const tmp = new TmpDirs();
 let modelDir = '';
@@ -100,7 +72,7 @@ beforeAll(async () => {
       '--seed', '0', '--haystack-file', SAMPLE_TEXT, '--json', '-'];
   }
   for (const [name, c] of BAD) jobs[`bad:${name}`] = c.args();
-  runs = await pool(jobs, 3);
+  runs = await pool(jobs, 3, 110000);
 }, 300_000);
 
 afterAll(() => tmp.cleanup());
