@@ -17,21 +17,8 @@ import { buildAttendVariant, buildTiledVariant, type AttendVariant } from './att
 import { engineSessionOptions } from './ort-options';
 import { textTable } from './table';
 import { nowMs, progress } from './timing';
-
-function argStr(name: string, def: string): string {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : def;
-}
-
-function rand(n: number, seed: number, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = (s / 4294967296 - 0.5) * scale;
-  }
-  return a;
-}
+import { argStr } from './args';
+import { lcgFloats as rand } from '@starq/model/perf/fill';
 
 const SHAPE = { numHeads: 8, numKvHeads: 2, headDim: Number(argStr('--head-dim', '64')) } as ModelConfig;
 

@@ -13,21 +13,8 @@ import { buildAttendGraph } from '@starq/model/onnx/graphs';
 import { buildChainGraph } from './attend-variants';
 import { engineSessionOptions } from './ort-options';
 import { nowMs } from './timing';
-
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-}
-
-function rand(n: number, seed: number, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = (s / 4294967296 - 0.5) * scale;
-  }
-  return a;
-}
+import { arg } from './args';
+import { lcgFloats as rand } from '@starq/model/perf/fill';
 
 async function main(): Promise<void> {
   const threads = arg('--threads', 2);

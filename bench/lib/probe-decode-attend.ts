@@ -10,21 +10,8 @@ import { loadConfig, ModelEngine, type ExecutorOptions } from '@starq/model';
 import { writeRandomBenchModel } from './models';
 import { textTable } from './table';
 import { nowMs, progress } from './timing';
-
-function argStr(name: string, def: string): string {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : def;
-}
-
-function rand(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = s / 4294967296 - 0.5;
-  }
-  return a;
-}
+import { argStr } from './args';
+import { lcgFloats as rand } from '@starq/model/perf/fill';
 
 async function main(): Promise<void> {
   const threads = Number(argStr('--threads', '2'));

@@ -13,11 +13,7 @@ import { loadModelDir } from '@starq/model/weights';
 import { writeRandomBenchModel } from './models';
 import { diffCounters, procCounters } from './procstat';
 import { nowMs } from './timing';
-
-function argStr(name: string, def: string): string {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : def;
-}
+import { argStr } from './args';
 
 async function main(): Promise<void> {
   const mode = argStr('--mode', 'engine');

@@ -10,11 +10,7 @@ import { loadConfig, ModelEngine } from '@starq/model';
 import { writeRandomBenchModel } from './models';
 import { textTable } from './table';
 import { progress } from './timing';
-
-function argStr(name: string, def: string): string {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : def;
-}
+import { argStr } from './args';
 
 const gib = () => process.memoryUsage().rss / 2 ** 30;
 

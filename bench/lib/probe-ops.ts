@@ -21,21 +21,8 @@ import { writeRandomBenchModel } from './models';
 import { profileSession, type OpProfile } from './ort-profile';
 import { textTable } from './table';
 import { progress } from './timing';
-
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-}
-
-function rand(n: number, seed: number, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = (s / 4294967296 - 0.5) * scale;
-  }
-  return a;
-}
+import { arg } from './args';
+import { lcgFloats as rand } from '@starq/model/perf/fill';
 
 export function printProfile(title: string, p: OpProfile, usefulFlops: number, topNodes = 12): void {
   const gf = usefulFlops > 0 ? ` — useful ${(usefulFlops / 1e9).toFixed(2)} GFLOP → ${(usefulFlops / (p.wallMs * 1e6)).toFixed(1)} GFLOP/s` : '';

@@ -10,11 +10,7 @@
 import { loadConfig, ModelEngine } from '@starq/model';
 import { writeRandomBenchModel } from './models';
 import { nowMs } from './timing';
-
-function argStr(name: string, def: string): string {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : def;
-}
+import { argStr } from './args';
 
 async function main(): Promise<void> {
   const threads = Number(argStr('--threads', '2'));

@@ -9,6 +9,7 @@ import * as ort from 'onnxruntime-node';
 import { GraphBuilder } from '@starq/model/onnx/graph-builder';
 import { engineSessionOptions } from './ort-options';
 import { nowMs } from './timing';
+import { lcgFloats as randomArray } from '@starq/model/perf/fill';
 
 export interface MatmulShape {
   /** Optional leading batch dimension (both operands batched). */
@@ -27,16 +28,6 @@ export interface MatmulResult {
   medianMs: number;
   gflops: number; // at bestMs
   flops: number;
-}
-
-function randomArray(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = s / 4294967296 - 0.5;
-  }
-  return a;
 }
 
 export function buildMatmulGraph(shape: MatmulShape, variant: 'weight' | 'inputs', bData?: Float32Array): Uint8Array {

@@ -33,11 +33,7 @@ import { diffCounters, procCounters, type ProcCounters } from './procstat';
 import { measureMatmul } from './roofline';
 import { textTable } from './table';
 import { nowMs, progress } from './timing';
-
-function argStr(name: string, def: string): string {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : def;
-}
+import { argStr } from './args';
 
 interface VariantSpec {
   name: string;

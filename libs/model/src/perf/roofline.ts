@@ -7,6 +7,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import { GraphBuilder } from '../onnx/graph-builder';
+import { lcgFloats as filler } from './fill';
 
 export interface RooflineOptions {
   threads: number;
@@ -26,17 +27,6 @@ export interface RooflineResult {
   threads: number;
   bestMs: number;
   medianMs: number;
-}
-
-/** Deterministic values in [−0.5, 0.5). */
-function filler(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = s / 4294967296 - 0.5;
-  }
-  return a;
 }
 
 export async function measureRoofline(opts: RooflineOptions): Promise<RooflineResult> {
