@@ -1,5 +1,5 @@
 /**
- * End-to-end tests of the `starq` command (DESIGN §5): real `node bin/starq` processes against a
+ * End-to-end tests of the `starq` command (docs/DESIGN.md §10): real `node bin/starq` processes against a
  * generated random checkpoint (and stories260K from ../shared when present).
  *
  * Every process is started up front in `beforeAll`, a few at a time, so the whole file costs a few
@@ -128,7 +128,7 @@ function jsonOf(name: string): Record<string, any> {
 }
 
 describe('starq generate --json', () => {
-  it('prints exactly one JSON object with the DESIGN §5 fields; --context-ids/--query-ids are used verbatim', () => {
+  it('prints exactly one JSON object with the fields of docs/DESIGN.md §10; --context-ids/--query-ids are used verbatim', () => {
     const out = jsonOf('json');
     expect(Object.keys(out).sort()).toEqual(
       ['mode', 'contextTokens', 'queryTokens', 'blockSize', 'anchorSize', 'hosts', 'generatedIds', 'text', 'finishReason', 'timings'].sort(),

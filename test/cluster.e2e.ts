@@ -1,5 +1,5 @@
 /**
- * End-to-end tests of a real starq cluster (DESIGN §4): `node bin/starq-actor host-actor` ×N and
+ * End-to-end tests of a real starq cluster (docs/DESIGN.md §9): `node bin/starq-actor host-actor` ×N and
  * `node bin/starq-actor query-actor` processes on the Redis at 127.0.0.1:6379, each test cluster
  * under a random key prefix (deleted afterwards), driven through StarqClient.
  *

@@ -1,6 +1,6 @@
 /**
  * `starq eval fidelity`: how far Star Attention's next-token distributions are from Global's on
- * real text, teacher-forced (DESIGN §1 semantics; the paper's accuracy-vs-block-size ablation).
+ * real text, teacher-forced (docs/DESIGN.md §5.3; the paper's accuracy-vs-block-size ablation).
  *
  * Windows. The text file is encoded once without special tokens (ids `t`). S windows are cut at
  * evenly spaced, deterministic starts `s_j = ⌊j·(T − L)/(S − 1)⌋` (j = 0..S−1; s_0 = 0 when S = 1),

@@ -1,5 +1,5 @@
 /**
- * @starq/attention — the whole Star Attention algorithm as pure math (DESIGN §1):
+ * @starq/attention — the whole Star Attention algorithm as pure math (docs/DESIGN.md §2–§5):
  *   partial.ts    the (O, LSE) partial-result type and its empty-row convention
  *   merge.ts      exact max-shifted LSE merge (batch and streaming)
  *   reference.ts  float64 attention-with-LSE reference, position-based visibility, GQA

@@ -1,6 +1,6 @@
 /**
- * Exact merge of partial attention results over disjoint key sets (DESIGN §1, "Distributed
- * softmax"). For one (head, row), with partials h = 1..P:
+ * Exact merge of partial attention results over disjoint key sets (docs/DESIGN.md
+ * §4.3). For one (head, row), with partials h = 1..P:
  *
  *   m = max_h L_h
  *   L = m + log Σ_h exp(L_h − m)

@@ -1,5 +1,5 @@
 /**
- * The three attention modes as block plans (DESIGN §1):
+ * The three attention modes as block plans (docs/DESIGN.md §5):
  *   star   — blocks of b with an anchor of a (defaults b = ⌈N/4⌉, a = b, hosts = min(4, K));
  *   ring   — the same blocks without an anchor, phase 1 by Ring Attention (exact);
  *   global — one block holding the whole context on one host (exact causal attention).

@@ -1,5 +1,5 @@
 /**
- * Block / anchor / host planning for Star Attention (DESIGN §1).
+ * Block / anchor / host planning for Star Attention (docs/DESIGN.md §2).
  *
  *   Blocks   B_k = c[k·b, min((k+1)·b, N)), k = 0..K−1, K = ⌈N/b⌉, no padding.
  *   Phase 1  block 0 is encoded alone (positions 0..|B_0|−1); block k ≥ 1 is encoded as

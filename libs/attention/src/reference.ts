@@ -1,7 +1,7 @@
 /**
  * Float64 reference attention with log-sum-exp, the ground truth every fast path is tested against.
  *
- * One visibility rule covers every mode of DESIGN §1: key j is visible to query i iff
+ * One visibility rule covers every mode (docs/DESIGN.md §4.1): key j is visible to query i iff
  * `kPos[j] <= qPos[i]`. With positions 0..T−1 on both sides it is ordinary causal attention; with
  * the phase-1 sequence `anchor ++ block` and its positions it is Star phase 1; with context keys
  * at positions < N and query rows at N.. it is phase 2 (the context is fully visible, the query's

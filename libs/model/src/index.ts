@@ -9,3 +9,4 @@ export * from './prompt';
 export * from './generate';
 export * from './runtime/engine';
 export type { ExecutorOptions, ExecutorStats, ForwardRequest, QkvOut } from './runtime/executor';
+export * from './positions';

@@ -149,7 +149,7 @@ describe('ReferenceModel (tiny random model)', () => {
     expect(got).toEqual(seq.slice(ids.length));
   });
 
-  it('expresses Star Attention (DESIGN §1): two blocks with a = b reproduce Global exactly', () => {
+  it('expresses Star Attention (docs/DESIGN.md §5.3): two blocks with a = b reproduce Global exactly', () => {
     const { config, weights } = tinyModel(4);
     const m = new ReferenceModel(config, weights);
     const { numLayers: L, numKvHeads: Hkv, numHeads: H, headDim: D, vocabSize: V } = config;

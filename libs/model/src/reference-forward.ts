@@ -14,7 +14,7 @@
  *   logits = RMSNorm(x) · w_final · lm_headᵀ                     (T, vocab)
  *
  * The layer is split into the same pieces as the ONNX graphs (`qkv`, attention, `post`, `head`) so
- * that Star Attention (DESIGN §1) can be written with this class and `@starq/attention` alone:
+ * that Star Attention (docs/DESIGN.md §2–§4) can be written with this class and `@starq/attention` alone:
  * phase 1 = `qkv` on `anchor ++ block` with its positions, keep the block's K/V; phase 2 = `qkv` on
  * the query rows, one `attentionPartial64` per block and one over the query's own K/V, merged with
  * `mergePartials64`, then `post`.

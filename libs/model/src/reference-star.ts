@@ -1,5 +1,5 @@
 /**
- * Float64 reference of Star Attention (DESIGN §1), independent of the ORT path: built only on the
+ * Float64 reference of Star Attention (docs/DESIGN.md §2–§4), independent of the ORT path: built only on the
  * float64 `ReferenceModel` pieces (embed / qkv / attend / post / head) and `@starq/attention`
  * (block planning, float64 attention-with-LSE, float64 merge). Tests compare the distributed ORT
  * path (LocalCluster, hosts, workers) against this.
@@ -86,7 +86,7 @@ function encodeSequence64(model: ReferenceModel, ids: number[], positions: Array
 }
 
 /**
- * Star phase 1 in float64: per block (DESIGN §1) the K/V of the block rows per layer.
+ * Star phase 1 in float64: per block (docs/DESIGN.md §2.2) the K/V of the block rows per layer.
  * b = block size, a = anchor size (0 ≤ a ≤ b; a = 0 → blocks alone at their global positions).
  */
 export function referenceStarPhase1(model: ReferenceModel, contextIds: readonly number[], b: number, a: number = b): BlockKv64[] {

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 /**
  * Identity of an encoded context: the same model, attention mode family, block size, anchor size
  * and token ids always give the same key, so KV blocks encoded once can be reused by later
- * requests (DESIGN §4, KV-cache handles).
+ * requests (docs/DESIGN.md §8.4).
  */
 export interface ContextKeyParts {
   model: string;

@@ -1,5 +1,5 @@
 /**
- * KV-cache handle (DESIGN §4): the Redis record a host writes after encoding a block, so a later
+ * KV-cache handle (docs/DESIGN.md §8.4): the Redis record a host writes after encoding a block, so a later
  * request on the same context + model + (b, a) can find and reuse it instead of re-running phase 1.
  * Stored as a Redis hash at `RedisKeys.kvHandle(cacheId)`; every field is a string there.
  */

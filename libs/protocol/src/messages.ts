@@ -1,5 +1,5 @@
 /**
- * Versioned wire messages between starq processes (DESIGN §4), encoded with msgpack.
+ * Versioned wire messages between starq processes (docs/DESIGN.md §9.1), encoded with msgpack.
  *
  * Every message is a plain object with `v` (= {@link PROTOCOL_VERSION}) and `kind`. The codec
  * (`encode` / `decode`) validates the structure both ways, so a bug on the sender fails at the

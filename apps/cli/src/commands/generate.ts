@@ -1,5 +1,5 @@
 /**
- * `starq generate` (DESIGN §5): one generation, in-process hosts (or a cluster with --redis).
+ * `starq generate` (docs/DESIGN.md §10): one generation, in-process hosts (or a cluster with --redis).
  */
 import fs from 'node:fs';
 import type { Command } from 'commander';

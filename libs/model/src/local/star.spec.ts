@@ -2,7 +2,7 @@
  * Star / Ring / Global through the in-process LocalCluster (ORT engines in worker threads, hosts,
  * exact LSE merge) against
  *   - the engine-only global path (one ModelEngine: forward over context ++ query, generateGlobal),
- *   - the float64 reference of DESIGN §1 (reference-star.ts: ReferenceModel + @starq/attention).
+ *   - the float64 reference of docs/DESIGN.md §2–§4 (reference-star.ts: ReferenceModel + @starq/attention).
  *
  * Part 1 runs on a random Llama checkpoint (no ../shared needed). Part 2 uses the real
  * stories260K model from ../shared (skipped when absent): fidelity of Star vs the float64
@@ -184,7 +184,7 @@ describe('Star / Ring / Global on a random Llama checkpoint (LocalCluster vs eng
     expect(maxAbsDiff(logits, refStar.queryLogits)).toBeLessThan(1e-4);
     const out = await cluster.generate(r, gen(NEW));
     expect(out.generatedIds).toEqual(refStar.generatedIds);
-    // Star is exact iff every block's anchor covers all the context before it (DESIGN §6:
+    // Star is exact iff every block's anchor covers all the context before it (docs/DESIGN.md §5.3:
     // a = b = N/2 reproduces Global); otherwise the case is not vacuous — Star really differs.
     const exact = plan.blocks.every((blk) => blk.start <= plan.anchorLength);
     if (exact) expect(maxAbsDiff(refStar.queryLogits, refGlobal.queryLogits)).toBeLessThan(1e-9);

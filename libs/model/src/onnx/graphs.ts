@@ -1,5 +1,5 @@
 /**
- * The four per-layer ONNX graphs the engine runs (DESIGN §3). Every attention variant (global,
+ * The four per-layer ONNX graphs the engine runs (docs/DESIGN.md §7.1). Every attention variant (global,
  * Star phase 1/2, Ring, decode) is built from these same pieces; only the choice of keys differs.
  *
  *   qkv(layer):  x (T, hidden), cos/sin (T, D/2)  → q (H, T, D), k (Hkv, T, D), v (Hkv, T, D)
