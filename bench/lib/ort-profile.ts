@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { engineSessionOptions } from './ort-options';
+import { sessionOptions } from '@starq/model/runtime/session-options';
 import { nowMs } from './timing';
 
 export interface OpTime {
@@ -38,7 +38,7 @@ interface TraceEvent {
 
 export async function profileSession(model: Uint8Array, feeds: Record<string, ort.Tensor>, opts: { threads: number; runs: number; spinning?: boolean }): Promise<OpProfile> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'starq-prof-'));
-  const so = { ...engineSessionOptions(opts.threads, opts.spinning ?? false), enableProfiling: true, profileFilePrefix: path.join(dir, 'p') };
+  const so = { ...sessionOptions({ threads: opts.threads, spinning: opts.spinning }), enableProfiling: true, profileFilePrefix: path.join(dir, 'p') };
   const session = await ort.InferenceSession.create(model, so);
   await session.run(feeds); // warm-up
   let wall = 0;

@@ -14,7 +14,7 @@ import * as ort from 'onnxruntime-node';
 import type { ModelConfig } from '@starq/model';
 import { buildAttendGraph, buildAttendGraphReference, MASKED_SCORE } from '@starq/model/onnx/graphs';
 import { buildAttendVariant, buildTiledVariant, type AttendVariant } from './attend-variants';
-import { engineSessionOptions } from './ort-options';
+import { sessionOptions } from '@starq/model/runtime/session-options';
 import { textTable } from './table';
 import { nowMs, progress } from './timing';
 import { argStr } from './args';
@@ -64,7 +64,7 @@ export async function probeAttend(threads: number, rounds: number, tiles: [numbe
               : va === 'tiled-expsum' || va === 'tiled-ones' || va === 'tiled-lse'
                 ? buildTiledVariant(SHAPE, masked, va.slice('tiled-'.length) as 'expsum' | 'ones' | 'lse')
                 : buildAttendVariant(SHAPE, masked, va);
-        sessions.set(va, await ort.InferenceSession.create(bytes, engineSessionOptions(threads)));
+        sessions.set(va, await ort.InferenceSession.create(bytes, sessionOptions({ threads })));
       }
       const ref = await sessions.get('engine')!.run(feeds);
       const diffs = new Map<string, [number, number]>();

@@ -11,7 +11,7 @@ import { emptyPartial64, mergeInto } from '@starq/attention';
 import type { ModelConfig } from '@starq/model';
 import { buildAttendGraph } from '@starq/model/onnx/graphs';
 import { buildChainGraph } from './attend-variants';
-import { engineSessionOptions } from './ort-options';
+import { sessionOptions } from '@starq/model/runtime/session-options';
 import { nowMs } from './timing';
 import { arg } from './args';
 import { lcgFloats as rand } from '@starq/model/perf/fill';
@@ -25,7 +25,7 @@ async function main(): Promise<void> {
   const P = arg('--tiles', 4);
   const cfg = { numHeads: 8, numKvHeads: 2, headDim: D } as ModelConfig;
   const { numHeads: H, numKvHeads: Hkv } = cfg;
-  const so = engineSessionOptions(threads);
+  const so = sessionOptions({ threads });
   const single = await ort.InferenceSession.create(buildAttendGraph(cfg, false), so);
   const chain = await ort.InferenceSession.create(buildChainGraph(cfg, P), so);
   const q = new ort.Tensor('float32', rand(H * n * D, 1, 4), [H, n, D]);

@@ -10,7 +10,7 @@ import * as ort from 'onnxruntime-node';
 import { buildPostGraph } from '@starq/model/onnx/graphs';
 import { loadModelDir } from '@starq/model/weights';
 import { writeRandomBenchModel } from './models';
-import { engineSessionOptions } from './ort-options';
+import { sessionOptions } from '@starq/model/runtime/session-options';
 import { buildPostSplitFree } from './post-variants';
 import { textTable } from './table';
 import { nowMs, progress } from './timing';
@@ -26,7 +26,7 @@ async function main(): Promise<void> {
     const { config: cfg, weights } = loadModelDir(dir);
     const { hiddenSize: hid, numHeads: H, headDim: D, intermediateSize: I } = cfg;
     const feeds = { x: new ort.Tensor('float32', rand(T * hid, 1), [T, hid]), attn: new ort.Tensor('float32', rand(H * T * D, 2), [H, T, D]) };
-    const so = engineSessionOptions(threads);
+    const so = sessionOptions({ threads });
     const variants: [string, Uint8Array, ort.InferenceSession.SessionOptions][] = [
       ['engine', buildPostGraph(cfg, weights.layers[0], 0), so],
       ['engine, memPattern off', buildPostGraph(cfg, weights.layers[0], 0), { ...so, enableMemPattern: false }],

@@ -7,7 +7,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import { GraphBuilder } from '@starq/model/onnx/graph-builder';
-import { engineSessionOptions } from './ort-options';
+import { sessionOptions } from '@starq/model/runtime/session-options';
 import { nowMs } from './timing';
 import { lcgFloats as randomArray } from '@starq/model/perf/fill';
 
@@ -49,7 +49,7 @@ export async function measureMatmul(
   const lead = shape.batch ? [shape.batch] : [];
   const aData = randomArray(batch * shape.m * shape.k, 1);
   const bData = randomArray(batch * shape.k * shape.n, 2);
-  const session = await ort.InferenceSession.create(buildMatmulGraph(shape, variant, bData), engineSessionOptions(opts.threads, opts.spinning ?? false));
+  const session = await ort.InferenceSession.create(buildMatmulGraph(shape, variant, bData), sessionOptions({ threads: opts.threads, spinning: opts.spinning }));
   const feeds: Record<string, ort.Tensor> = { a: new ort.Tensor('float32', aData, [...lead, shape.m, shape.k]) };
   if (variant === 'inputs') feeds.b = new ort.Tensor('float32', bData, [...lead, shape.k, shape.n]);
   await session.run(feeds); // warm-up (allocations, packing)

@@ -28,7 +28,7 @@ import { loadModelDir } from '@starq/model/weights';
 import { buildAttendVariant } from './attend-variants';
 import { forwardFlops } from './flops';
 import { writeRandomBenchModel } from './models';
-import { engineSessionOptions } from './ort-options';
+import { sessionOptions } from '@starq/model/runtime/session-options';
 import { diffCounters, procCounters, type ProcCounters } from './procstat';
 import { measureMatmul } from './roofline';
 import { textTable } from './table';
@@ -66,7 +66,7 @@ class Harness {
   }
 
   async init(): Promise<void> {
-    const so = engineSessionOptions(this.threads);
+    const so = sessionOptions({ threads: this.threads });
     for (let l = 0; l < this.cfg.numLayers; l++) {
       this.qkvS.push(await ort.InferenceSession.create(buildQkvGraph(this.cfg, this.weights.layers[l], l), so));
       this.postS.push(await ort.InferenceSession.create(buildPostGraph(this.cfg, this.weights.layers[l], l), so));

@@ -10,3 +10,4 @@ export * from './generate';
 export * from './runtime/engine';
 export type { ExecutorOptions, ExecutorStats, ForwardRequest, QkvOut } from './runtime/executor';
 export * from './positions';
+export { sessionOptions, type SessionSettings } from './runtime/session-options';

@@ -1,12 +1,13 @@
 /**
  * The roofline of a speed benchmark: GFLOP/s of one plain ORT fp32 MatMul (M×K)·(K×N), a one-node
- * ONNX graph built with the project's graph builder, run with the same session options as the
- * engine (intra-op threads, spinning off). B is an initializer (pre-packed, as for the engine's
+ * ONNX graph built with the project's graph builder, run with the engine's session options
+ * (`sessionOptions`: intra-op threads, spinning off). B is an initializer (pre-packed, as for the engine's
  * linear layers). The figure is the best of `reps` timed runs after a warm-up run — the rate the
  * engine could reach if it did nothing but large matmuls.
  */
 import * as ort from 'onnxruntime-node';
 import { GraphBuilder } from '../onnx/graph-builder';
+import { sessionOptions } from '../runtime/session-options';
 import { lcgFloats as filler } from './fill';
 
 export interface RooflineOptions {
@@ -38,13 +39,7 @@ export async function measureRoofline(opts: RooflineOptions): Promise<RooflineRe
   const a = g.input('a', 'float32', [m, k]); // (M, K)
   const b = g.weight('b', filler(k * n, 2), [k, n]); // (K, N)
   g.output('c', g.op('MatMul', [a, b]), 'float32', [m, n]); // (M, N)
-  const session = await ort.InferenceSession.create(g.toBytes(), {
-    intraOpNumThreads: opts.threads,
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-    graphOptimizationLevel: 'all',
-    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
-  });
+  const session = await ort.InferenceSession.create(g.toBytes(), sessionOptions({ threads: opts.threads }));
   try {
     const feeds = { a: new ort.Tensor('float32', filler(m * k, 1), [m, k]) };
     await session.run(feeds); // warm-up: allocations, packing

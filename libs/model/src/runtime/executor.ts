@@ -16,20 +16,25 @@
  * Star Attention's phase 2 and Ring Attention can place the attention step on other hosts.
  */
 import * as ort from 'onnxruntime-node';
-import { EMPTY_LSE, emptyPartial64, mergeInto, type Partial, type Partial64 } from '@starq/attention';
+import type { Partial } from '@starq/attention';
 import { CapacityError, InvalidInputError } from '@starq/protocol/errors';
-import { buildAttendGraph, buildAttendChainGraph, buildAttendGraphReference, buildHeadGraph, buildPostGraph, buildQkvGraph, MASKED_SCORE, MAX_CHAIN_TILES } from '../onnx/graphs';
+import { buildHeadGraph, buildPostGraph, buildQkvGraph, MAX_CHAIN_TILES } from '../onnx/graphs';
 import { ropeCosSin, ropeInvFreq } from '../rope';
 import type { ModelConfig, ModelWeights } from '../types';
+import type { AttentionBackend } from './attention-backend';
 import { EMPTY_POS_I32, KvCache, transientPages, type KvPage } from './kv-cache';
+import { PagedAttention } from './paged-attention';
+import { copyRows, sliceRows } from './rows';
+import { sessionOptions } from './session-options';
+import { TiledAttention } from './tiled-attention';
 
 /**
- * How attention over KV pages is cut into ORT calls.
- *   'tiled' — the fast path: tiles of ≤ `rowTile` query rows × ≤ `keyTile` keys cut from the pages
+ * The attention backend (`AttentionBackend`), i.e. how attention over KV pages is cut into ORT calls.
+ *   'tiled' — the fast path (tiled-attention.ts): tiles of ≤ `rowTile` query rows × ≤ `keyTile` keys cut from the pages
  *             (a copy of the page's key range per tile), keys invisible to every row of a tile
  *             trimmed, an additive mask bias, fused Softmax (`buildAttendGraph`), up to
  *             `tilesPerCall` tiles per call merged in the graph (`buildAttendChainGraph`).
- *   'paged' — the reference path (the engine before tiling): one call per whole page, query rows
+ *   'paged' — the slow reference (paged-attention.ts): one call per whole page, query rows
  *             cut only by `scoreBudgetBytes`, mask computed in the graph with `Where`
  *             (`buildAttendGraphReference`).
  * Both merge the partial results of a row's tiles with the exact LSE merge (`mergeInto`).
@@ -135,12 +140,8 @@ export class ModelExecutor {
   private readonly invFreq: Float64Array;
   private qkvS: ort.InferenceSession[] = [];
   private postS: ort.InferenceSession[] = [];
-  /** attend sessions of the configured path: masked (bias / qpos+kpos feeds) and open. */
-  private attendMasked!: ort.InferenceSession;
-  private attendOpen!: ort.InferenceSession;
-  /** 'tiled': chain attend sessions by tile pattern ('o' open / 'm' masked per tile), created on first use. */
-  private readonly attendChain = new Map<string, Promise<ort.InferenceSession>>();
-  private sessionOptions!: ort.InferenceSession.SessionOptions;
+  /** The configured attention backend (`ExecutorOptions.attention`). */
+  private attention!: AttentionBackend;
   private headS!: ort.InferenceSession;
   private embedW!: Float32Array;
   private readonly caches = new Map<string, KvCache>();
@@ -155,23 +156,17 @@ export class ModelExecutor {
   /** Build every graph and session. Weights are baked into the sessions; the arrays can be dropped. */
   static async create(config: ModelConfig, weights: ModelWeights, opts: ExecutorOptions = {}): Promise<ModelExecutor> {
     const ex = new ModelExecutor(config, opts);
-    const so: ort.InferenceSession.SessionOptions = {
-      intraOpNumThreads: ex.opts.threads,
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
-      // Several sessions share few cores: spinning threads steal the cores from each other.
-      extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
-    };
-    ex.sessionOptions = so;
+    const so = sessionOptions({ threads: ex.opts.threads });
     const make = (bytes: Uint8Array) => ort.InferenceSession.create(bytes, so);
     for (let l = 0; l < config.numLayers; l++) {
       ex.qkvS.push(await make(buildQkvGraph(config, weights.layers[l], l)));
       ex.postS.push(await make(buildPostGraph(config, weights.layers[l], l)));
     }
-    const attendGraph = ex.opts.attention === 'tiled' ? buildAttendGraph : buildAttendGraphReference;
-    ex.attendMasked = await make(attendGraph(config, true));
-    ex.attendOpen = await make(attendGraph(config, false));
+    const { rowTile, keyTile, tilesPerCall, scoreBudgetBytes } = ex.opts;
+    ex.attention =
+      ex.opts.attention === 'tiled'
+        ? await TiledAttention.create(config, { rowTile, keyTile, tilesPerCall, scoreBudgetBytes }, so, ex.stats)
+        : await PagedAttention.create(config, scoreBudgetBytes, so, ex.stats);
     ex.headS = await make(buildHeadGraph(config, weights));
     ex.embedW = weights.embed;
     return ex;
@@ -262,9 +257,10 @@ export class ModelExecutor {
     };
     for (let r0 = 0; r0 < T; r0 += R) {
       const part = await run(r0, Math.min(T, r0 + R));
-      putRows(dst.q, part.q, H, T, D, r0);
-      putRows(dst.k, part.k, Hkv, T, D, r0);
-      putRows(dst.v, part.v, Hkv, T, D, r0);
+      const n = part.q.length / (H * D);
+      copyRows(part.q, n, 0, dst.q, T, r0, n, H, D);
+      copyRows(part.k, n, 0, dst.k, T, r0, n, Hkv, D);
+      copyRows(part.v, n, 0, dst.v, T, r0, n, Hkv, D);
     }
     return dst;
   }
@@ -422,14 +418,14 @@ export class ModelExecutor {
     return logits;
   }
 
-  // ---------------------------------------------------------------- chunked attention
+  // ---------------------------------------------------------------- attention
 
   /**
    * Attention of q `(H, Tq, D)` at positions `qpos` over the union of the keys of a list of KV
    * pages, as one partial: o `(H, Tq, D)`, lse `(H, Tq)`. Key j is visible to row i iff
    * kpos[j] ≤ qpos[i]; a row with no visible key comes back as o = 0, lse = −∞. The work is cut into
    * ORT calls by the configured path (`ExecutorOptions.attention`) and the partials of a row's
-   * calls are merged with the exact LSE merge.
+   * calls are merged with the exact LSE merge (the `AttentionBackend` contract).
    */
   private attendPages(q: Float32Array, qpos: Int32Array, pages: KvPage[], out?: Float32Array): Promise<Partial> {
     const { numHeads: H, headDim: D } = this.config;
@@ -438,190 +434,7 @@ export class ModelExecutor {
     for (const p of qpos) {
       if (p >= EMPTY_POS_I32) throw new InvalidInputError('invalid_position', `query position ${p} is not below ${EMPTY_POS_I32} (the empty-slot marker)`, 'qpos');
     }
-    return this.opts.attention === 'tiled' ? this.attendTiled(q, qpos, pages, out) : this.attendPaged(q, qpos, pages);
-  }
-
-  /**
-   * The fast path. Query rows are cut into row tiles of ≤ `rowTile` rows. When a row tile times the
-   * widest page exceeds `rowTile × keyTile` score entries (a long prefill), every page's written
-   * slots are cut into key tiles of ≤ `keyTile` slots (copied once per call as (Hkv, w, D) and
-   * reused by every row tile); otherwise (decode, short queries) each page is one key tile and goes
-   * to ORT without a copy. Per (row tile, key tile):
-   *   - keys after every row of the tile: skipped;
-   *   - on a position-sorted page, keys hidden from every row (a tail of the range) are trimmed off
-   *     (always for cut tiles; for a whole page when the saved scores outweigh the copy);
-   *   - keys all written and all before every row: the unmasked graph;
-   *   - otherwise the masked graph with an additive bias (n, w): 0 visible, −1e30 hidden.
-   * Consecutive tiles of a row tile go to ORT together, up to `tilesPerCall` per call — a run of
-   * open tiles closed by one masked tile, or a run of masked tiles — as one chain call
-   * (`buildAttendChainGraph`: per-tile softmax, partials merged in the graph). The calls' partials
-   * are folded into a float64 accumulator (`mergeInto`), so the result does not depend on the
-   * tiling beyond float32 rounding. `out` (H, Tq, D), when given, receives o (every row is written).
-   */
-  private async attendTiled(q: Float32Array, qpos: Int32Array, pages: KvPage[], out?: Float32Array): Promise<Partial> {
-    const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.config;
-    const { rowTile, keyTile, scoreBudgetBytes } = this.opts;
-    const Tq = qpos.length;
-    const result: Partial = { o: out ?? new Float32Array(H * Tq * D), lse: new Float32Array(H * Tq).fill(-Infinity), heads: H, rows: Tq, headDim: D };
-    const live = pages.filter((p) => p.len > 0);
-    if (live.length === 0 || Tq === 0) {
-      result.o.fill(0);
-      return result;
-    }
-    const maxCap = live.reduce((m, p) => Math.max(m, p.cap), 1);
-    let rows = Math.min(rowTile, Tq);
-    const cut = rows * maxCap > rowTile * keyTile;
-    const width = cut ? Math.min(keyTile, maxCap) : maxCap;
-    // The budget covers the score matrix and its softmax (2 buffers of H × rows × width floats).
-    rows = Math.max(1, Math.min(rows, Math.floor(scoreBudgetBytes / (2 * 4 * H * width))));
-    const tiles = keyTiles(live, cut ? keyTile : 0);
-    const kvCache = new Map<string, { k: ort.Tensor; v: ort.Tensor }>(); // full-width cut tiles, reused across row tiles
-    const kvOf = (page: KvPage, pageIdx: number, c0: number, c1: number, reuse: boolean): { k: ort.Tensor; v: ort.Tensor } => {
-      if (c0 === 0 && c1 === page.cap) {
-        return { k: new ort.Tensor('float32', page.k, [Hkv, page.cap, D]), v: new ort.Tensor('float32', page.v, [Hkv, page.cap, D]) };
-      }
-      const key = `${pageIdx}:${c0}:${c1}`;
-      const hit = kvCache.get(key);
-      if (hit) return hit;
-      const w = c1 - c0;
-      const kv = {
-        k: new ort.Tensor('float32', sliceSlots(page.k, Hkv, page.cap, D, c0, c1), [Hkv, w, D]), // (Hkv, w, D)
-        v: new ort.Tensor('float32', sliceSlots(page.v, Hkv, page.cap, D, c0, c1), [Hkv, w, D]), // (Hkv, w, D)
-      };
-      if (reuse) kvCache.set(key, kv);
-      return kv;
-    };
-
-    for (let r0 = 0; r0 < Tq; r0 += rows) {
-      const r1 = Math.min(Tq, r0 + rows);
-      const n = r1 - r0;
-      const qc = n === Tq ? q : sliceRows(q, H, Tq, D, r0, r1); // (H, n, D)
-      const pc = qpos.subarray(r0, r1); // (n)
-      let qMin = Infinity;
-      let qMax = -Infinity;
-      for (const p of pc) {
-        if (p < qMin) qMin = p;
-        if (p > qMax) qMax = p;
-      }
-      const qT = new ort.Tensor('float32', qc, [H, n, D]);
-      const acc: Partial64 = emptyPartial64(H, n, D);
-      // The key ranges this row tile sees, after skipping and trimming.
-      const items: { page: KvPage; c0: number; c1: number; open: boolean; kv: { k: ort.Tensor; v: ort.Tensor } }[] = [];
-      for (const t of tiles) {
-        if (t.minPos > qMax) continue; // every key hidden from every row
-        const { page } = t;
-        let c1 = t.c1;
-        if (page.sorted) {
-          // Visible keys of the range form a prefix: drop the tail hidden from every row.
-          const vis = upperBound(page.npos, t.c0, t.c1, qMax);
-          const whole = t.c0 === 0 && t.c1 === page.cap;
-          if (vis < c1 && (!whole || worthTrimming(c1 - t.c0, vis - t.c0, n, H, Hkv))) c1 = vis;
-        }
-        const written = c1 <= page.len;
-        const maxPos = page.sorted && written ? page.npos[c1 - 1] : t.maxPos;
-        items.push({ page, c0: t.c0, c1, open: written && maxPos <= qMin, kv: kvOf(page, t.pageIdx, t.c0, c1, c1 === t.c1) });
-      }
-      // Calls: a run of open tiles, closed by one masked tile, or a run of masked tiles; at most
-      // tilesPerCall tiles each (so at most 3·tilesPerCall chain graphs ever get built).
-      const P = this.opts.tilesPerCall;
-      for (let i = 0; i < items.length; ) {
-        let j = i + 1;
-        if (items[i].open) {
-          while (j < items.length && j - i < P && items[j].open) j++;
-          if (j < items.length && j - i < P) j++; // the masked tile that ends the run
-        } else {
-          while (j < items.length && j - i < P && !items[j].open) j++;
-        }
-        const group = items.slice(i, j);
-        i = j;
-        let width = 0;
-        let res: ort.InferenceSession.OnnxValueMapType;
-        if (group.length === 1) {
-          const it = group[0];
-          width = it.c1 - it.c0;
-          const feeds: Record<string, ort.Tensor> = { q: qT, k: it.kv.k, v: it.kv.v };
-          if (!it.open) feeds.bias = new ort.Tensor('float32', maskBias(pc, it.page.npos, it.c0, it.c1, it.page.sorted), [n, width]); // (n, w)
-          res = await (it.open ? this.attendOpen : this.attendMasked).run(feeds);
-        } else {
-          const feeds: Record<string, ort.Tensor> = { q: qT };
-          group.forEach((it, g) => {
-            const w = it.c1 - it.c0;
-            width += w;
-            feeds[`k${g}`] = it.kv.k;
-            feeds[`v${g}`] = it.kv.v;
-            if (!it.open) feeds[`bias${g}`] = new ort.Tensor('float32', maskBias(pc, it.page.npos, it.c0, it.c1, it.page.sorted), [n, w]); // (n, w)
-          });
-          res = await (await this.attendChainSession(group.map((it) => !it.open))).run(feeds);
-        }
-        this.stats.attendCalls++;
-        this.stats.attendFlops += 4 * H * n * width * D;
-        mergeInto(acc, { o: res.o.data as Float32Array, lse: res.lse.data as Float32Array, heads: H, rows: n, headDim: D });
-      }
-      writeRows(result, acc, r0);
-    }
-    return result;
-  }
-
-  /** The chain attend session for a tile pattern (built on first use). */
-  private attendChainSession(masked: boolean[]): Promise<ort.InferenceSession> {
-    const key = masked.map((m) => (m ? 'm' : 'o')).join('');
-    let s = this.attendChain.get(key);
-    if (!s) {
-      s = ort.InferenceSession.create(buildAttendChainGraph(this.config, masked), this.sessionOptions);
-      this.attendChain.set(key, s);
-    }
-    return s;
-  }
-
-  /**
-   * The reference path (the engine before tiling): query rows are cut so no score matrix exceeds
-   * the budget, each page is one key chunk passed whole (unwritten slots masked), pages whose keys
-   * all follow every query row are skipped, pages whose keys all precede them run the unmasked
-   * graph, and the mask is computed in the graph from int64 positions.
-   */
-  private async attendPaged(q: Float32Array, qpos: Int32Array, pages: KvPage[]): Promise<Partial> {
-    const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.config;
-    const Tq = qpos.length;
-    const maxCap = pages.reduce((m, p) => Math.max(m, p.cap), 1);
-    // Budget covers the score matrix and its exp (2 buffers of H × rows × cap floats).
-    const rowsPerChunk = Math.max(1, Math.floor(this.opts.scoreBudgetBytes / (2 * 4 * H * maxCap)));
-    const result: Partial = { o: new Float32Array(H * Tq * D), lse: new Float32Array(H * Tq).fill(-Infinity), heads: H, rows: Tq, headDim: D };
-    for (let r0 = 0; r0 < Tq; r0 += rowsPerChunk) {
-      const r1 = Math.min(Tq, r0 + rowsPerChunk);
-      const n = r1 - r0;
-      const qc = n === Tq ? q : sliceRows(q, H, Tq, D, r0, r1); // (H, n, D)
-      const pc = qpos.subarray(r0, r1); // (n)
-      let qMin = Infinity;
-      let qMax = -Infinity;
-      for (const p of pc) {
-        if (p < qMin) qMin = p;
-        if (p > qMax) qMax = p;
-      }
-      const qposT = new ort.Tensor('int64', BigInt64Array.from(pc, (p) => BigInt(p)), [n]);
-      const qT = new ort.Tensor('float32', qc, [H, n, D]);
-      let acc: Partial | null = null;
-      for (const page of pages) {
-        if (page.len === 0 || page.minPos > qMax) continue; // every key hidden from every row
-        const open = page.len === page.cap && page.maxPos <= qMin;
-        const feeds: Record<string, ort.Tensor> = {
-          q: qT,
-          k: new ort.Tensor('float32', page.k, [Hkv, page.cap, D]),
-          v: new ort.Tensor('float32', page.v, [Hkv, page.cap, D]),
-        };
-        if (!open) {
-          feeds.qpos = qposT;
-          feeds.kpos = new ort.Tensor('int64', page.pos, [page.cap]);
-        }
-        const out = await (open ? this.attendOpen : this.attendMasked).run(feeds);
-        this.stats.attendCalls++;
-        this.stats.attendFlops += 4 * H * n * page.cap * D;
-        const part: Partial = { o: out.o.data as Float32Array, lse: out.lse.data as Float32Array, heads: H, rows: n, headDim: D };
-        if (acc === null) acc = part;
-        else mergeInto(acc, part);
-      }
-      if (acc !== null) writeRows(result, acc, r0); // else no visible keys at all: rows stay empty
-    }
-    return result;
+    return this.attention.attend(q, qpos, pages, out);
   }
 
   // ---------------------------------------------------------------- helpers
@@ -647,128 +460,4 @@ export class ModelExecutor {
       }
     }
   }
-}
-
-/** Copy query rows [r0, r1) of x (H, T, D) into a new (H, r1−r0, D). */
-function sliceRows(x: Float32Array, H: number, T: number, D: number, r0: number, r1: number): Float32Array {
-  const n = r1 - r0;
-  const out = new Float32Array(H * n * D); // (H, n, D)
-  for (let h = 0; h < H; h++) out.set(x.subarray((h * T + r0) * D, (h * T + r1) * D), h * n * D);
-  return out;
-}
-
-/** Copy slots [c0, c1) of a page buffer (Hkv, cap, D) into a new (Hkv, c1−c0, D). */
-function sliceSlots(x: Float32Array, Hkv: number, cap: number, D: number, c0: number, c1: number): Float32Array {
-  return sliceRows(x, Hkv, cap, D, c0, c1);
-}
-
-/** Write rows (heads, n, D) of `src` into rows [r0, r0 + n) of `dst` (heads, T, D). */
-function putRows(dst: Float32Array, src: Float32Array, heads: number, T: number, D: number, r0: number): void {
-  const n = src.length / (heads * D);
-  for (let h = 0; h < heads; h++) dst.set(src.subarray(h * n * D, (h + 1) * n * D), (h * T + r0) * D);
-}
-
-/**
- * Write a row tile's partial `part` (H, n, D) into rows starting at r0 of `dst` (H, T, D), in
- * float32; rows with no visible key (lse ≤ EMPTY_LSE: unmerged −∞ or a fully masked tile's ≈ −1e30)
- * become o = 0, lse = −∞.
- */
-function writeRows(dst: Partial, part: Partial | Partial64, r0: number): void {
-  const { heads: H, headDim: D } = dst;
-  const T = dst.rows;
-  const n = part.rows;
-  for (let h = 0; h < H; h++) {
-    dst.o.set(part.o.subarray(h * n * D, (h + 1) * n * D), (h * T + r0) * D); // converts float64 → float32
-    dst.lse.set(part.lse.subarray(h * n, (h + 1) * n), h * T + r0);
-    for (let i = 0; i < n; i++) {
-      const row = h * T + r0 + i;
-      if (!(dst.lse[row] > EMPTY_LSE)) {
-        dst.lse[row] = -Infinity;
-        dst.o.fill(0, row * D, (row + 1) * D);
-      }
-    }
-  }
-}
-
-/** A key range of one page: slots [c0, c1), with the range's smallest / largest written position. */
-interface KeyTile {
-  page: KvPage;
-  pageIdx: number;
-  c0: number;
-  c1: number;
-  minPos: number;
-  maxPos: number;
-}
-
-/**
- * Key tiles over non-empty pages: with `width` > 0, each page's written slots [0, len) in ranges of
- * ≤ width; with `width` = 0, each page whole ([0, cap), unwritten slots included).
- */
-function keyTiles(pages: KvPage[], width: number): KeyTile[] {
-  const tiles: KeyTile[] = [];
-  pages.forEach((page, pageIdx) => {
-    if (width === 0 || page.cap <= width) {
-      tiles.push({ page, pageIdx, c0: 0, c1: width === 0 || page.len === page.cap ? page.cap : page.len, minPos: page.minPos, maxPos: page.maxPos });
-      return;
-    }
-    for (let c0 = 0; c0 < page.len; c0 += width) {
-      const c1 = Math.min(page.len, c0 + width);
-      let minPos = Infinity;
-      let maxPos = -Infinity;
-      if (page.sorted) {
-        minPos = page.npos[c0];
-        maxPos = page.npos[c1 - 1];
-      } else {
-        for (let j = c0; j < c1; j++) {
-          const p = page.npos[j];
-          if (p < minPos) minPos = p;
-          if (p > maxPos) maxPos = p;
-        }
-      }
-      tiles.push({ page, pageIdx, c0, c1, minPos, maxPos });
-    }
-  });
-  return tiles;
-}
-
-/** First index in [lo, hi) of the sorted `a` whose value exceeds x (hi when none does). */
-function upperBound(a: Int32Array, lo: number, hi: number, x: number): number {
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (a[mid] <= x) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/**
- * Whether to copy the visible prefix (c of w slots) of a whole page instead of passing the page
- * as it is with the hidden tail masked: the copy moves 2·Hkv·c·D floats, the masked tail costs
- * 4·H·D FLOPs per (row, slot); at ~5 GB/s copying vs ~50 GFLOP/s that is worth it when
- * (w − c)·n·H ≥ 20·c·Hkv.
- */
-function worthTrimming(w: number, c: number, n: number, H: number, Hkv: number): boolean {
-  return (w - c) * n * H >= 20 * c * Hkv;
-}
-
-/**
- * Additive mask of rows at positions `qpos` (n) over slots [c0, c1) of a page: (n, c1−c0) with 0
- * where npos[j] ≤ qpos[i] and MASKED_SCORE elsewhere. On a sorted page each row's visible keys are
- * a prefix, found by binary search and filled in bulk.
- */
-function maskBias(qpos: Int32Array, npos: Int32Array, c0: number, c1: number, sorted: boolean): Float32Array {
-  const n = qpos.length;
-  const w = c1 - c0;
-  const bias = new Float32Array(n * w); // (n, w), zero = visible
-  for (let i = 0; i < n; i++) {
-    const qp = qpos[i];
-    const row = i * w;
-    if (sorted) {
-      const vis = upperBound(npos, c0, c1, qp) - c0;
-      if (vis < w) bias.fill(MASKED_SCORE, row + vis, row + w);
-    } else {
-      for (let j = 0; j < w; j++) if (npos[c0 + j] > qp) bias[row + j] = MASKED_SCORE;
-    }
-  }
-  return bias;
 }

@@ -5,6 +5,7 @@
  * the position mask hides from every query. Positions need not be contiguous (Star keeps global
  * positions for a block; an anchor is never stored here).
  */
+import { copyRows } from './rows';
 
 /** Position of an unwritten slot: larger than any real position, so `kpos ≤ qpos` never holds. */
 export const EMPTY_POS = 1n << 60n;
@@ -92,12 +93,8 @@ export class KvCache {
         pages.push(page);
       }
       const n = Math.min(page.cap - page.len, to - row);
-      for (let h = 0; h < hkv; h++) {
-        const src = (h * T + row) * d;
-        const dst = (h * page.cap + page.len) * d;
-        page.k.set(k.subarray(src, src + n * d), dst);
-        page.v.set(v.subarray(src, src + n * d), dst);
-      }
+      copyRows(k, T, row, page.k, page.cap, page.len, n, hkv, d);
+      copyRows(v, T, row, page.v, page.cap, page.len, n, hkv, d);
       for (let i = 0; i < n; i++) {
         const p = positions[row + i];
         page.pos[page.len + i] = BigInt(p);

@@ -1,0 +1,250 @@
+/**
+ * The fast attention backend. Query rows are cut into row tiles of ≤ `rowTile` rows. When a row
+ * tile times the widest page exceeds `rowTile × keyTile` score entries (a long prefill), every
+ * page's written slots are cut into key tiles of ≤ `keyTile` slots (copied once per call as
+ * (Hkv, w, D) and reused by every row tile); otherwise (decode, short queries) each page is one key
+ * tile and goes to ORT without a copy. The graphs: `buildAttendGraph` (additive mask bias, fused
+ * softmax) and `buildAttendChainGraph` (up to `tilesPerCall` tiles per call, merged in the graph).
+ */
+import * as ort from 'onnxruntime-node';
+import { emptyPartial64, mergeInto, type Partial, type Partial64 } from '@starq/attention';
+import { buildAttendChainGraph, buildAttendGraph, MASKED_SCORE } from '../onnx/graphs';
+import type { ModelConfig } from '../types';
+import type { AttentionBackend, AttentionCounters } from './attention-backend';
+import type { KvPage } from './kv-cache';
+import { rowTiles, sliceRows, writePartialRows } from './rows';
+
+/** How `TiledAttention` cuts the work (the executor's options of the same names). */
+export interface TiledAttentionSettings {
+  /** Query rows per tile. */
+  rowTile: number;
+  /** Keys per tile when pages are cut. */
+  keyTile: number;
+  /** Most key tiles per ORT call (1..MAX_CHAIN_TILES). */
+  tilesPerCall: number;
+  /** Largest score matrix (bytes, 2 float32 buffers of H × rows × keys) one call may build. */
+  scoreBudgetBytes: number;
+}
+
+export class TiledAttention implements AttentionBackend {
+  /** Chain sessions by tile pattern ('o' open / 'm' masked per tile), created on first use. */
+  private readonly chain = new Map<string, Promise<ort.InferenceSession>>();
+
+  private constructor(
+    private readonly config: ModelConfig,
+    private readonly settings: TiledAttentionSettings,
+    private readonly sessionOptions: ort.InferenceSession.SessionOptions,
+    private readonly counters: AttentionCounters,
+    /** Single-tile sessions: with an additive mask bias, and without. */
+    private readonly masked: ort.InferenceSession,
+    private readonly open: ort.InferenceSession,
+  ) {}
+
+  static async create(config: ModelConfig, settings: TiledAttentionSettings, sessionOptions: ort.InferenceSession.SessionOptions, counters: AttentionCounters): Promise<TiledAttention> {
+    const masked = await ort.InferenceSession.create(buildAttendGraph(config, true), sessionOptions);
+    const open = await ort.InferenceSession.create(buildAttendGraph(config, false), sessionOptions);
+    return new TiledAttention(config, { ...settings }, sessionOptions, counters, masked, open);
+  }
+
+  /**
+   * Per (row tile, key tile):
+   *   - keys after every row of the tile: skipped;
+   *   - on a position-sorted page, keys hidden from every row (a tail of the range) are trimmed off
+   *     (always for cut tiles; for a whole page when the saved scores outweigh the copy);
+   *   - keys all written and all before every row: the unmasked graph;
+   *   - otherwise the masked graph with an additive bias (n, w): 0 visible, −1e30 hidden.
+   * Consecutive tiles of a row tile go to ORT together, up to `tilesPerCall` per call — a run of
+   * open tiles closed by one masked tile, or a run of masked tiles — as one chain call
+   * (`buildAttendChainGraph`: per-tile softmax, partials merged in the graph). The calls' partials
+   * are folded into a float64 accumulator (`mergeInto`), so the result does not depend on the
+   * tiling beyond float32 rounding. `out` (H, Tq, D), when given, receives o (every row is written).
+   */
+  async attend(q: Float32Array, qpos: Int32Array, pages: KvPage[], out?: Float32Array): Promise<Partial> {
+    const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.config;
+    const { rowTile, keyTile, scoreBudgetBytes } = this.settings;
+    const Tq = qpos.length;
+    const result: Partial = { o: out ?? new Float32Array(H * Tq * D), lse: new Float32Array(H * Tq).fill(-Infinity), heads: H, rows: Tq, headDim: D };
+    const live = pages.filter((p) => p.len > 0);
+    if (live.length === 0 || Tq === 0) {
+      result.o.fill(0);
+      return result;
+    }
+    const maxCap = live.reduce((m, p) => Math.max(m, p.cap), 1);
+    let rows = Math.min(rowTile, Tq);
+    const cut = rows * maxCap > rowTile * keyTile;
+    const width = cut ? Math.min(keyTile, maxCap) : maxCap;
+    // The budget covers the score matrix and its softmax (2 buffers of H × rows × width floats).
+    rows = Math.max(1, Math.min(rows, Math.floor(scoreBudgetBytes / (2 * 4 * H * width))));
+    const tiles = keyTiles(live, cut ? keyTile : 0);
+    const kvCache = new Map<string, { k: ort.Tensor; v: ort.Tensor }>(); // full-width cut tiles, reused across row tiles
+    const kvOf = (page: KvPage, pageIdx: number, c0: number, c1: number, reuse: boolean): { k: ort.Tensor; v: ort.Tensor } => {
+      if (c0 === 0 && c1 === page.cap) {
+        return { k: new ort.Tensor('float32', page.k, [Hkv, page.cap, D]), v: new ort.Tensor('float32', page.v, [Hkv, page.cap, D]) };
+      }
+      const key = `${pageIdx}:${c0}:${c1}`;
+      const hit = kvCache.get(key);
+      if (hit) return hit;
+      const w = c1 - c0;
+      const kv = {
+        k: new ort.Tensor('float32', sliceRows(page.k, Hkv, page.cap, D, c0, c1), [Hkv, w, D]), // (Hkv, w, D)
+        v: new ort.Tensor('float32', sliceRows(page.v, Hkv, page.cap, D, c0, c1), [Hkv, w, D]), // (Hkv, w, D)
+      };
+      if (reuse) kvCache.set(key, kv);
+      return kv;
+    };
+
+    for (const tile of rowTiles(q, qpos, H, D, rows)) {
+      const { r0, n, q: qc, qpos: pc, minPos: qMin, maxPos: qMax } = tile; // qc (H, n, D), pc (n)
+      const qT = new ort.Tensor('float32', qc, [H, n, D]);
+      const acc: Partial64 = emptyPartial64(H, n, D);
+      // The key ranges this row tile sees, after skipping and trimming.
+      const items: { page: KvPage; c0: number; c1: number; open: boolean; kv: { k: ort.Tensor; v: ort.Tensor } }[] = [];
+      for (const t of tiles) {
+        if (t.minPos > qMax) continue; // every key hidden from every row
+        const { page } = t;
+        let c1 = t.c1;
+        if (page.sorted) {
+          // Visible keys of the range form a prefix: drop the tail hidden from every row.
+          const vis = upperBound(page.npos, t.c0, t.c1, qMax);
+          const whole = t.c0 === 0 && t.c1 === page.cap;
+          if (vis < c1 && (!whole || worthTrimming(c1 - t.c0, vis - t.c0, n, H, Hkv))) c1 = vis;
+        }
+        const written = c1 <= page.len;
+        const maxPos = page.sorted && written ? page.npos[c1 - 1] : t.maxPos;
+        items.push({ page, c0: t.c0, c1, open: written && maxPos <= qMin, kv: kvOf(page, t.pageIdx, t.c0, c1, c1 === t.c1) });
+      }
+      // Calls: a run of open tiles, closed by one masked tile, or a run of masked tiles; at most
+      // tilesPerCall tiles each (so at most 3·tilesPerCall chain graphs ever get built).
+      const P = this.settings.tilesPerCall;
+      for (let i = 0; i < items.length; ) {
+        let j = i + 1;
+        if (items[i].open) {
+          while (j < items.length && j - i < P && items[j].open) j++;
+          if (j < items.length && j - i < P) j++; // the masked tile that ends the run
+        } else {
+          while (j < items.length && j - i < P && !items[j].open) j++;
+        }
+        const group = items.slice(i, j);
+        i = j;
+        let width = 0;
+        let res: ort.InferenceSession.OnnxValueMapType;
+        if (group.length === 1) {
+          const it = group[0];
+          width = it.c1 - it.c0;
+          const feeds: Record<string, ort.Tensor> = { q: qT, k: it.kv.k, v: it.kv.v };
+          if (!it.open) feeds.bias = new ort.Tensor('float32', maskBias(pc, it.page.npos, it.c0, it.c1, it.page.sorted), [n, width]); // (n, w)
+          res = await (it.open ? this.open : this.masked).run(feeds);
+        } else {
+          const feeds: Record<string, ort.Tensor> = { q: qT };
+          group.forEach((it, g) => {
+            const w = it.c1 - it.c0;
+            width += w;
+            feeds[`k${g}`] = it.kv.k;
+            feeds[`v${g}`] = it.kv.v;
+            if (!it.open) feeds[`bias${g}`] = new ort.Tensor('float32', maskBias(pc, it.page.npos, it.c0, it.c1, it.page.sorted), [n, w]); // (n, w)
+          });
+          res = await (await this.chainSession(group.map((it) => !it.open))).run(feeds);
+        }
+        this.counters.attendCalls++;
+        this.counters.attendFlops += 4 * H * n * width * D;
+        mergeInto(acc, { o: res.o.data as Float32Array, lse: res.lse.data as Float32Array, heads: H, rows: n, headDim: D });
+      }
+      writePartialRows(result, acc, r0);
+    }
+    return result;
+  }
+
+  /** The chain attend session for a tile pattern (built on first use). */
+  private chainSession(masked: boolean[]): Promise<ort.InferenceSession> {
+    const key = masked.map((m) => (m ? 'm' : 'o')).join('');
+    let s = this.chain.get(key);
+    if (!s) {
+      s = ort.InferenceSession.create(buildAttendChainGraph(this.config, masked), this.sessionOptions);
+      this.chain.set(key, s);
+    }
+    return s;
+  }
+}
+
+/** A key range of one page: slots [c0, c1), with the range's smallest / largest written position. */
+interface KeyTile {
+  page: KvPage;
+  pageIdx: number;
+  c0: number;
+  c1: number;
+  minPos: number;
+  maxPos: number;
+}
+
+/**
+ * Key tiles over non-empty pages: with `width` > 0, each page's written slots [0, len) in ranges of
+ * ≤ width; with `width` = 0, each page whole ([0, cap), unwritten slots included).
+ */
+function keyTiles(pages: KvPage[], width: number): KeyTile[] {
+  const tiles: KeyTile[] = [];
+  pages.forEach((page, pageIdx) => {
+    if (width === 0 || page.cap <= width) {
+      tiles.push({ page, pageIdx, c0: 0, c1: width === 0 || page.len === page.cap ? page.cap : page.len, minPos: page.minPos, maxPos: page.maxPos });
+      return;
+    }
+    for (let c0 = 0; c0 < page.len; c0 += width) {
+      const c1 = Math.min(page.len, c0 + width);
+      let minPos = Infinity;
+      let maxPos = -Infinity;
+      if (page.sorted) {
+        minPos = page.npos[c0];
+        maxPos = page.npos[c1 - 1];
+      } else {
+        for (let j = c0; j < c1; j++) {
+          const p = page.npos[j];
+          if (p < minPos) minPos = p;
+          if (p > maxPos) maxPos = p;
+        }
+      }
+      tiles.push({ page, pageIdx, c0, c1, minPos, maxPos });
+    }
+  });
+  return tiles;
+}
+
+/** First index in [lo, hi) of the sorted `a` whose value exceeds x (hi when none does). */
+function upperBound(a: Int32Array, lo: number, hi: number, x: number): number {
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (a[mid] <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * Whether to copy the visible prefix (c of w slots) of a whole page instead of passing the page
+ * as it is with the hidden tail masked: the copy moves 2·Hkv·c·D floats, the masked tail costs
+ * 4·H·D FLOPs per (row, slot); at ~5 GB/s copying vs ~50 GFLOP/s that is worth it when
+ * (w − c)·n·H ≥ 20·c·Hkv.
+ */
+function worthTrimming(w: number, c: number, n: number, H: number, Hkv: number): boolean {
+  return (w - c) * n * H >= 20 * c * Hkv;
+}
+
+/**
+ * Additive mask of rows at positions `qpos` (n) over slots [c0, c1) of a page: (n, c1−c0) with 0
+ * where npos[j] ≤ qpos[i] and MASKED_SCORE elsewhere. On a sorted page each row's visible keys are
+ * a prefix, found by binary search and filled in bulk.
+ */
+function maskBias(qpos: Int32Array, npos: Int32Array, c0: number, c1: number, sorted: boolean): Float32Array {
+  const n = qpos.length;
+  const w = c1 - c0;
+  const bias = new Float32Array(n * w); // (n, w), zero = visible
+  for (let i = 0; i < n; i++) {
+    const qp = qpos[i];
+    const row = i * w;
+    if (sorted) {
+      const vis = upperBound(npos, c0, c1, qp) - c0;
+      if (vis < w) bias.fill(MASKED_SCORE, row + vis, row + w);
+    } else {
+      for (let j = 0; j < w; j++) if (npos[c0 + j] > qp) bias[row + j] = MASKED_SCORE;
+    }
+  }
+  return bias;
+}
