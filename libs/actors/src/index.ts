@@ -43,3 +43,4 @@ export * from './actor-client';
 export * from './task-queue';
 export * from './starq';
 export * from './claim-check';
+export * from './lifecycle';
