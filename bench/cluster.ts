@@ -14,13 +14,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { planMode } from '@starq/attention';
-import { ActorClient, ActorRegistry, createRedis, deleteKeysByPrefix, KvDirectory, RemoteHost, StarqClient } from '@starq/actors';
+import { ActorClient, createRedis, deleteKeysByPrefix } from '@starq/actors';
+import { ClusterRegistry, KvDirectory, RemoteHost, startProcessCluster, StarqClient, type LocalProcessCluster } from '@starq/cluster';
 import { loadConfig } from '@starq/model/config';
 import { LocalCluster } from '@starq/model/local/local-cluster';
-import { writeRandomCheckpoint } from '@starq/model/testing/random-checkpoint';
+import { writeRandomCheckpoint } from '@starq/model/synthetic/random-checkpoint';
 import { RedisKeys } from '@starq/protocol';
-import { startProcessCluster, type LocalProcessCluster } from '../apps/cli/src/commands/cluster';
-import { markdownTable, textTable } from './lib/table';
+import { markdownTable, textTable } from '@starq/report';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -83,7 +83,7 @@ async function main(): Promise<void> {
     await client.wait(sub.requestId);
     const keys = new RedisKeys(c.prefix);
     const redis = await createRedis(c.redisUrl);
-    const actor = new ActorClient(redis, { keys, registry: new ActorRegistry(redis, { keys }) });
+    const actor = new ActorClient(redis, { keys, registry: new ClusterRegistry(redis, { keys }) });
     const plan = planMode('star', ctx4k.length, { blockSize: ctx4k.length / 4, hosts: 4 });
     const dirKv = new KvDirectory(redis, keys);
     // find the request's blocks through the hosts' KV indexes

@@ -37,11 +37,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadConfig, ModelEngine, type ExecutorOptions, type ExecutorStats, type ModelConfig } from '@starq/model';
 import { attentionFlopsPerPairPerLayer, causalPairs, forwardFlops, linearFlopsPerToken } from './lib/flops';
-import { machineInfo, type MachineInfo } from './lib/machine';
+import { machineInfo, markdownTable, textTable, type Column, type MachineInfo } from '@starq/report';
 import { RANDOM_BENCH_MODEL_NAME, writeRandomBenchModel } from './lib/models';
 import { diffCounters, procCounters, type ProcCounters } from './lib/procstat';
 import { measureMatmul, type MatmulResult } from './lib/roofline';
-import { markdownTable, textTable, type Column } from './lib/table';
 import { nowMs, progress } from './lib/timing';
 
 // ------------------------------------------------------------------ CLI

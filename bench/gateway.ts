@@ -29,13 +29,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { createRedis, deleteKeysByPrefix, StarqClient } from '@starq/actors';
+import { createRedis, deleteKeysByPrefix } from '@starq/actors';
+import { startProcessCluster, StarqClient, type LocalProcessCluster } from '@starq/cluster';
 import { loadConfig } from '@starq/model/config';
 import { LocalCluster } from '@starq/model/local/local-cluster';
-import { writeRandomCheckpoint } from '@starq/model/testing/random-checkpoint';
-import { startProcessCluster, type LocalProcessCluster } from '../apps/cli/src/commands/cluster';
-import { machineInfo } from './lib/machine';
-import { markdownTable, textTable, type Column } from './lib/table';
+import { writeRandomCheckpoint } from '@starq/model/synthetic/random-checkpoint';
+import { machineInfo, markdownTable, textTable, type Column } from '@starq/report';
 
 // ---------- options ----------
 

@@ -23,8 +23,8 @@ import * as path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { deletePrefix, randomPrefix, stopProcess, TestCluster, until } from './helpers/cluster';
 import { request, startGateway, writeModel } from './helpers/gateway';
-import { randomIds, TmpDirs } from './helpers/numeric';
-import type { RandomCheckpointOptions } from '../libs/model/src/testing/random-checkpoint';
+import { randomIds, TmpDirs } from '@starq/testing';
+import type { RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
 
 jest.setTimeout(180000);
 

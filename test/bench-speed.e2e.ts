@@ -6,8 +6,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import Redis from 'ioredis';
-import { writeRandomCheckpoint } from '../libs/model/src/testing/random-checkpoint';
-import { TmpDirs } from './helpers/numeric';
+import { writeRandomCheckpoint } from '@starq/model/synthetic/random-checkpoint';
+import { TmpDirs } from '@starq/testing';
 import { starq as run, type Run } from './helpers/cli';
 
 

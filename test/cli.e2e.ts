@@ -10,9 +10,9 @@ import * as path from 'path';
 import { loadModelDir } from '../libs/model/src/weights';
 import { ReferenceModel } from '../libs/model/src/reference-forward';
 import { SAFETENSORS_FILE, writeSafetensors, type TensorToWrite } from '../libs/model/src/safetensors';
-import { randomCheckpointTensors, writeRandomCheckpoint, type RandomCheckpointOptions } from '../libs/model/src/testing/random-checkpoint';
+import { randomCheckpointTensors, writeRandomCheckpoint, type RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
 import { layerTensorNames } from '../libs/model/src/weights';
-import { TmpDirs } from './helpers/numeric';
+import { TmpDirs } from '@starq/testing';
 import { pool, type Run } from './helpers/cli';
 
 const ROOT = path.resolve(__dirname, '..');

@@ -20,13 +20,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Queue } from 'bullmq';
 import { blockCacheId, planMode, type Mode } from '../libs/attention/src';
-import { ActorRegistry, createQueue, createRedis, type RequestEvent, type RequestResult, type SubmitRequest } from '../libs/actors/src';
+import { createQueue, createRedis } from '@starq/actors';
+import { ClusterRegistry, type RequestEvent, type RequestResult, type SubmitRequest } from '@starq/cluster';
 import { contextKey, RedisKeys } from '../libs/protocol/src';
 import { loadConfig } from '../libs/model/src/config';
 import { LocalCluster } from '../libs/model/src/local/local-cluster';
-import { writeRandomCheckpoint, type RandomCheckpointOptions } from '../libs/model/src/testing/random-checkpoint';
+import { writeRandomCheckpoint, type RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
 import { deletePrefix, randomPrefix, REDIS_URL, ROOT, sleep, spawnTracked, stopProcess, TestCluster, until, waitExit } from './helpers/cluster';
-import { randomIds, TmpDirs } from './helpers/numeric';
+import { randomIds, TmpDirs } from '@starq/testing';
 
 const STORIES = path.resolve(ROOT, '../shared/models/stories260K');
 const haveStories = fs.existsSync(path.join(STORIES, 'reference_long.json'));
@@ -459,7 +460,7 @@ describe('starq cluster up + starq generate --redis', () => {
       expect(ready.queryActors).toHaveLength(1);
 
       const keys = new RedisKeys(prefix);
-      const registry = new ActorRegistry(redis, { keys });
+      const registry = new ClusterRegistry(redis, { keys });
       const records = await registry.list();
       expect(records.map((r) => r.id)).toEqual(expect.arrayContaining([...ready.hosts, ...ready.queryActors]));
       const pids = records.map((r) => r.pid);

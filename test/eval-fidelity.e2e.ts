@@ -10,7 +10,7 @@ import * as path from 'path';
 import { loadModelDir } from '../libs/model/src/weights';
 import { ReferenceModel } from '../libs/model/src/reference-forward';
 import { StarqTokenizer } from '../libs/model/src/tokenizer';
-import { mulberry32, writeRandomCheckpoint, type RandomCheckpointOptions } from '../libs/model/src/testing/random-checkpoint';
+import { mulberry32, writeRandomCheckpoint, type RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
 import {
   FidelityStats,
   accumulateRows,
@@ -22,7 +22,7 @@ import {
   parseAnchorSizes,
   parseBlockSizes,
 } from '../apps/cli/src/fidelity';
-import { TmpDirs } from './helpers/numeric';
+import { TmpDirs } from '@starq/testing';
 import { pool, type Run } from './helpers/cli';
 
 const ROOT = path.resolve(__dirname, '..');

@@ -7,8 +7,8 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { writeRandomCheckpoint, type RandomCheckpointOptions } from '../libs/model/src/testing/random-checkpoint';
-import { TmpDirs } from './helpers/numeric';
+import { writeRandomCheckpoint, type RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
+import { TmpDirs } from '@starq/testing';
 import { pool, type Run } from './helpers/cli';
 
 const ROOT = path.resolve(__dirname, '..');

@@ -20,8 +20,8 @@
 import * as http from 'node:http';
 import { REDIS_URL, stopProcess, TestCluster, until } from './helpers/cluster';
 import { request, startGateway, writeModel } from './helpers/gateway';
-import { randomIds, TmpDirs } from './helpers/numeric';
-import type { RandomCheckpointOptions } from '../libs/model/src/testing/random-checkpoint';
+import { randomIds, TmpDirs } from '@starq/testing';
+import type { RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
 
 jest.setTimeout(180000);
 

@@ -18,15 +18,16 @@ import * as path from 'node:path';
 import OpenAI from 'openai';
 import type { Redis } from 'ioredis';
 import { blockCacheId, planMode } from '../libs/attention/src';
-import { ActorClient, createQueue, createRedis, HOST_METHODS } from '../libs/actors/src';
+import { ActorClient, createQueue, createRedis } from '@starq/actors';
+import { HOST_METHODS } from '@starq/cluster';
 import { contextKey, RedisKeys } from '../libs/protocol/src';
 import { loadConfig } from '../libs/model/src/config';
 import { LocalCluster } from '../libs/model/src/local/local-cluster';
 import { StarqTokenizer } from '../libs/model/src/tokenizer';
-import type { RandomCheckpointOptions } from '../libs/model/src/testing/random-checkpoint';
+import type { RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
 import { deletePrefix, randomPrefix, REDIS_URL, ROOT, sleep, spawnTracked, stopProcess, until, waitExit } from './helpers/cluster';
 import { CHAT_TEMPLATE, readSse, request, startGateway, writeModel, type SseEvent } from './helpers/gateway';
-import { randomIds, TmpDirs } from './helpers/numeric';
+import { randomIds, TmpDirs } from '@starq/testing';
 
 jest.setTimeout(180000);
 

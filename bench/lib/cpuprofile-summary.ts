@@ -5,7 +5,7 @@
  *   npx tsx bench/lib/cpuprofile-summary.ts FILE.cpuprofile [--top 20]
  */
 import * as fs from 'node:fs';
-import { textTable } from './table';
+import { textTable } from '@starq/report';
 
 interface Node {
   id: number;

@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { writeRandomCheckpoint, type RandomCheckpointOptions } from '@starq/model/testing/random-checkpoint';
+import { writeRandomCheckpoint, type RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
 
 /** hidden 512, 8 layers, 8 heads (head_dim 64), 2 KV heads, intermediate 1376, vocab 512. */
 export function randomBenchModelOptions(maxPositions: number): RandomCheckpointOptions {

@@ -15,7 +15,7 @@ import type { ModelConfig } from '@starq/model';
 import { buildAttendGraph, buildAttendGraphReference, MASKED_SCORE } from '@starq/model/onnx/graphs';
 import { buildAttendVariant, buildTiledVariant, type AttendVariant } from './attend-variants';
 import { sessionOptions } from '@starq/model/runtime/session-options';
-import { textTable } from './table';
+import { textTable } from '@starq/report';
 import { nowMs, progress } from './timing';
 import { argStr } from './args';
 import { lcgFloats as rand } from '@starq/model/perf/fill';

@@ -8,7 +8,7 @@
  */
 import { loadConfig, ModelEngine, type ExecutorOptions } from '@starq/model';
 import { writeRandomBenchModel } from './models';
-import { textTable } from './table';
+import { textTable } from '@starq/report';
 import { nowMs, progress } from './timing';
 import { argStr } from './args';
 import { lcgFloats as rand } from '@starq/model/perf/fill';

@@ -8,7 +8,7 @@
  */
 import { loadConfig, ModelEngine } from '@starq/model';
 import { writeRandomBenchModel } from './models';
-import { textTable } from './table';
+import { textTable } from '@starq/report';
 import { progress } from './timing';
 import { argStr } from './args';
 

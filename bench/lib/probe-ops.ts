@@ -19,7 +19,7 @@ import { ropeCosSin, ropeInvFreq } from '@starq/model/rope';
 import { loadModelDir } from '@starq/model/weights';
 import { writeRandomBenchModel } from './models';
 import { profileSession, type OpProfile } from './ort-profile';
-import { textTable } from './table';
+import { textTable } from '@starq/report';
 import { progress } from './timing';
 import { arg } from './args';
 import { lcgFloats as rand } from '@starq/model/perf/fill';

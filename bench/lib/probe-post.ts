@@ -12,7 +12,7 @@ import { loadModelDir } from '@starq/model/weights';
 import { writeRandomBenchModel } from './models';
 import { sessionOptions } from '@starq/model/runtime/session-options';
 import { buildPostSplitFree } from './post-variants';
-import { textTable } from './table';
+import { textTable } from '@starq/report';
 import { nowMs, progress } from './timing';
 import { arg } from './args';
 import { lcgFloats as rand } from '@starq/model/perf/fill';

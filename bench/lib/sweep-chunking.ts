@@ -21,7 +21,7 @@ import { causalPairs, forwardFlops } from './flops';
 import { writeRandomBenchModel } from './models';
 import { diffCounters, procCounters, type ProcCounters } from './procstat';
 import { measureMatmul } from './roofline';
-import { textTable } from './table';
+import { textTable } from '@starq/report';
 import { nowMs, progress } from './timing';
 import { argStr } from './args';
 

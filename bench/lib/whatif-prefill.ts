@@ -31,7 +31,7 @@ import { writeRandomBenchModel } from './models';
 import { sessionOptions } from '@starq/model/runtime/session-options';
 import { diffCounters, procCounters, type ProcCounters } from './procstat';
 import { measureMatmul } from './roofline';
-import { textTable } from './table';
+import { textTable } from '@starq/report';
 import { nowMs, progress } from './timing';
 import { argStr } from './args';
 

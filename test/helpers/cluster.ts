@@ -11,7 +11,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import type { Redis } from 'ioredis';
-import { ActorRegistry, createRedis, StarqClient, type ActorRecord } from '../../libs/actors/src';
+import { createRedis } from '@starq/actors';
+import { ClusterRegistry, StarqClient, type ClusterActorRecord } from '@starq/cluster';
 import { RedisKeys } from '../../libs/protocol/src';
 
 export const ROOT = path.resolve(__dirname, '../..');
@@ -144,7 +145,7 @@ let actorSeq = 0;
 
 export class TestCluster {
   readonly keys: RedisKeys;
-  readonly registry: ActorRegistry;
+  readonly registry: ClusterRegistry;
   readonly actors: ActorProcess[] = [];
   private stopped = false;
 
@@ -154,7 +155,7 @@ export class TestCluster {
     readonly client: StarqClient,
   ) {
     this.keys = new RedisKeys(opts.prefix);
-    this.registry = new ActorRegistry(redis, { keys: this.keys });
+    this.registry = new ClusterRegistry(redis, { keys: this.keys });
   }
 
   get prefix(): string {
@@ -249,7 +250,7 @@ export class TestCluster {
     return a;
   }
 
-  private async waitRegistered(started: ActorProcess[]): Promise<ActorRecord[]> {
+  private async waitRegistered(started: ActorProcess[]): Promise<ClusterActorRecord[]> {
     const deadline = Date.now() + this.opts.startTimeoutMs;
     for (;;) {
       const recs = await this.registry.list();

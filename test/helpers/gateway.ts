@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
-import { writeRandomCheckpoint, type RandomCheckpointOptions } from '../../libs/model/src/testing/random-checkpoint';
+import { writeRandomCheckpoint, type RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
 import { ROOT, spawnTracked, until } from './cluster';
 
 export interface HttpResult {

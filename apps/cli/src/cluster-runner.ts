@@ -3,7 +3,7 @@
  * its event stream (phase-1 progress, tokens), return the result.
  */
 import path from 'node:path';
-import { StarqClient, type RequestResult } from '@starq/actors';
+import { StarqClient, type RequestResult } from '@starq/cluster';
 import type { Mode } from '@starq/attention';
 import type { GenerateOptions } from '@starq/model/generate';
 
@@ -21,7 +21,7 @@ export interface ClusterRunRequest {
 }
 
 export async function runOnCluster(req: ClusterRunRequest): Promise<RequestResult> {
-  const client = await StarqClient.connect(req.redisUrl, { prefix: req.prefix });
+  const client = await StarqClient.connect(req.redisUrl, { prefix: req.prefix, urlSource: '--redis' });
   try {
     const sub = await client.submit({
       model: path.basename(path.resolve(req.modelDir)),

@@ -14,7 +14,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ActorRecord } from '@starq/actors';
+import type { ClusterActorRecord } from '@starq/cluster';
 import type { Gateway } from './gateway';
 import { HttpError, sendJson, type Req, type Res } from './http';
 
@@ -39,7 +39,7 @@ const STATIC_HEADERS = {
 /** An actor as the dashboard lists it. */
 export interface AdminActor {
   id: string;
-  type: ActorRecord['type'];
+  type: ClusterActorRecord['type'];
   model: string;
   hostname: string;
   pid: number;
@@ -93,7 +93,7 @@ export class AdminApi {
     res.end(body);
   }
 
-  private actorsView(records: ActorRecord[], now: number): AdminActor[] {
+  private actorsView(records: ClusterActorRecord[], now: number): AdminActor[] {
     const order = { host: 0, query: 1, gateway: 2 } as const;
     return [...records]
       .sort((a, b) => order[a.type] - order[b.type] || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))

@@ -7,7 +7,7 @@
  * its own position, in stream order, exactly once.
  */
 import type { Redis } from 'ioredis';
-import type { RequestEvent } from '@starq/actors';
+import type { RequestEvent } from '@starq/cluster';
 
 export type EventListener = (e: RequestEvent, entryId: string) => void;
 

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { StarqTokenizer } from '@starq/model/tokenizer';
-import { writeRandomCheckpoint } from '@starq/model/testing/random-checkpoint';
+import { writeRandomCheckpoint } from '@starq/model/synthetic/random-checkpoint';
 import { Authenticator } from './auth';
 import { parseGatewayConfig } from './config';
 import { compareEntryIds } from './event-hub';

@@ -4,7 +4,8 @@
  * records live in Redis), so any number of replicas can serve one cluster; it does not register
  * in the actor registry (which lists the actors that compute).
  */
-import { ActorClient, StarqClient } from '@starq/actors';
+import { ActorClient } from '@starq/actors';
+import { StarqClient } from '@starq/cluster';
 import { loadConfig } from '@starq/model/config';
 import { StarqTokenizer } from '@starq/model/tokenizer';
 import type { ModelConfig } from '@starq/model/types';
@@ -45,7 +46,7 @@ export class Gateway {
   }
 
   async start(): Promise<void> {
-    this.client = await StarqClient.connect(this.cfg.redisUrl, { prefix: this.cfg.prefix });
+    this.client = await StarqClient.connect(this.cfg.redisUrl, { prefix: this.cfg.prefix, urlSource: 'STARQ_REDIS_URL' });
     this.hub = new EventHub(this.client.redis, (id) => this.client.keys.requestEvents(id));
     await this.hub.start();
     this.actors = new ActorClient(this.client.redis, { keys: this.client.keys, registry: this.client.registry, defaultTimeoutMs: 5000 });

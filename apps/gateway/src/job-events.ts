@@ -8,7 +8,7 @@
  * sent, and the stream continues from the next entry. A client resuming after the final event
  * gets 204 No Content, which tells EventSource to stop reconnecting.
  */
-import type { RequestEvent } from '@starq/actors';
+import type { RequestEvent } from '@starq/cluster';
 import type { IncrementalDecoder } from '@starq/model/tokenizer';
 import { compareEntries, formatEventId, resumeRequest, START, unknownEventId, type StreamPosition } from './event-ids';
 import type { Gateway } from './gateway';

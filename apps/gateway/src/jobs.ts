@@ -10,7 +10,7 @@
  */
 import type { Redis } from 'ioredis';
 import { planMode, type Mode } from '@starq/attention';
-import { requestCancelKey, type RequestEvent, type RequestResult, type SamplingData, type StarqClient } from '@starq/actors';
+import { requestCancelKey, type RequestEvent, type RequestResult, type SamplingData, type StarqClient } from '@starq/cluster';
 import type { StarqTokenizer } from '@starq/model/tokenizer';
 import { CapacityError, StarqError } from '@starq/protocol';
 import type { Principal } from './auth';

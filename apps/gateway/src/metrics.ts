@@ -6,7 +6,8 @@
  * submitted finish.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { HOST_METHODS, type ActorClient, type ActorRegistry, type RequestResult, type StarqClient } from '@starq/actors';
+import type { ActorClient } from '@starq/actors';
+import { HOST_METHODS, type ClusterRegistry, type RequestResult, type StarqClient } from '@starq/cluster';
 import type { JobMeta, JobService, Terminal } from './jobs';
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
@@ -27,7 +28,7 @@ export class Metrics {
   private readonly probeFailures: Gauge;
   readonly http: Counter<'method' | 'status'>;
 
-  constructor(private readonly deps: { client: StarqClient; registry: ActorRegistry; actors: ActorClient; jobs: () => JobService }) {
+  constructor(private readonly deps: { client: StarqClient; registry: ClusterRegistry; actors: ActorClient; jobs: () => JobService }) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'starq_gateway_' });
     this.submitted = new Counter({ name: 'starq_jobs_submitted_total', help: 'Jobs submitted through this gateway', labelNames: ['kind'], registers });

@@ -11,7 +11,7 @@
  *   the rest of the generation. A client that disconnects cancels its job too.
  */
 import { randomInt, randomUUID } from 'node:crypto';
-import type { RequestResult } from '@starq/actors';
+import type { RequestResult } from '@starq/cluster';
 import { resolvePrompt } from '@starq/model/prompt';
 import { InvalidInputError, StarqError } from '@starq/protocol';
 import { withParams } from './api';

@@ -3,7 +3,7 @@
  * HostActor runs for the module's lifetime. The logic is in host-actor.ts.
  */
 import { Inject, Injectable, Module, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { parseActorConfig, type ActorConfig } from '@starq/actors';
+import { parseActorConfig, type ActorConfig } from '@starq/cluster';
 import { HostActor } from './host-actor';
 
 export const ACTOR_CONFIG = Symbol('ACTOR_CONFIG');

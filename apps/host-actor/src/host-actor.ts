@@ -13,7 +13,8 @@ import type { Job } from 'bullmq';
 import { UnrecoverableError, type Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { phase1Positions, phase1Tokens, type AttendRequest, type EncodeBlockRequest, type KvBlock } from '@starq/attention';
-import { ActorRegistry, ActorServer, createRedis, createWorker, HOST_METHODS, KvDirectory, type ActorConfig, type BlockJobData } from '@starq/actors';
+import { ActorServer, createRedis, createWorker } from '@starq/actors';
+import { ClusterRegistry, fetchContextIds, HOST_METHODS, KvDirectory, KvNotFoundError, type ActorConfig, type BlockJobData } from '@starq/cluster';
 import { loadConfig } from '@starq/model/config';
 import { LocalHost } from '@starq/model/local/local-host';
 import { ModelEngine } from '@starq/model/runtime/engine';
@@ -26,18 +27,12 @@ interface HeldBlock {
   lastUsed: number;
 }
 
-export class KvNotFoundError extends StarqError {
-  constructor(cacheId: string, hostId: string) {
-    super('kv_not_found', `host ${hostId} does not hold KV block ${cacheId} (evicted or never encoded here): re-encode it`, { param: 'cacheIds', status: 409 });
-  }
-}
-
 export class HostActor {
   private redis!: Redis;
   private bull!: Redis;
   private engine!: ModelEngine;
   private local!: LocalHost;
-  private registry!: ActorRegistry;
+  private registry!: ClusterRegistry;
   private server!: ActorServer;
   private worker!: Worker;
   private directory!: KvDirectory;
@@ -57,12 +52,12 @@ export class HostActor {
   }
 
   async start(): Promise<void> {
-    this.redis = await createRedis(this.cfg.redisUrl, { connectionName: this.id });
-    this.bull = await createRedis(this.cfg.redisUrl, { forBullmq: true, connectionName: `${this.id}-bull` });
+    this.redis = await createRedis(this.cfg.redisUrl, { connectionName: this.id, urlSource: 'STARQ_REDIS_URL' });
+    this.bull = await createRedis(this.cfg.redisUrl, { forBullmq: true, connectionName: `${this.id}-bull`, urlSource: 'STARQ_REDIS_URL' });
     this.engine = await ModelEngine.load(this.cfg.modelDir, this.model, { threads: this.cfg.threads });
     this.local = new LocalHost(this.id, this.engine);
     this.directory = new KvDirectory(this.redis, this.keys);
-    this.registry = new ActorRegistry(this.redis, { keys: this.keys, heartbeatMs: this.cfg.heartbeatMs, ttlMs: this.cfg.ttlMs });
+    this.registry = new ClusterRegistry(this.redis, { keys: this.keys, heartbeatMs: this.cfg.heartbeatMs, ttlMs: this.cfg.ttlMs });
     this.server = new ActorServer(this.redis, { actorId: this.id, keys: this.keys });
     this.server.method(HOST_METHODS.attend, (req: AttendRequest) => this.attend(req));
     this.server.method(HOST_METHODS.encodeBlock, (req: EncodeBlockRequest) => this.encode(req));
@@ -112,9 +107,8 @@ export class HostActor {
       throw new UnrecoverableError(`malformed block job ${job.id}: expected {cacheId, contextHash, segments, keepFrom, ...}`);
     }
     if (d.model !== this.cfg.modelId) throw new UnrecoverableError(`block job ${job.id} is for model ${d.model}; this cluster's hosts serve ${this.cfg.modelId}`);
-    const buf = await this.redis.getBuffer(this.keys.contextIds(d.contextHash));
-    if (!buf) throw new UnrecoverableError(`context ${d.contextHash} is no longer in Redis (expired?): resubmit the request`);
-    const ctx = new Int32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength)); // (N)
+    const ctx = await fetchContextIds(this.redis, this.keys, d.contextHash); // (N)
+    if (!ctx) throw new UnrecoverableError(`context ${d.contextHash} is no longer in Redis (expired?): resubmit the request`);
     const seq = { segments: d.segments, keepFrom: d.keepFrom, length: d.segments.reduce((n, s) => n + s.end - s.start, 0) };
     if (seq.segments.some((s) => s.start < 0 || s.end > ctx.length || s.end < s.start)) throw new UnrecoverableError(`block job ${job.id}: token ranges outside the context of ${ctx.length} tokens`);
     let handle;
@@ -125,9 +119,8 @@ export class HostActor {
       if (e instanceof StarqError && e.status < 500) throw new UnrecoverableError(`[${e.code}] ${e.message}`);
       throw e;
     }
-    const now = Date.now();
     const blockSeg = d.segments[d.segments.length - 1];
-    await this.directory.put({
+    await this.directory.putEncoded({
       cacheId: d.cacheId,
       model: d.model,
       contextHash: d.contextHash,
@@ -139,8 +132,6 @@ export class HostActor {
       layers: this.model.numLayers,
       bytes: handle.bytes,
       hostId: this.id,
-      createdAt: now,
-      lastUsedAt: now,
     });
     return handle;
   }

@@ -1,6 +1,6 @@
 /**
  * query-actor process entry point (configured by STARQ_* environment variables, see
- * libs/actors/src/starq/actor-config.ts). Prints one line `registered <id>` on stdout when ready;
+ * libs/cluster/src/actor-config.ts). Prints one line `registered <id>` on stdout when ready;
  * stops cleanly on SIGTERM/SIGINT (deregisters, releases its KV handles).
  */
 import 'reflect-metadata';

@@ -3,7 +3,7 @@
  * QueryActor runs for the module's lifetime. The logic is in query-actor.ts.
  */
 import { Inject, Injectable, Module, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { parseActorConfig, type ActorConfig } from '@starq/actors';
+import { parseActorConfig, type ActorConfig } from '@starq/cluster';
 import { QueryActor } from './query-actor';
 
 export const ACTOR_CONFIG = Symbol('ACTOR_CONFIG');

@@ -21,22 +21,8 @@ import {
   type ContextPlacement,
   type StarPlan,
 } from '@starq/attention';
-import {
-  ActorClient,
-  ActorDiedError,
-  ActorRegistry,
-  ActorTimeoutError,
-  createRedis,
-  createWorker,
-  KvDirectory,
-  RemoteCallError,
-  RemoteHost,
-  requestCancelKey,
-  type ActorConfig,
-  type RequestEvent,
-  type RequestJobData,
-  type RequestResult,
-} from '@starq/actors';
+import { ActorClient, ActorDiedError, ActorTimeoutError, createRedis, createWorker } from '@starq/actors';
+import { ClusterRegistry, fetchContextIds, isKvNotFound, KvDirectory, RemoteHost, requestCancelKey, type ActorConfig, type RequestEvent, type RequestJobData, type RequestResult } from '@starq/cluster';
 import { decodeLoop } from '@starq/model/generate';
 import { LocalQueryModel } from '@starq/model/local/local-host';
 import { loadConfig } from '@starq/model/config';
@@ -46,7 +32,7 @@ import { RedisKeys, StarqError } from '@starq/protocol';
 
 /** Step failures that re-encoding lost blocks can fix. */
 function isRecoverable(e: unknown): boolean {
-  return e instanceof ActorDiedError || e instanceof ActorTimeoutError || (e instanceof RemoteCallError && e.code === 'kv_not_found');
+  return e instanceof ActorDiedError || e instanceof ActorTimeoutError || isKvNotFound(e);
 }
 
 const MAX_RECOVERIES = 3;
@@ -59,7 +45,7 @@ export class QueryActor {
   private redis!: Redis;
   private bull!: Redis;
   private engine!: ModelEngine;
-  private registry!: ActorRegistry;
+  private registry!: ClusterRegistry;
   private client!: ActorClient;
   private worker!: Worker;
   private directory!: KvDirectory;
@@ -77,11 +63,11 @@ export class QueryActor {
   }
 
   async start(): Promise<void> {
-    this.redis = await createRedis(this.cfg.redisUrl, { connectionName: this.id });
-    this.bull = await createRedis(this.cfg.redisUrl, { forBullmq: true, connectionName: `${this.id}-bull` });
+    this.redis = await createRedis(this.cfg.redisUrl, { connectionName: this.id, urlSource: 'STARQ_REDIS_URL' });
+    this.bull = await createRedis(this.cfg.redisUrl, { forBullmq: true, connectionName: `${this.id}-bull`, urlSource: 'STARQ_REDIS_URL' });
     this.engine = await ModelEngine.load(this.cfg.modelDir, this.model, { threads: this.cfg.threads });
     this.directory = new KvDirectory(this.redis, this.keys);
-    this.registry = new ActorRegistry(this.redis, { keys: this.keys, heartbeatMs: this.cfg.heartbeatMs, ttlMs: this.cfg.ttlMs });
+    this.registry = new ClusterRegistry(this.redis, { keys: this.keys, heartbeatMs: this.cfg.heartbeatMs, ttlMs: this.cfg.ttlMs });
     this.client = new ActorClient(this.redis, { keys: this.keys, registry: this.registry, defaultTimeoutMs: this.cfg.attendTimeoutMs });
     await this.client.start();
     await this.registry.register({ id: this.id, type: 'query', capacity: { model: this.cfg.modelId, freeKvBytes: 0, threads: this.cfg.threads } });
@@ -253,8 +239,7 @@ export class QueryActor {
         const b = plan.blocks[k];
         const host = this.remote(target);
         const handle = await host.encodeBlock({ cacheId: cacheIds[k], ids: Int32Array.from(phase1Tokens(ctx, b.phase1)), positions: phase1Positions(b.phase1), keepFrom: b.phase1.keepFrom });
-        const now = Date.now();
-        await this.directory.put({
+        await this.directory.putEncoded({
           cacheId: cacheIds[k],
           model: d.model,
           contextHash: d.contextHash,
@@ -266,8 +251,6 @@ export class QueryActor {
           layers: this.model.numLayers,
           bytes: handle.bytes,
           hostId: target,
-          createdAt: now,
-          lastUsedAt: now,
         });
         load.set(target, (load.get(target) ?? 0) + handle.bytes);
         owner[k] = target;
@@ -312,9 +295,8 @@ export class QueryActor {
   }
 
   private async contextIds(d: RequestJobData): Promise<Int32Array> {
-    const buf = await this.redis.getBuffer(this.keys.contextIds(d.contextHash));
-    if (!buf) throw new StarqError('context_expired', `the context of request ${d.requestId} is no longer in Redis: resubmit it`, { param: 'context' });
-    const ids = new Int32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength)); // (N)
+    const ids = await fetchContextIds(this.redis, this.keys, d.contextHash); // (N)
+    if (!ids) throw new StarqError('context_expired', `the context of request ${d.requestId} is no longer in Redis: resubmit it`, { param: 'context' });
     if (ids.length !== d.contextLength) throw new StarqError('malformed_job', `context ${d.contextHash} has ${ids.length} tokens, the request says ${d.contextLength}`, { param: 'context' });
     return ids;
   }

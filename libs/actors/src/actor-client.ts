@@ -17,7 +17,7 @@ import { DEFAULT_INLINE_LIMIT_BYTES, isPayloadRef, publishMessage, resolveMessag
 import { SERVER_ERROR_CODES } from './actor-server';
 import { ActorClientClosedError, ActorDiedError, ActorTimeoutError, CallAbortedError, RemoteCallError } from './errors';
 import { duplicateRedis } from './redis';
-import { ActorRegistry } from './registry';
+import { ActorRegistry, type ActorLiveness } from './registry';
 
 export interface CallOptions {
   /** Time to wait for the reply; also sets the call's deadline. @defaultValue the client's defaultTimeoutMs */
@@ -32,7 +32,7 @@ export interface ActorClientOptions {
   /** Connection used for SUBSCRIBE to the reply channel. @defaultValue `duplicateRedis(redis)`, closed by close() */
   subscriber?: Redis;
   /** Registry used to tell a dead actor from a slow one on timeout. @defaultValue `new ActorRegistry(redis, { keys })` */
-  registry?: ActorRegistry;
+  registry?: ActorLiveness;
   /** Names the reply channel. @defaultValue random 16 hex digits */
   clientId?: string;
   /** @defaultValue 30000 */
@@ -70,7 +70,7 @@ export class ActorClient {
 
   private readonly subscriber: Redis;
   private readonly ownSubscriber: boolean;
-  private readonly registry: ActorRegistry;
+  private readonly registry: ActorLiveness;
   private readonly pendingCalls = new Map<string, Pending>();
   private readonly channelBuf: Buffer;
   private readonly inlineLimit: number;

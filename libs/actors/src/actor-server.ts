@@ -8,8 +8,8 @@
  * - By default a method is concurrent: each call starts on arrival and async handlers overlap,
  *   so calls may *finish* out of order.
  * - `method(name, fn, { serial: true })` runs that method's calls one at a time, FIFO (start and
- *   finish in arrival order). `serial: 'compute'` puts methods in a shared serial lane (e.g. a
- *   host's `encode` and `attend`, which share one serial compute engine).
+ *   finish in arrival order). `serial: 'compute'` puts methods in a shared serial lane (e.g. two
+ *   methods that share one serial compute engine).
  *
  * Failure handling: a handler error becomes `reply{ok:false}` with the error's code/message/param;
  * an unknown method gets `unknown_method`; a call whose deadline passed before it started is not

@@ -24,7 +24,7 @@ const errors: string[] = [];
 beforeAll(async () => {
   redis = await createRedis();
   registry = new ActorRegistry(redis, { keys, heartbeatMs: 200, ttlMs: 2000 });
-  await registry.register({ id: 'big', type: 'host', capacity: { model: 'tiny', freeKvBytes: 1 << 20, threads: 1 } });
+  await registry.register({ id: 'big', type: 'host', capacity: { model: 'tiny', freeKvBytes: 1 << 20, threads: 1 }, status: {} });
   server = new ActorServer(redis, { actorId: 'big', keys, onError: (e) => errors.push(e.message) });
   server
     .method('double', (args: { x: Float32Array }) => ({ y: args.x.map((v) => 2 * v) }))

@@ -4,18 +4,22 @@
  */
 import { StarqError, type WireError } from '@starq/protocol';
 
-/** Redis cannot be reached (initial connect failed or timed out). Code `redis_unavailable`. */
+/**
+ * Redis cannot be reached (initial connect failed or timed out). Code `redis_unavailable`; `param`
+ * is where the URL came from (`urlSource`, e.g. a flag or an environment variable), else `redis`.
+ */
 export class RedisUnavailableError extends StarqError {
   constructor(
     readonly url: string,
     reason: string,
     cause?: unknown,
+    urlSource?: string,
   ) {
     super(
       'redis_unavailable',
       `Redis is not reachable at ${url} (${reason}). Start it with \`redis-server --daemonize yes\` ` +
-        '(or `docker run -d -p 6379:6379 redis:7`), or point REDIS_URL / --redis-url at a running server.',
-      { param: 'redis-url', status: 503, cause },
+        `(or \`docker run -d -p 6379:6379 redis:7\`), or point ${urlSource ?? 'the Redis URL'} at a running server.`,
+      { param: urlSource ?? 'redis', status: 503, cause },
     );
   }
 }

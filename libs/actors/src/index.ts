@@ -1,15 +1,18 @@
 /**
- * @starq/actors — a small Ray-style actor runtime on Redis (DESIGN §4).
+ * @starq/actors — a small Ray-style actor runtime on Redis. It knows nothing about the application
+ * that uses it: actor kinds, what an actor declares at registration (capacity) and what it reports
+ * while running (status) are the caller's type parameters of {@link ActorRegistry}; methods and
+ * their payloads are the caller's names and msgpack-encodable values.
  *
  * Pieces:
  * - `createRedis(url, { forBullmq })`: connections; fail fast with RedisUnavailableError.
- * - `ActorRegistry`: actors register (id, type, inbox address, capacity, status) and heartbeat a
- *   record with a TTL; `list()` / `get()` / `isAlive()` see live actors only.
+ * - `ActorRegistry<Kind, Capacity, Status>`: actors register (id, kind, inbox address, capacity,
+ *   status) and heartbeat a record with a TTL; `list()` / `get()` / `isAlive()` see live actors only.
  * - `ActorServer` (receiver) + `ActorClient` / `ActorHandle` (caller): RPC over Redis pub/sub with
- *   msgpack messages from @starq/protocol (typed arrays stay binary). ~0.4–0.8 ms per round trip (median) on
- *   loopback; use it for the phase-2 hot path.
- * - `createQueue` / `createWorker` / `createFlowProducer`: BullMQ for durable stateless work
- *   (phase-1 block jobs). ~1.2 ms per job; JSON payloads only.
+ *   msgpack messages (typed arrays stay binary; messages over 1 MiB travel as a claim check).
+ *   ~0.4–0.8 ms per round trip (median) on loopback: fit for a latency-critical inner loop.
+ * - `createQueue` / `createWorker` / `createFlowProducer`: BullMQ for durable stateless work.
+ *   ~1.2 ms per job; JSON payloads only.
  *
  * Semantics:
  * - Ordering: calls from one caller (one ActorClient, i.e. one publishing connection) reach an
@@ -25,11 +28,11 @@
  * - Failure detection: a call to an actor with no inbox subscriber fails at once (ActorDiedError);
  *   one that gets no reply in `timeoutMs` fails with ActorTimeoutError, or ActorDiedError if the
  *   actor's registry record expired meanwhile.
- * - What a restarted (crashed) actor loses: all in-memory state, in particular its KV blocks.
- *   Its registry record expires after `ttlMs` (a clean `deregister()` removes it at once); calls
- *   through handles to it fail with ActorDiedError; its calls in flight get no reply. Its KV
- *   handle records in Redis must be treated as stale (check `hostId` against the registry) and
- *   its blocks re-encoded elsewhere (block jobs are pure functions of the context: lineage).
+ * - What a restarted (crashed) actor loses: all in-memory state. Its registry record expires after
+ *   `ttlMs` (a clean `deregister()` removes it at once); calls through handles to it fail with
+ *   ActorDiedError; its calls in flight get no reply. Anything it recorded elsewhere in Redis that
+ *   names its in-memory state must be treated as stale (check the actor id against the registry),
+ *   and that state rebuilt by the application (e.g. recomputed from its inputs: lineage).
  *   A new process must register under a new id, or wait `ttlMs` to reuse the old one.
  * - Clocks: call deadlines are epoch ms, so caller and actor clocks should agree to well under
  *   the timeouts used (NTP).
@@ -41,6 +44,5 @@ export * from './actor-server';
 export * from './actor-handle';
 export * from './actor-client';
 export * from './task-queue';
-export * from './starq';
 export * from './claim-check';
 export * from './lifecycle';

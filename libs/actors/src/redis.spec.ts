@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { InvalidInputError } from '@starq/protocol';
 import { RedisUnavailableError } from './errors';
-import { DEFAULT_REDIS_URL, createRedis, deleteKeysByPrefix, parseRedisUrl, redactRedisUrl, redisUrlFromEnv } from './redis';
+import { DEFAULT_REDIS_URL, createRedis, deleteKeysByPrefix, parseRedisUrl, redactRedisUrl } from './redis';
 
-const URL_ = redisUrlFromEnv();
+const URL_ = process.env.STARQ_TEST_REDIS_URL || DEFAULT_REDIS_URL;
 
 describe('parseRedisUrl', () => {
   it('parses host, port, db, credentials and TLS', () => {
@@ -21,10 +21,8 @@ describe('parseRedisUrl', () => {
     expect(() => parseRedisUrl('http://x:pw@h')).toThrow(/scheme must be redis/);
   });
 
-  it('redacts passwords and reads REDIS_URL', () => {
+  it('redacts passwords', () => {
     expect(redactRedisUrl('redis://u:secret@h:1/2')).toBe('redis://u:***@h:1/2');
-    expect(redisUrlFromEnv({})).toBe(DEFAULT_REDIS_URL);
-    expect(redisUrlFromEnv({ REDIS_URL: ' redis://x:1 ' })).toBe('redis://x:1');
   });
 });
 
@@ -53,6 +51,15 @@ describe('createRedis', () => {
     expect(e.message).not.toContain(':pw@');
     expect(e.message).toMatch(/ECONNREFUSED/);
     expect(e.message).toMatch(/redis-server/);
+    expect(e.message).toMatch(/point the Redis URL at a running server/);
+    expect(e.param).toBe('redis');
+  });
+
+  it('names where the URL came from, so the user knows what to change', async () => {
+    const err = await createRedis('redis://127.0.0.1:1', { connectTimeoutMs: 1000, urlSource: 'STARQ_REDIS_URL' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RedisUnavailableError);
+    expect((err as RedisUnavailableError).message).toMatch(/point STARQ_REDIS_URL at a running server/);
+    expect((err as RedisUnavailableError).param).toBe('STARQ_REDIS_URL');
   });
 
   it('times out when the server accepts but never answers', async () => {

@@ -7,13 +7,8 @@ import { Redis } from 'ioredis';
 import { InvalidInputError } from '@starq/protocol';
 import { RedisUnavailableError } from './errors';
 
-/** URL used when none is given and REDIS_URL is unset. */
+/** URL used when none is given. */
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
-
-/** `REDIS_URL` from the environment, else {@link DEFAULT_REDIS_URL}. */
-export function redisUrlFromEnv(env: NodeJS.ProcessEnv = process.env): string {
-  return env.REDIS_URL && env.REDIS_URL.trim() ? env.REDIS_URL.trim() : DEFAULT_REDIS_URL;
-}
 
 export interface RedisUrlParts {
   host: string;
@@ -79,6 +74,12 @@ export interface CreateRedisOptions {
   /** CLIENT SETNAME, shown by `redis-cli client list`. @defaultValue none */
   connectionName?: string;
   /**
+   * Where the URL came from — the flag or environment variable a user changes to point at another
+   * server (e.g. `--redis`, `STARQ_REDIS_URL`); named by {@link RedisUnavailableError}.
+   * @defaultValue none (the error says "the Redis URL")
+   */
+  urlSource?: string;
+  /**
    * Called with connection errors after the initial connect (reconnect attempts).
    * @defaultValue console.warn of the first error of each outage
    */
@@ -87,10 +88,10 @@ export interface CreateRedisOptions {
 
 /**
  * Connects to Redis and resolves once the connection is ready.
- * @param url - @defaultValue `REDIS_URL` or `redis://127.0.0.1:6379`
+ * @param url - @defaultValue {@link DEFAULT_REDIS_URL}
  * @throws RedisUnavailableError when the server cannot be reached within `connectTimeoutMs`.
  */
-export async function createRedis(url: string = redisUrlFromEnv(), opts: CreateRedisOptions = {}): Promise<Redis> {
+export async function createRedis(url: string = DEFAULT_REDIS_URL, opts: CreateRedisOptions = {}): Promise<Redis> {
   const p = parseRedisUrl(url);
   const connectTimeoutMs = opts.connectTimeoutMs ?? 2000;
   const shown = redactRedisUrl(url);
@@ -140,7 +141,7 @@ export async function createRedis(url: string = redisUrlFromEnv(), opts: CreateR
     if (redis.status !== 'end') redis.disconnect(); // (disconnect() on an ended client would reconnect)
     (redis as unknown as { stream?: { destroy(): void } }).stream?.destroy(); // do not wait for a silent peer's FIN
     const e = lastError ?? (err as NodeJS.ErrnoException);
-    throw new RedisUnavailableError(shown, e.code ?? e.message ?? String(err), e);
+    throw new RedisUnavailableError(shown, e.code ?? e.message ?? String(err), e, opts.urlSource);
   } finally {
     clearTimeout(timer);
   }

@@ -16,46 +16,25 @@ import type { Redis } from 'ioredis';
 import { InvalidInputError, RedisKeys } from '@starq/protocol';
 import { ActorIdInUseError } from './errors';
 
-export type ActorType = 'host' | 'query' | 'gateway';
-
-/** What an actor can take on (declared at registration). */
-export interface ActorCapacity {
-  /** Model served (hosts, query actors); empty for a gateway. */
-  model: string;
-  /** KV-cache memory budget in bytes. */
-  freeKvBytes: number;
-  /** Compute threads. */
-  threads: number;
-  /** KV bytes one context token costs on this actor (all layers, K and V). */
-  kvBytesPerToken?: number;
-  /** The model's position limit (max_position_embeddings, or the sliding window if smaller). */
-  maxPositions?: number;
-}
-
-/** What an actor is doing now (updated with {@link ActorRegistry.update}). */
-export interface ActorStatus {
-  /** KV blocks held. */
-  blocks: number;
-  /** Bytes of KV held. */
-  kvBytes: number;
-  busy: boolean;
-}
-
-export interface ActorInfo {
+/**
+ * What a registered actor is: its kind (chosen by the application, e.g. `'worker' | 'driver'`),
+ * inbox address, what it can take on (`Capacity`, fixed at registration) and process identity.
+ */
+export interface ActorInfo<Kind extends string = string, Capacity = unknown> {
   id: string;
-  type: ActorType;
+  type: Kind;
   /** Inbox channel. */
   address: string;
-  capacity: ActorCapacity;
+  capacity: Capacity;
   pid: number;
   hostname: string;
   /** Epoch ms. */
   startedAt: number;
 }
 
-/** The record stored in Redis. */
-export interface ActorRecord extends ActorInfo {
-  status: ActorStatus;
+/** The record stored in Redis; `Status` is what the actor is doing now ({@link ActorRegistry.update}). */
+export interface ActorRecord<Kind extends string = string, Capacity = unknown, Status = unknown> extends ActorInfo<Kind, Capacity> {
+  status: Status;
   /** Epoch ms of the last heartbeat (sender's clock). */
   heartbeatAt: number;
   /** Random per registration: tells a restarted actor with the same id from the old one. */
@@ -63,24 +42,22 @@ export interface ActorRecord extends ActorInfo {
 }
 
 /** Registration input; omitted fields take the defaults shown. */
-export interface RegisterInput {
+export interface RegisterInput<Kind extends string = string, Capacity = unknown, Status = unknown> {
   id: string;
-  type: ActorType;
+  type: Kind;
+  capacity: Capacity;
+  status: Status;
   /** @defaultValue `keys.inbox(id)` */
   address?: string;
-  /** @defaultValue `{ model: '', freeKvBytes: 0, threads: 0 }` */
-  capacity?: ActorCapacity;
   /** @defaultValue `process.pid` */
   pid?: number;
   /** @defaultValue `os.hostname()` */
   hostname?: string;
   /** @defaultValue `Date.now()` */
   startedAt?: number;
-  /** @defaultValue `{ blocks: 0, kvBytes: 0, busy: false }` */
-  status?: ActorStatus;
 }
 
-export interface ActorRegistryOptions {
+export interface ActorRegistryOptions<Kind extends string = string> {
   /** Key layout. @defaultValue `new RedisKeys()` (prefix `starq`) */
   keys?: RedisKeys;
   /** Heartbeat period. @defaultValue 1000 */
@@ -89,31 +66,38 @@ export interface ActorRegistryOptions {
   ttlMs?: number;
   /** Called when a heartbeat write fails (the next one retries). @defaultValue console.warn */
   onHeartbeatError?: (err: Error) => void;
+  /**
+   * The actor kinds this registry accepts: `register` refuses others and `get`/`list` skip records
+   * of other kinds. @defaultValue any non-empty string
+   */
+  kinds?: readonly Kind[];
 }
 
-const ACTOR_TYPES: readonly ActorType[] = ['host', 'query', 'gateway'];
-
-function parseRecord(json: string | null): ActorRecord | null {
-  if (json === null) return null;
-  try {
-    const r = JSON.parse(json) as ActorRecord;
-    return typeof r === 'object' && r !== null && typeof r.id === 'string' && ACTOR_TYPES.includes(r.type) ? r : null;
-  } catch {
-    return null;
-  }
+/** The one question callers ask to tell a dead actor from a slow one. */
+export interface ActorLiveness {
+  /** True while the actor's record exists (heartbeat within the registry's ttlMs). */
+  isAlive(actorId: string): Promise<boolean>;
 }
 
-export class ActorRegistry {
+/**
+ * @typeParam Kind - actor kinds of the application.
+ * @typeParam Capacity - what an actor declares it can take on, fixed at registration.
+ * @typeParam Status - what an actor is doing now, merged by {@link update}.
+ */
+export class ActorRegistry<Kind extends string = string, Capacity extends object = Record<string, unknown>, Status extends object = Record<string, unknown>>
+  implements ActorLiveness
+{
   readonly keys: RedisKeys;
   readonly heartbeatMs: number;
   readonly ttlMs: number;
   private readonly onHeartbeatError: (err: Error) => void;
-  private record: ActorRecord | null = null;
+  private readonly kinds: readonly Kind[] | null;
+  private record: ActorRecord<Kind, Capacity, Status> | null = null;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly redis: Redis,
-    opts: ActorRegistryOptions = {},
+    opts: ActorRegistryOptions<Kind> = {},
   ) {
     this.keys = opts.keys ?? new RedisKeys();
     this.heartbeatMs = opts.heartbeatMs ?? 1000;
@@ -122,11 +106,12 @@ export class ActorRegistry {
     if (!(this.ttlMs > this.heartbeatMs)) {
       throw new InvalidInputError('invalid_heartbeat', `ttlMs (${this.ttlMs}) must exceed heartbeatMs (${this.heartbeatMs}); use ttlMs ≥ 3 × heartbeatMs`, 'ttlMs');
     }
+    this.kinds = opts.kinds ? [...opts.kinds] : null;
     this.onHeartbeatError = opts.onHeartbeatError ?? ((err) => console.warn(`[starq] registry heartbeat failed: ${err.message}`));
   }
 
   /** A copy of the local actor's current record, or null when not registered. */
-  get self(): ActorRecord | null {
+  get self(): ActorRecord<Kind, Capacity, Status> | null {
     return this.record ? structuredClone(this.record) : null;
   }
 
@@ -134,23 +119,24 @@ export class ActorRegistry {
    * Registers the local actor and starts heartbeating; returns (a copy of) its record.
    * @throws ActorIdInUseError when a live record with this id exists.
    */
-  async register(input: RegisterInput): Promise<ActorRecord> {
+  async register(input: RegisterInput<Kind, Capacity, Status>): Promise<ActorRecord<Kind, Capacity, Status>> {
     if (this.record) {
       throw new InvalidInputError('already_registered', `this registry already registered actor ${this.record.id}; use one ActorRegistry per actor`, 'id');
     }
-    if (!ACTOR_TYPES.includes(input.type)) {
-      throw new InvalidInputError('invalid_actor_type', `actor type must be one of ${ACTOR_TYPES.join(', ')} (got ${JSON.stringify(input.type)})`, 'type');
+    if (!this.isKind(input.type)) {
+      const expected = this.kinds ? `one of ${this.kinds.join(', ')}` : 'a non-empty string';
+      throw new InvalidInputError('invalid_actor_type', `actor type must be ${expected} (got ${JSON.stringify(input.type)})`, 'type');
     }
     const key = this.keys.actor(input.id);
-    const rec: ActorRecord = {
+    const rec: ActorRecord<Kind, Capacity, Status> = {
       id: input.id,
       type: input.type,
       address: input.address ?? this.keys.inbox(input.id),
-      capacity: { ...(input.capacity ?? { model: '', freeKvBytes: 0, threads: 0 }) },
+      capacity: { ...input.capacity },
       pid: input.pid ?? process.pid,
       hostname: input.hostname ?? hostname(),
       startedAt: input.startedAt ?? Date.now(),
-      status: { ...(input.status ?? { blocks: 0, kvBytes: 0, busy: false }) },
+      status: { ...input.status },
       heartbeatAt: Date.now(),
       incarnation: randomBytes(8).toString('hex'),
     };
@@ -181,7 +167,7 @@ export class ActorRegistry {
   }
 
   /** Merges `partial` into the local actor's status and writes the record now. */
-  async update(partial: Partial<ActorStatus>): Promise<void> {
+  async update(partial: Partial<Status>): Promise<void> {
     if (!this.record) throw new InvalidInputError('not_registered', 'update() before register(): register the actor first', 'status');
     Object.assign(this.record.status, partial);
     await this.heartbeat();
@@ -200,8 +186,8 @@ export class ActorRegistry {
   }
 
   /** A live actor's record, or null (never registered, deregistered, or heartbeat expired). */
-  async get(actorId: string): Promise<ActorRecord | null> {
-    return parseRecord(await this.redis.get(this.keys.actor(actorId)));
+  async get(actorId: string): Promise<ActorRecord<Kind, Capacity, Status> | null> {
+    return this.parseRecord(await this.redis.get(this.keys.actor(actorId)));
   }
 
   /** True while the actor's record exists (heartbeat within ttlMs). */
@@ -210,14 +196,14 @@ export class ActorRegistry {
   }
 
   /** Live actors (optionally of one type), sorted by id. Prunes ids whose record expired from the set. */
-  async list(type?: ActorType): Promise<ActorRecord[]> {
+  async list(type?: Kind): Promise<ActorRecord<Kind, Capacity, Status>[]> {
     const ids = await this.redis.smembers(this.keys.actors());
     if (ids.length === 0) return [];
     const jsons = await this.redis.mget(ids.map((id) => this.keys.actor(id)));
-    const out: ActorRecord[] = [];
+    const out: ActorRecord<Kind, Capacity, Status>[] = [];
     const stale: string[] = [];
     jsons.forEach((json, i) => {
-      const rec = parseRecord(json);
+      const rec = this.parseRecord(json);
       if (!rec) {
         if (json === null) stale.push(ids[i]);
         return;
@@ -226,5 +212,20 @@ export class ActorRegistry {
     });
     if (stale.length) await this.redis.srem(this.keys.actors(), ...stale);
     return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  private isKind(type: unknown): type is Kind {
+    return typeof type === 'string' && type.length > 0 && (this.kinds === null || this.kinds.includes(type as Kind));
+  }
+
+  /** A stored record, or null when absent, unreadable or of a kind this registry does not accept. */
+  private parseRecord(json: string | null): ActorRecord<Kind, Capacity, Status> | null {
+    if (json === null) return null;
+    try {
+      const r = JSON.parse(json) as ActorRecord<Kind, Capacity, Status>;
+      return typeof r === 'object' && r !== null && typeof r.id === 'string' && this.isKind(r.type) ? r : null;
+    } catch {
+      return null;
+    }
   }
 }

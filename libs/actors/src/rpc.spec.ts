@@ -58,7 +58,7 @@ async function probe(): Promise<{ channel: string; next: () => Promise<ReplyMess
 beforeAll(async () => {
   redis = await createRedis();
   registry = new ActorRegistry(redis, { keys, heartbeatMs: 200, ttlMs: 1000 });
-  await registry.register({ id: 'svc', type: 'host', capacity: { model: 'tiny', freeKvBytes: 1 << 20, threads: 1 } });
+  await registry.register({ id: 'svc', type: 'host', capacity: { model: 'tiny', freeKvBytes: 1 << 20, threads: 1 }, status: {} });
   server = new ActorServer(redis, { actorId: 'svc', keys, onError: (e) => serverErrors.push(e.message) });
   server
     .method('echo', (args) => args)
@@ -179,7 +179,7 @@ describe('actor RPC', () => {
   it('fails a pending call as soon as the callee\'s registry record expires (no waiting for the timeout)', async () => {
     // a hung actor: subscribed, registered, then its heartbeats stop (record expires after ttl)
     const hungRegistry = new ActorRegistry(redis, { keys, heartbeatMs: 100, ttlMs: 400 });
-    await hungRegistry.register({ id: 'hung', type: 'host' });
+    await hungRegistry.register({ id: 'hung', type: 'host', capacity: {}, status: {} });
     const hung = new ActorServer(redis, { actorId: 'hung', keys, onError: () => undefined }); // its late reply may find Redis closed
     hung.method('sleep', () => sleep(1500));
     await hung.start();

@@ -1,12 +1,12 @@
 /**
- * Thin BullMQ factories for stateless, durable work (phase-1 block jobs as flows: parent =
- * request, children = blocks). Nothing is hidden: these return plain BullMQ objects with starq's
- * defaults filled in. Job data must be JSON: never tensors (pass token ranges or Redis keys).
+ * Thin BullMQ factories for stateless, durable work (single jobs, or flows: a parent job that
+ * runs once its children are done). Nothing is hidden: these return plain BullMQ objects with the
+ * runtime's defaults filled in. Job data must be JSON: never tensors (pass token ranges or Redis keys).
  *
  * Delivery: at-least-once. A job whose processor throws is retried (`attempts`, `backoff`); a job
  * whose worker dies (lock not renewed for `lockDuration`) is moved back to wait by the stalled
- * check, up to `maxStalledCount` times. Processors must therefore be idempotent (block encoding
- * is: same request → same KV, and an existing cacheId is a no-op).
+ * check, up to `maxStalledCount` times. Processors must therefore be idempotent (e.g. a job that
+ * computes a pure function of its data and stores the result under a key derived from that data).
  */
 import { FlowProducer, Queue, Worker, type ConnectionOptions, type JobsOptions, type Processor } from 'bullmq';
 import { InvalidInputError, RedisKeys } from '@starq/protocol';
@@ -37,7 +37,7 @@ export interface CreateQueueOptions extends QueueFactoryOptions {
 }
 
 export interface CreateWorkerOptions extends QueueFactoryOptions {
-  /** Jobs processed at once by this worker. @defaultValue 1 (a host's compute engine is serial) */
+  /** Jobs processed at once by this worker. @defaultValue 1 */
   concurrency?: number;
   /** Job lock; renewed every lockDuration/2 while the processor runs. @defaultValue 30000 */
   lockDuration?: number;

@@ -1,7 +1,7 @@
 import { mergeInto, mergePartials, mergePartials64 } from './merge';
 import { Partial, emptyPartial, emptyPartial64, toPartial32 } from './partial';
 import { attentionWithLse } from './reference';
-import { mulberry32 } from '../../../test/helpers/prng';
+import { mulberry32 } from '@starq/testing';
 
 const rng = mulberry32;
 

@@ -1,5 +1,5 @@
 import { attentionPartial64, attentionWithLse } from './reference';
-import { mulberry32 } from '../../../test/helpers/prng';
+import { mulberry32 } from '@starq/testing';
 
 const rng = mulberry32;
 

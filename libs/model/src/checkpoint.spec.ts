@@ -24,7 +24,7 @@ import {
   randomCheckpointTensors,
   writeRandomCheckpoint,
   type RandomCheckpointOptions,
-} from './testing/random-checkpoint';
+} from './synthetic/random-checkpoint';
 import { layerTensorNames, loadModelDir, loadWeights } from './weights';
 import type { LayerWeights } from './types';
 

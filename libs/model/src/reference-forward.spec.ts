@@ -5,7 +5,7 @@ import { ReferenceKvCache, ReferenceModel, argmax, concatRows64, referenceForwar
 import { applyRopeInPlace, ropeCosSin, ropeCosSin64, ropeInvFreq } from './rope';
 import type { LayerWeights, ModelConfig, ModelWeights } from './types';
 import { loadModelDir } from './weights';
-import { mulberry32 } from '../../../test/helpers/prng';
+import { mulberry32 } from '@starq/testing';
 
 const STORIES = path.resolve(__dirname, '../../../../shared/models/stories260K');
 const haveStories = fs.existsSync(path.join(STORIES, 'model.safetensors'));

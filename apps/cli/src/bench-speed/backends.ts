@@ -11,12 +11,12 @@
  *   processes of their high-water marks, reset when the cell starts.
  */
 import path from 'node:path';
-import { StarqClient, createRedis, deleteKeysByPrefix } from '@starq/actors';
+import { createRedis, deleteKeysByPrefix } from '@starq/actors';
+import { startProcessCluster, StarqClient, type LocalProcessCluster } from '@starq/cluster';
 import type { GenerateOptions, Timings } from '@starq/model/generate';
 import { LocalCluster } from '@starq/model/local/local-cluster';
 import { peakRssBytes, resetPeakRss } from '@starq/model/perf/peak-rss';
 import type { ModelConfig } from '@starq/model/types';
-import { startProcessCluster, type LocalProcessCluster } from '../commands/cluster';
 import type { SpeedCellSpec } from './cells';
 
 export interface CellRun {

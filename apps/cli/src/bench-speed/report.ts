@@ -1,8 +1,7 @@
 /**
  * Output of `starq bench speed`: the table (text or Markdown), the JSON document and the plots.
  */
-import type { MachineInfo } from '../machine';
-import { markdownTable, textTable, type Column } from '../table';
+import { markdownTable, textTable, type Column, type MachineInfo } from '@starq/report';
 import { lineChart, type ChartSeries } from './svg-chart';
 import type { SpeedCellResult, SpeedResult } from './runner';
 

@@ -15,7 +15,7 @@
  * and the phase-2 figures. `roofline.matmulGflops` is the best plain ORT MatMul rate with the
  * run's thread count, measured before the first cell and after the last (the higher counts).
  */
-import { mulberry32 } from '@starq/model/testing/random-checkpoint';
+import { mulberry32 } from '@starq/model/synthetic/random-checkpoint';
 import { bestRoofline, type RooflineResult } from '@starq/model/perf/roofline';
 import type { GenerateOptions } from '@starq/model/generate';
 import type { SpeedCellSpec } from './cells';

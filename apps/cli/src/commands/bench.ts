@@ -10,13 +10,13 @@ import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
 import { InvalidInputError } from '@starq/protocol/errors';
 import { loadConfig } from '@starq/model/config';
-import { writeRandomCheckpoint } from '@starq/model/testing/random-checkpoint';
+import { writeRandomCheckpoint } from '@starq/model/synthetic/random-checkpoint';
 import { ClusterBackend, InProcessBackend, type SpeedBackend } from '../bench-speed/backends';
 import { planCells } from '../bench-speed/cells';
 import { parseSpeedFlags, type SpeedFlags, type SpeedOptions } from '../bench-speed/options';
 import { formatSpeedTable, speedJson, speedPlots } from '../bench-speed/report';
 import { runSpeed } from '../bench-speed/runner';
-import { machineInfo } from '../machine';
+import { machineInfo } from '@starq/report';
 import { Progress } from '../progress';
 
 export function benchCommand(program: Command): Command {

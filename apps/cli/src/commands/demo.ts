@@ -8,13 +8,13 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { MODES, type Mode } from '@starq/attention';
-import { createRedis, deleteKeysByPrefix, StarqClient } from '@starq/actors';
+import { createRedis, deleteKeysByPrefix } from '@starq/actors';
+import { startProcessCluster, StarqClient } from '@starq/cluster';
 import { loadConfig } from '@starq/model/config';
+import { defaultModelDir } from '@starq/model/default-model';
 import { StarqTokenizer } from '@starq/model/tokenizer';
 import { LocalCluster } from '@starq/model/local/local-cluster';
-import { writeRandomCheckpoint } from '@starq/model/testing/random-checkpoint';
-import { startProcessCluster } from './cluster';
-import { defaultModelDir } from '../default-model';
+import { writeRandomCheckpoint } from '@starq/model/synthetic/random-checkpoint';
 
 const STORY =
   'Once upon a time, there was a little girl named Lily. She loved to play outside with her dog, Max. ' +

@@ -1,8 +1,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { StarqTokenizer } from '@starq/model/tokenizer';
-import { writeRandomCheckpoint } from '@starq/model/testing/random-checkpoint';
-import { TmpDirs } from '../../../../test/helpers/numeric';
+import { writeRandomCheckpoint } from '@starq/model/synthetic/random-checkpoint';
+import { TmpDirs } from '@starq/testing';
 import { PromptFormat, largestFitting } from './prompt';
 
 const tmp = new TmpDirs();

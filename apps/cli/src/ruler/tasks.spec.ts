@@ -6,8 +6,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { StarqTokenizer } from '@starq/model/tokenizer';
-import { writeRandomCheckpoint } from '@starq/model/testing/random-checkpoint';
-import { TmpDirs } from '../../../../test/helpers/numeric';
+import { writeRandomCheckpoint } from '@starq/model/synthetic/random-checkpoint';
+import { TmpDirs } from '@starq/testing';
 import { type Haystack, NoiseHaystack, TextHaystack, endsSentence, toWords } from './haystack';
 import { PromptFormat } from './prompt';
 import { contains } from './scoring';

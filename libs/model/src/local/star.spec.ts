@@ -24,11 +24,11 @@ import {
   type Phase2Result64,
 } from '../reference-star';
 import { ModelEngine } from '../runtime/engine';
-import { writeRandomCheckpoint, type RandomCheckpointOptions } from '../testing/random-checkpoint';
+import { writeRandomCheckpoint, type RandomCheckpointOptions } from '../synthetic/random-checkpoint';
 import type { ModelConfig } from '../types';
 import { loadModelDir } from '../weights';
 import { LocalCluster, type LocalRequest } from './local-cluster';
-import { TmpDirs, maxAbsDiff, randomIds, range } from '../../../../test/helpers/numeric';
+import { TmpDirs, maxAbsDiff, randomIds, range } from '@starq/testing';
 
 const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0 };
 const gen = (maxNewTokens: number): GenerateOptions => ({ maxNewTokens, sampling: GREEDY, stopIds: [] });

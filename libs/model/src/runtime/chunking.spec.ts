@@ -8,12 +8,12 @@
 import { StarqError } from '@starq/protocol/errors';
 import { loadConfig } from '../config';
 import { ReferenceKvCache, ReferenceModel } from '../reference-forward';
-import { writeRandomCheckpoint, type RandomCheckpointOptions } from '../testing/random-checkpoint';
+import { writeRandomCheckpoint, type RandomCheckpointOptions } from '../synthetic/random-checkpoint';
 import type { ModelConfig } from '../types';
 import { loadModelDir } from '../weights';
 import { ModelEngine } from './engine';
 import type { ExecutorOptions } from './executor';
-import { TmpDirs, maxAbsDiff, randomIds, range, rowsOf } from '../../../../test/helpers/numeric';
+import { TmpDirs, maxAbsDiff, randomIds, range, rowsOf } from '@starq/testing';
 
 const OPTS: RandomCheckpointOptions = {
   architecture: 'llama',

@@ -9,7 +9,7 @@ import { DEFAULT_SAMPLING, generateGlobal } from '../generate';
 import { ReferenceModel } from '../reference-forward';
 import { loadModelDir } from '../weights';
 import { ModelEngine } from './engine';
-import { maxAbsDiff, range, rowsOf, top2 } from '../../../../test/helpers/numeric';
+import { maxAbsDiff, range, rowsOf, top2 } from '@starq/testing';
 
 const MODEL_DIR = path.resolve(__dirname, '../../../../../shared/models/stories260K');
 const present = fs.existsSync(path.join(MODEL_DIR, 'reference.json'));

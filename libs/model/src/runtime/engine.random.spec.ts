@@ -5,10 +5,10 @@
  */
 import { loadConfig } from '../config';
 import { ReferenceModel } from '../reference-forward';
-import { writeRandomCheckpoint, type RandomCheckpointOptions } from '../testing/random-checkpoint';
+import { writeRandomCheckpoint, type RandomCheckpointOptions } from '../synthetic/random-checkpoint';
 import { loadModelDir } from '../weights';
 import { ModelEngine } from './engine';
-import { TmpDirs, maxAbsDiff, randomIds, range, rowsOf } from '../../../../test/helpers/numeric';
+import { TmpDirs, maxAbsDiff, randomIds, range, rowsOf } from '@starq/testing';
 
 const TOL = 1e-4;
 

@@ -15,11 +15,11 @@
  */
 import { attentionWithLse } from '@starq/attention';
 import { loadConfig } from '../config';
-import { mulberry32, writeRandomCheckpoint, type RandomCheckpointOptions } from '../testing/random-checkpoint';
+import { mulberry32, writeRandomCheckpoint, type RandomCheckpointOptions } from '../synthetic/random-checkpoint';
 import type { ModelConfig } from '../types';
 import { ModelEngine } from './engine';
 import type { ExecutorOptions } from './executor';
-import { TmpDirs, maxAbsDiff, range } from '../../../../test/helpers/numeric';
+import { TmpDirs, maxAbsDiff, range } from '@starq/testing';
 
 const OPTS: RandomCheckpointOptions = {
   architecture: 'llama',

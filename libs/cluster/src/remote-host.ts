@@ -3,7 +3,7 @@
  * calls. The host side is `HostActor` (apps/host-actor), which serves these method names.
  */
 import type { AttendRequest, BlockHandle, EncodeBlockRequest, Host, KvBlock, Partial } from '@starq/attention';
-import type { ActorHandle } from '../actor-handle';
+import type { ActorHandle } from '@starq/actors';
 
 export const HOST_METHODS = {
   encodeBlock: 'encodeBlock',

@@ -18,6 +18,16 @@ export class KvDirectory {
       .exec();
   }
 
+  /**
+   * Records that `block.hostId` now holds an encoded block (created and last used `now`): what a
+   * host writes after a phase-1 block job and a query actor after re-encoding a lost block.
+   */
+  async putEncoded(block: Omit<KvHandle, 'createdAt' | 'lastUsedAt'>, now = Date.now()): Promise<KvHandle> {
+    const h: KvHandle = { ...block, createdAt: now, lastUsedAt: now };
+    await this.put(h);
+    return h;
+  }
+
   async get(cacheId: string): Promise<KvHandle | null> {
     return kvHandleFromHash(await this.redis.hgetall(this.keys.kvHandle(cacheId)));
   }

@@ -13,9 +13,9 @@ import type { Redis } from 'ioredis';
 import type { FlowJob, FlowProducer, Queue } from 'bullmq';
 import { blockCacheId, planMode, type Mode, type StarPlan } from '@starq/attention';
 import { CapacityError, InvalidInputError, RedisKeys, StarqError, contextHash, contextKey } from '@starq/protocol';
-import { createRedis } from '../redis';
-import { ActorRegistry, type ActorRecord } from '../registry';
-import { createFlowProducer, createQueue } from '../task-queue';
+import { createFlowProducer, createQueue, createRedis } from '@starq/actors';
+import { storeContextIds } from './context-store';
+import { ClusterRegistry, type ClusterActorRecord } from './registry';
 import type { BlockJobData, RequestEvent, RequestJobData, RequestResult, SamplingData } from './jobs';
 import { KvDirectory } from './kv-directory';
 
@@ -49,6 +49,8 @@ export interface StarqClientOptions {
   prefix?: string;
   /** How long a context's token ids stay in Redis. @defaultValue 86400 s */
   contextTtlSeconds?: number;
+  /** The flag or variable the URL came from, named when Redis is unreachable. @defaultValue none */
+  urlSource?: string;
 }
 
 export class RequestFailedError extends StarqError {
@@ -67,7 +69,7 @@ export function requestCancelKey(keys: RedisKeys, requestId: string): string {
 
 export class StarqClient {
   readonly keys: RedisKeys;
-  readonly registry: ActorRegistry;
+  readonly registry: ClusterRegistry;
   readonly directory: KvDirectory;
   private readonly flows: FlowProducer;
   readonly requests: Queue;
@@ -75,7 +77,7 @@ export class StarqClient {
 
   private constructor(readonly redis: Redis, private readonly bull: Redis, private readonly opts: Required<StarqClientOptions>) {
     this.keys = new RedisKeys(opts.prefix);
-    this.registry = new ActorRegistry(redis, { keys: this.keys });
+    this.registry = new ClusterRegistry(redis, { keys: this.keys });
     this.directory = new KvDirectory(redis, this.keys);
     this.flows = createFlowProducer({ connection: bull, prefix: this.keys.bullPrefix });
     this.requests = createQueue(this.keys.queues.requests, { connection: bull, prefix: this.keys.bullPrefix });
@@ -83,13 +85,13 @@ export class StarqClient {
   }
 
   static async connect(url: string, opts: StarqClientOptions = {}): Promise<StarqClient> {
-    const redis = await createRedis(url, { connectionName: 'starq-client' });
-    const bull = await createRedis(url, { forBullmq: true, connectionName: 'starq-client-bull' });
-    return new StarqClient(redis, bull, { prefix: opts.prefix ?? 'starq', contextTtlSeconds: opts.contextTtlSeconds ?? 86400 });
+    const redis = await createRedis(url, { connectionName: 'starq-client', urlSource: opts.urlSource });
+    const bull = await createRedis(url, { forBullmq: true, connectionName: 'starq-client-bull', urlSource: opts.urlSource });
+    return new StarqClient(redis, bull, { prefix: opts.prefix ?? 'starq', contextTtlSeconds: opts.contextTtlSeconds ?? 86400, urlSource: opts.urlSource ?? '' });
   }
 
   /** Live actors, optionally of one type. */
-  actors(type?: ActorRecord['type']): Promise<ActorRecord[]> {
+  actors(type?: ClusterActorRecord['type']): Promise<ClusterActorRecord[]> {
     return this.registry.list(type);
   }
 
@@ -122,7 +124,7 @@ export class StarqClient {
     const requestId = req.requestId ?? randomUUID();
     const hash = contextHash(req.contextIds);
     const key = contextKey({ model: req.model, mode: req.mode === 'star' ? 'star' : 'exact', blockSize: plan.blockSize, anchorSize: plan.anchorSize, contextIds: req.contextIds });
-    await this.redis.set(this.keys.contextIds(hash), Buffer.from(Int32Array.from(req.contextIds).buffer), 'EX', this.opts.contextTtlSeconds);
+    await storeContextIds(this.redis, this.keys, hash, req.contextIds, this.opts.contextTtlSeconds);
 
     // Blocks already encoded on a live host are reused; ring mode encodes in the query actor.
     const alive = new Set(hosts.map((h) => h.id));
@@ -268,7 +270,7 @@ export class StarqClient {
 }
 
 /** Bytes of KV for N context tokens, from a host's advertised per-token size (null if unknown). */
-function estimateKvBytes(host: ActorRecord | undefined, tokens: number): number | null {
+function estimateKvBytes(host: ClusterActorRecord | undefined, tokens: number): number | null {
   const perToken = host?.capacity.kvBytesPerToken;
   return perToken ? perToken * tokens : null;
 }

@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { StarqError } from '@starq/protocol';
 
-export const GATEWAY_BIN = path.resolve(__dirname, '../../../bin/starq-gateway');
+export const GATEWAY_BIN = path.resolve(__dirname, '../../../../bin/starq-gateway');
 
 export interface GatewayProcessOptions {
   redisUrl: string;

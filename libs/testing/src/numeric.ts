@@ -1,11 +1,11 @@
 /**
- * Small helpers shared by the engine tests (numeric comparisons, seeded token ids, temp dirs).
- * Test-only: nothing in libs/ or apps/ may import this.
+ * Small helpers shared by the tests (numeric comparisons, seeded token ids, temp dirs).
+ * Test-only: only spec and e2e files import this library.
  */
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { mulberry32 } from '../../libs/model/src/testing/random-checkpoint';
+import { mulberry32 } from '@starq/model/synthetic/random-checkpoint';
 
 /** max |a[i] − b[i]|; throws when the lengths differ (a silent length mismatch would hide bugs). */
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {

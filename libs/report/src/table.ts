@@ -1,4 +1,4 @@
-/** Plain-text and Markdown table printing. */
+/** Plain-text and Markdown table printing (CLI reports, benchmark programs). */
 
 export type Cell = string | number | null | undefined;
 

@@ -1,0 +1,15 @@
+/**
+ * @starq/cluster — starq on the actor runtime (@starq/actors): the request client, job and event
+ * shapes, the actor registry's kinds and payloads, KV-handle directory, context store, the remote
+ * view of a host actor, actor process configuration, and launching a local process cluster.
+ */
+export * from './errors';
+export * from './registry';
+export * from './jobs';
+export * from './context-store';
+export * from './kv-directory';
+export * from './remote-host';
+export * from './client';
+export * from './actor-config';
+export * from './launcher/gateway-process';
+export * from './launcher/process-cluster';
