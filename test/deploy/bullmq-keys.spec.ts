@@ -7,7 +7,8 @@
  * priority).
  */
 import type { Redis } from 'ioredis';
-import { ActorRegistry, createRedis, createWorker, StarqClient } from '@starq/actors';
+import { createRedis, createWorker } from '@starq/actors';
+import { ClusterRegistry, StarqClient } from '@starq/cluster';
 import { QUEUE_NAMES, RedisKeys } from '@starq/protocol';
 import { deletePrefix, randomPrefix, REDIS_URL, until } from '../helpers/cluster';
 
@@ -17,7 +18,7 @@ describe('BullMQ keys of the starq queues (real Redis, real BullMQ)', () => {
   const key = (queue: string, state: string) => `${keys.bullPrefix}:${queue}:${state}`;
   let redis: Redis;
   let client: StarqClient;
-  const registries: ActorRegistry[] = [];
+  const registries: ClusterRegistry[] = [];
 
   beforeAll(async () => {
     redis = await createRedis(REDIS_URL);
@@ -28,7 +29,7 @@ describe('BullMQ keys of the starq queues (real Redis, real BullMQ)', () => {
       ['h0', 'host'],
       ['q0', 'query'],
     ] as const) {
-      const r = new ActorRegistry(redis, { keys, heartbeatMs: 200, ttlMs: 2000 });
+      const r = new ClusterRegistry(redis, { keys, heartbeatMs: 200, ttlMs: 2000 });
       await r.register({ id: `${prefix}-${id}`, type, capacity: { model: 'm', freeKvBytes: 1 << 30, threads: 1, kvBytesPerToken: 16, maxPositions: 4096 } });
       registries.push(r);
     }

@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseActorConfig, parseLifecycleConfig } from '@starq/actors';
+import { parseActorConfig, parseLifecycleConfig } from '@starq/cluster';
 import { parseExecutionProvider } from '@starq/model/runtime/execution-provider';
 import { QUEUE_NAMES, RedisKeys } from '@starq/protocol';
 import { parseGatewayConfig } from '../../apps/gateway/src/config';

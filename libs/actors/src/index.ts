@@ -45,4 +45,3 @@ export * from './actor-handle';
 export * from './actor-client';
 export * from './task-queue';
 export * from './claim-check';
-export * from './lifecycle';

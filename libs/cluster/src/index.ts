@@ -11,5 +11,6 @@ export * from './kv-directory';
 export * from './remote-host';
 export * from './client';
 export * from './actor-config';
+export * from './lifecycle-config';
 export * from './launcher/gateway-process';
 export * from './launcher/process-cluster';
