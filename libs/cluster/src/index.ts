@@ -12,5 +12,7 @@ export * from './remote-host';
 export * from './client';
 export * from './actor-config';
 export * from './lifecycle-config';
+export * from './health-server';
+export * from './drain';
 export * from './launcher/gateway-process';
 export * from './launcher/process-cluster';

@@ -10,6 +10,7 @@ import {
   parseExecutionProvider,
   resolveExecutionProvider,
 } from './execution-provider';
+import { sessionOptions } from './session-options';
 
 const parse = (env: NodeJS.ProcessEnv) => {
   const problems: string[] = [];
@@ -42,6 +43,12 @@ describe('STARQ_EXECUTION_PROVIDER', () => {
     expect(check).not.toHaveBeenCalled();
     expect(executionProvidersFor({ provider: 'cpu', cudaDeviceId: 0 })).toEqual(['cpu']);
     expect(executionProvidersFor({ provider: 'cuda', cudaDeviceId: 2 })).toEqual([{ name: 'cuda', deviceId: 2 }, 'cpu']);
+  });
+
+  it('the one source of session options carries the provider to every engine session', () => {
+    expect(sessionOptions().executionProviders).toBeUndefined(); // ORT's default: CPU
+    expect(sessionOptions({ executionProvider: { provider: 'cpu', cudaDeviceId: 0 } }).executionProviders).toBeUndefined();
+    expect(sessionOptions({ threads: 2, executionProvider: { provider: 'cuda', cudaDeviceId: 1 } })).toMatchObject({ intraOpNumThreads: 2, executionProviders: [{ name: 'cuda', deviceId: 1 }, 'cpu'] });
   });
 
   it('cuda without the provider library files: a startup error naming the library and the fix', async () => {

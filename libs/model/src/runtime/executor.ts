@@ -25,6 +25,7 @@ import type { AttentionBackend } from './attention-backend';
 import { EMPTY_POS_I32, KvCache, transientPages, type KvPage } from './kv-cache';
 import { PagedAttention } from './paged-attention';
 import { copyRows, sliceRows } from './rows';
+import type { ExecutionProviderChoice } from './execution-provider';
 import { sessionOptions } from './session-options';
 import { TiledAttention } from './tiled-attention';
 
@@ -72,6 +73,11 @@ export interface ExecutorOptions {
    * activation memory every session's arena keeps after its largest call. @defaultValue 2048
    */
   maxRowsPerCall?: number;
+  /**
+   * Execution provider of every session, resolved beforehand with `resolveExecutionProvider`
+   * (runtime/execution-provider.ts). @defaultValue `{ provider: 'cpu', cudaDeviceId: 0 }`
+   */
+  executionProvider?: ExecutionProviderChoice;
 }
 
 /** Defaults of `ExecutorOptions` (see each field's doc). */
@@ -84,6 +90,7 @@ export const EXECUTOR_DEFAULTS: Readonly<Required<ExecutorOptions>> = {
   rowTile: 128,
   tilesPerCall: 4,
   maxRowsPerCall: 2048,
+  executionProvider: { provider: 'cpu', cudaDeviceId: 0 },
 };
 
 /** Fill in defaults and check every option; all problems are reported in one error. */
@@ -98,6 +105,10 @@ export function resolveExecutorOptions(opts: ExecutorOptions): Required<Executor
     if (!Number.isSafeInteger(v) || v < 1) errors.push(`${key} must be an integer ≥ 1, got ${String(v)}`);
   }
   if (r.tilesPerCall > MAX_CHAIN_TILES) errors.push(`tilesPerCall must be at most ${MAX_CHAIN_TILES}, got ${r.tilesPerCall}`);
+  const ep = r.executionProvider as { provider?: unknown; cudaDeviceId?: unknown } | null;
+  if (!ep || (ep.provider !== 'cpu' && ep.provider !== 'cuda') || !Number.isSafeInteger(ep.cudaDeviceId) || (ep.cudaDeviceId as number) < 0) {
+    errors.push(`executionProvider must be { provider: 'cpu' | 'cuda', cudaDeviceId: integer ≥ 0 }, got ${JSON.stringify(ep)}`);
+  }
   if (r.attention !== 'tiled' && r.attention !== 'paged') errors.push(`attention must be 'tiled' or 'paged', got ${String(r.attention)}`);
   for (const key of Object.keys(opts)) {
     if (!(key in EXECUTOR_DEFAULTS)) errors.push(`unknown option ${key} (known: ${Object.keys(EXECUTOR_DEFAULTS).join(', ')})`);
@@ -156,7 +167,7 @@ export class ModelExecutor {
   /** Build every graph and session. Weights are baked into the sessions; the arrays can be dropped. */
   static async create(config: ModelConfig, weights: ModelWeights, opts: ExecutorOptions = {}): Promise<ModelExecutor> {
     const ex = new ModelExecutor(config, opts);
-    const so = sessionOptions({ threads: ex.opts.threads });
+    const so = sessionOptions({ threads: ex.opts.threads, executionProvider: ex.opts.executionProvider });
     const make = (bytes: Uint8Array) => ort.InferenceSession.create(bytes, so);
     for (let l = 0; l < config.numLayers; l++) {
       ex.qkvS.push(await make(buildQkvGraph(config, weights.layers[l], l)));

@@ -4,6 +4,7 @@
  */
 import type * as ort from 'onnxruntime-node';
 import { InvalidInputError } from '@starq/protocol/errors';
+import { executionProvidersFor, type ExecutionProviderChoice } from './execution-provider';
 
 export interface SessionSettings {
   /** Intra-op threads per session. @defaultValue 1 */
@@ -15,6 +16,12 @@ export interface SessionSettings {
    * steal the cores from each other. @defaultValue false
    */
   spinning?: boolean;
+  /**
+   * Execution provider, resolved beforehand (`resolveExecutionProvider`: a `cuda` request is
+   * checked there, so that a missing library is one clear startup error). `cpu` leaves ORT's
+   * default. @defaultValue `{ provider: 'cpu', cudaDeviceId: 0 }`
+   */
+  executionProvider?: ExecutionProviderChoice;
 }
 
 /** Defaults of `SessionSettings` (see each field's doc). */
@@ -22,11 +29,13 @@ export const SESSION_DEFAULTS: Readonly<Required<SessionSettings>> = {
   threads: 1,
   graphOptimization: 'all',
   spinning: false,
+  executionProvider: { provider: 'cpu', cudaDeviceId: 0 },
 };
 
 /**
  * ORT session options from settings: `threads` intra-op threads, one inter-op thread, sequential
- * execution, the given graph optimization, spinning off unless asked for.
+ * execution, the given graph optimization, spinning off unless asked for, and the execution
+ * provider (CUDA first with CPU for the ops it lacks, or ORT's default CPU provider).
  */
 export function sessionOptions(settings: SessionSettings = {}): ort.InferenceSession.SessionOptions {
   const s = { ...SESSION_DEFAULTS, ...definedOnly(settings) };
@@ -38,6 +47,7 @@ export function sessionOptions(settings: SessionSettings = {}): ort.InferenceSes
     executionMode: 'sequential',
     graphOptimizationLevel: s.graphOptimization,
     extra: { session: { intra_op: { allow_spinning: spin }, inter_op: { allow_spinning: spin } } },
+    ...(s.executionProvider.provider === 'cpu' ? {} : { executionProviders: executionProvidersFor(s.executionProvider) }),
   };
 }
 
