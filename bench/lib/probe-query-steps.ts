@@ -31,13 +31,16 @@ async function main(): Promise<void> {
         for (let s = 0; s < steps; s++) {
           const pos = Int32Array.of(s);
           let x = await engine.embed(Int32Array.of(3 + (s % 100)));
-          let { own } = await engine.queryLayer(cacheId, 0, x, pos);
+          const groups = [{ cacheId, positions: pos }];
+          let [own] = (await engine.queryLayer(0, x, groups)).own;
           for (let l = 0; l < L - 1; l++) {
             if (variant === 'fused') {
-              ({ x, own } = await engine.postQueryLayer(cacheId, l, x, own.o, pos));
+              const r = await engine.postQueryLayer(l, x, own.o, groups);
+              x = r.x;
+              own = r.own[0];
             } else {
               x = await engine.post(l, x, own.o);
-              ({ own } = await engine.queryLayer(cacheId, l + 1, x, pos));
+              [own] = (await engine.queryLayer(l + 1, x, groups)).own;
             }
           }
           x = await engine.post(L - 1, x, own.o);

@@ -60,6 +60,7 @@ export class HostActor {
     this.registry = new ClusterRegistry(this.redis, { keys: this.keys, heartbeatMs: this.cfg.heartbeatMs, ttlMs: this.cfg.ttlMs });
     this.server = new ActorServer(this.redis, { actorId: this.id, keys: this.keys });
     this.server.method(HOST_METHODS.attend, (req: AttendRequest) => this.attend(req));
+    this.server.method(HOST_METHODS.attendMany, (a: { items: AttendRequest[] }) => this.attendMany(a.items));
     this.server.method(HOST_METHODS.encodeBlock, (req: EncodeBlockRequest) => this.encode(req));
     this.server.method(HOST_METHODS.ringStart, (a: { cacheId: string; ids: Int32Array; positions: Int32Array }) => this.ringStart(a));
     this.server.method(HOST_METHODS.ringQkv, (a: { cacheId: string; layer: number }) => this.local.ringQkv(a.cacheId, a.layer));
@@ -146,13 +147,25 @@ export class HostActor {
   }
 
   private async attend(req: AttendRequest) {
+    this.touch(req.cacheIds);
+    return this.local.attend(req);
+  }
+
+  /** Every item's caches are checked before any work: a missing block fails the whole call. */
+  private async attendMany(items: AttendRequest[]) {
+    if (!Array.isArray(items)) throw new StarqError('malformed_call', 'attendMany expects {items: AttendRequest[]}', { param: 'items' });
+    for (const it of items) this.touch(it.cacheIds);
+    return this.local.attendMany(items);
+  }
+
+  /** Mark blocks used now; throws `KvNotFoundError` for one not held here. */
+  private touch(cacheIds: string[]): void {
     const now = Date.now();
-    for (const id of req.cacheIds) {
+    for (const id of cacheIds) {
       const h = this.held.get(id);
       if (!h) throw new KvNotFoundError(id, this.id);
       h.lastUsed = now;
     }
-    return this.local.attend(req);
   }
 
   private async ringStart(a: { cacheId: string; ids: Int32Array; positions: Int32Array }): Promise<void> {

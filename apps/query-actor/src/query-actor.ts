@@ -17,6 +17,7 @@ import {
   phase1Tokens,
   planMode,
   ringPhase1,
+  HostCallError,
   starStep,
   type ContextPlacement,
   type StarPlan,
@@ -24,14 +25,15 @@ import {
 import { ActorClient, ActorDiedError, ActorTimeoutError, createRedis, createWorker } from '@starq/actors';
 import { ClusterRegistry, fetchContextIds, isKvNotFound, KvDirectory, RemoteHost, requestCancelKey, type ActorConfig, type RequestEvent, type RequestJobData, type RequestResult } from '@starq/cluster';
 import { decodeLoop } from '@starq/model/generate';
-import { LocalQueryModel } from '@starq/model/local/local-host';
+import { EngineQueryBackend } from '@starq/model/serving/query-backend';
 import { loadConfig } from '@starq/model/config';
 import { ModelEngine } from '@starq/model/runtime/engine';
 import type { ModelConfig } from '@starq/model/types';
 import { RedisKeys, StarqError } from '@starq/protocol';
 
 /** Step failures that re-encoding lost blocks can fix. */
-function isRecoverable(e: unknown): boolean {
+function isRecoverable(err: unknown): boolean {
+  const e = err instanceof HostCallError ? err.cause : err;
   return e instanceof ActorDiedError || e instanceof ActorTimeoutError || isKvNotFound(e);
 }
 
@@ -144,8 +146,8 @@ export class QueryActor {
       await emit({ type: 'started', queryActor: this.id, blocks: plan.numBlocks, reused: stats.reused });
       const phase1Ms = Date.now() - d.submittedAt;
 
-      const qm = new LocalQueryModel(this.engine, qcache);
-      const step = starStep(qm, placement);
+      const qm = new EngineQueryBackend(this.engine);
+      const step = async (ids: Int32Array, positions: Int32Array) => (await starStep(qm, [{ context: placement, cacheId: qcache, ids, positions, logits: 'last' }]))[0]!;
       let cached = 0; // rows in the query cache before the current step
       let recoveries = 0;
       const suspects = new Set<string>(); // hosts that failed a call: treated as dead for this request
@@ -158,9 +160,10 @@ export class QueryActor {
             if (await cancelled) throw cancelledError(d.requestId);
             return logits;
           } catch (e) {
-            if (!isRecoverable(e) || d.mode === 'ring' || ++recoveries > MAX_RECOVERIES) throw e;
+            if (!isRecoverable(e) || d.mode === 'ring' || ++recoveries > MAX_RECOVERIES) throw e instanceof HostCallError ? e.cause : e;
             await this.engine.truncateCache(qcache, cached);
-            if (e instanceof ActorDiedError || e instanceof ActorTimeoutError) suspects.add(e.actorId);
+            const cause = e instanceof HostCallError ? e.cause : e;
+            if (cause instanceof ActorDiedError || cause instanceof ActorTimeoutError) suspects.add(cause.actorId);
             const fresh = await this.locate(plan, d, ctx, stats, emit, suspects);
             placement.splice(0, placement.length, ...fresh); // starStep reads the same array
           }

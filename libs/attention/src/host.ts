@@ -30,6 +30,13 @@ export interface AttendRequest {
   qpos: Int32Array; // (Tq)
 }
 
+/**
+ * Phase 2 for many requests in one host call: one `AttendRequest` per request (its rows' q over
+ * that request's blocks on this host). Items are independent: item i's rows attend only to item
+ * i's caches.
+ */
+export type AttendBatch = AttendRequest[];
+
 /** K/V of one host's block for one layer, as passed around the ring. */
 export interface KvBlock {
   k: Float32Array; // (Hkv, T, D)
@@ -47,6 +54,9 @@ export interface KvBlock {
  * - `attend` returns ONE partial (o, lse) for q over all keys of the named caches this host holds,
  *   with key j visible to query i iff kpos[j] ≤ qpos[i]; a row with no visible key has lse = −∞.
  *   It throws if a named cache is not held here.
+ * - `attendMany` answers a batch of attend requests in one call: partial i equals `attend(items[i])`
+ *   bit for bit (same caches, same rows, same kernels), in item order. It throws if any named cache
+ *   is not held here (the whole call fails; the caller retries the batch).
  * - Ring phase 1 is layer-synchronous: `ringStart`, then per layer `ringQkv` (returns this host's
  *   K/V for the layer and stores it in the cache), `ringAttend` once per incoming K/V block, and
  *   `ringPost`; finally `ringEnd`. State is per `cacheId`.
@@ -56,6 +66,7 @@ export interface Host {
   readonly id: string;
   encodeBlock(req: EncodeBlockRequest): Promise<BlockHandle>;
   attend(req: AttendRequest): Promise<Partial>;
+  attendMany(items: AttendBatch): Promise<Partial[]>;
   ringStart(cacheId: string, ids: Int32Array, positions: Int32Array): Promise<void>;
   ringQkv(cacheId: string, layer: number): Promise<KvBlock>;
   ringAttend(cacheId: string, layer: number, kv: KvBlock): Promise<void>;
@@ -64,23 +75,39 @@ export interface Host {
   release(cacheIds: string[]): Promise<void>;
 }
 
+/** One request's new rows inside a batched phase-2 step: its own query cache and the rows' positions. */
+export interface RowGroup {
+  /** The request's own cache (query + generated K/V) on the query model. */
+  cacheId: string;
+  positions: Int32Array; // (Ti)
+}
+
 /**
- * The query actor's own model work for one request: the non-attention pieces for the query and
- * generated rows, and the partial over its own cache (query + generated K/V, causal by position).
+ * The query actor's own model work for the new rows of one or more requests, stacked: group g's
+ * rows are rows [r_g, r_g + T_g) of every (T, ·) input, in group order (T = Σ T_g).
+ *
+ * Contract:
+ * - Row independence: every row's outputs (x, q, logits) are exactly — bit for bit — what the
+ *   same row would give if its group ran alone; a group's own partial depends only on that group's
+ *   rows and cache. Batching changes no token.
+ * - `queryLayer` appends each group's K/V to that group's own cache and returns, per group, q
+ *   (H, T_g, D) and the partial of the group's rows over its own cache (causal by position).
+ * - `postQueryLayer` (optional fusion) equals `post(layer)` then `queryLayer(layer + 1)`; callers
+ *   use it only when layer + 1 < numLayers.
  */
 export interface QueryModel {
   readonly numLayers: number;
   embed(ids: Int32Array): Promise<Float32Array>; // (T, hidden)
-  /** q of the new rows and their partial over the own cache (after appending their K/V to it). */
-  queryLayer(layer: number, x: Float32Array, positions: Int32Array): Promise<{ q: Float32Array; own: Partial }>;
-  post(layer: number, x: Float32Array, attn: Float32Array): Promise<Float32Array>; // (T, hidden)
-  /**
-   * Optional fusion: `post(layer)` then `queryLayer(layer + 1)` in one call (one round trip to the
-   * engine instead of two). Must equal the two calls in sequence; callers use it only when
-   * layer + 1 < numLayers.
-   */
-  postQueryLayer?(layer: number, x: Float32Array, attn: Float32Array, positions: Int32Array): Promise<{ x: Float32Array; q: Float32Array; own: Partial }>;
-  head(x: Float32Array): Promise<Float32Array>; // (T, vocab)
+  queryLayer(layer: number, x: Float32Array, groups: RowGroup[]): Promise<GroupedQuery>;
+  post(layer: number, x: Float32Array, attn: Float32Array): Promise<Float32Array>; // x (T, hidden), attn (H, T, D) → (T, hidden)
+  postQueryLayer?(layer: number, x: Float32Array, attn: Float32Array, groups: RowGroup[]): Promise<GroupedQuery & { x: Float32Array }>;
+  head(x: Float32Array): Promise<Float32Array>; // (T', hidden) → (T', vocab)
+}
+
+/** Per group (in group order): q (H, T_g, D) of its rows and their partial over its own cache. */
+export interface GroupedQuery {
+  q: Float32Array[];
+  own: Partial[];
 }
 
 /** Cache id of block k of a context encoded under `contextKey` (model + mode + b + a + content hash). */

@@ -2,12 +2,13 @@
  * A host actor seen from another process: the `Host` contract (libs/attention host.ts) over actor
  * calls. The host side is `HostActor` (apps/host-actor), which serves these method names.
  */
-import type { AttendRequest, BlockHandle, EncodeBlockRequest, Host, KvBlock, Partial } from '@starq/attention';
+import type { AttendBatch, AttendRequest, BlockHandle, EncodeBlockRequest, Host, KvBlock, Partial } from '@starq/attention';
 import type { ActorHandle } from '@starq/actors';
 
 export const HOST_METHODS = {
   encodeBlock: 'encodeBlock',
   attend: 'attend',
+  attendMany: 'attendMany',
   ringStart: 'ringStart',
   ringQkv: 'ringQkv',
   ringAttend: 'ringAttend',
@@ -42,6 +43,10 @@ export class RemoteHost implements Host {
   }
   attend(req: AttendRequest): Promise<Partial> {
     return this.handle.call<Partial>(HOST_METHODS.attend, req, { timeoutMs: this.t.attendMs });
+  }
+  /** One actor call for every item (a plain message of typed arrays: `{ items }`). */
+  attendMany(items: AttendBatch): Promise<Partial[]> {
+    return this.handle.call<Partial[]>(HOST_METHODS.attendMany, { items }, { timeoutMs: this.t.attendMs });
   }
   ringStart(cacheId: string, ids: Int32Array, positions: Int32Array): Promise<void> {
     return this.handle.call<void>(HOST_METHODS.ringStart, { cacheId, ids, positions }, { timeoutMs: this.t.ringMs });

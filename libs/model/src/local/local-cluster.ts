@@ -1,17 +1,24 @@
 /**
  * N simulated hosts and a query actor in one process: each host and the query actor get their
- * own worker-thread engine (their own KV stores), and requests run through the same
- * `generateOnHosts` as on a real cluster.
+ * own worker-thread engine (their own KV stores). Phase 1 runs by the mode's algorithm
+ * (`encodeContext`), phase 2 in the serving loop (`ServingLoop`) — the same loop the query actor
+ * runs on a real cluster, so concurrent `generate` calls are batched together.
+ *
+ * Lost hosts: `stopHost(i)` ends a host's engine as a crashed host process would; requests whose
+ * blocks it held re-encode them on the remaining hosts (this class is the loop's `BlockLocator`).
  */
 import os from 'node:os';
-import { blockCacheId, planMode, type Mode, type ModeOptions, type StarPlan } from '@starq/attention';
+import { blockCacheId, phase1Positions, phase1Tokens, planMode, type ContextPlacement, type Mode, type ModeOptions, type StarPlan } from '@starq/attention';
 import { contextKey } from '@starq/protocol/context-key';
-import { queryLogitsOnHosts, generateOnHosts } from '../distributed';
+import { encodeContext, queryLogitsOnHosts } from '../distributed';
 import type { GenerateOptions, GenerationResult } from '../generate';
 import { ModelEngine } from '../runtime/engine';
 import type { ExecutorOptions } from '../runtime/executor';
+import type { BlockLocator, EncodedContext, Relocation } from '../serving/block-locator';
+import { EngineQueryBackend } from '../serving/query-backend';
+import { ServingLoop, type ServingEvent, type ServingOptions } from '../serving/serving-loop';
 import type { ModelConfig } from '../types';
-import { LocalHost, LocalQueryModel } from './local-host';
+import { LocalHost } from './local-host';
 
 export interface LocalClusterOptions extends Omit<ExecutorOptions, 'threads'> {
   hosts: number;
@@ -19,6 +26,8 @@ export interface LocalClusterOptions extends Omit<ExecutorOptions, 'threads'> {
   hostThreads?: number;
   /** ORT threads of the query actor's engine. @defaultValue cores */
   queryThreads?: number;
+  /** Serving loop options (batching, running-set limits, query chunk, recoveries). @defaultValue the loop's defaults */
+  serving?: Omit<ServingOptions, 'locator' | 'classifyFailure'>;
 }
 
 export interface LocalRequest extends ModeOptions {
@@ -27,29 +36,48 @@ export interface LocalRequest extends ModeOptions {
   queryIds: number[];
 }
 
+/** Per-call extras of `generate`. */
+export interface LocalGenerateControl {
+  /** Aborting cancels the request. */
+  signal?: AbortSignal;
+  /** Serving events (queued with its reason, admitted, recovered). */
+  onEvent?: (e: ServingEvent) => void;
+}
+
 export interface LocalResult extends GenerationResult {
   mode: Mode;
   plan: StarPlan;
+  /** Time waiting for a place in the running set (ms). */
+  queuedMs: number;
+  /** Blocks re-encoded after lost hosts. */
+  recoveredBlocks: number;
 }
 
 let seq = 0;
 
-export class LocalCluster {
+export class LocalCluster implements BlockLocator {
+  readonly loop: ServingLoop;
+  /** Host currently holding each block cache id. */
+  private readonly holder = new Map<string, LocalHost>();
+
   private constructor(
     readonly modelDir: string,
     readonly config: ModelConfig,
     readonly hosts: LocalHost[],
     readonly queryEngine: ModelEngine,
-  ) {}
+    serving: LocalClusterOptions['serving'],
+  ) {
+    this.loop = new ServingLoop(new EngineQueryBackend(queryEngine), { ...serving, locator: this });
+  }
 
   static async start(modelDir: string, config: ModelConfig, opts: LocalClusterOptions): Promise<LocalCluster> {
     const cores = Math.max(1, os.availableParallelism());
-    const { hosts: n, hostThreads, queryThreads, ...exec } = opts;
+    const { hosts: n, hostThreads, queryThreads, serving, ...exec } = opts;
     const engines: ModelEngine[] = [];
     try {
       for (let i = 0; i < n; i++) engines.push(await ModelEngine.load(modelDir, config, { ...exec, threads: hostThreads ?? Math.max(1, Math.floor(cores / n)) }));
       const q = await ModelEngine.load(modelDir, config, { ...exec, threads: queryThreads ?? cores });
-      return new LocalCluster(modelDir, config, engines.map((e, i) => new LocalHost(`local-host-${i}`, e)), q);
+      return new LocalCluster(modelDir, config, engines.map((e, i) => new LocalHost(`local-host-${i}`, e)), q, serving);
     } catch (e) {
       await Promise.all(engines.map((x) => x.close()));
       throw e;
@@ -62,37 +90,109 @@ export class LocalCluster {
     return plan;
   }
 
-  async generate(req: LocalRequest, gen: GenerateOptions): Promise<LocalResult> {
+  /** Phase 1, then phase 2 in the serving loop (batched with whatever else is running). */
+  async generate(req: LocalRequest, gen: GenerateOptions, control: LocalGenerateControl = {}): Promise<LocalResult> {
     const plan = this.plan(req);
-    return this.withRequest(req, plan, req.queryIds.length + gen.maxNewTokens, async (key, qm) => {
-      const r = await generateOnHosts({ mode: req.mode, plan, contextIds: req.contextIds, queryIds: req.queryIds, contextKey: key, generate: gen }, this.hosts, qm);
-      return { generatedIds: r.generatedIds, finishReason: r.finishReason, timings: r.timings, mode: req.mode, plan };
-    });
+    const key = this.requestKey(req, plan);
+    const ids = plan.blocks.map((b) => blockCacheId(key, b.index));
+    try {
+      const t0 = performance.now();
+      const placement = await encodeContext({ mode: req.mode, plan, contextIds: req.contextIds, contextKey: key }, this.hosts, this.config.numLayers, gen.onProgress);
+      this.remember(placement);
+      const phase1Ms = performance.now() - t0;
+      const r = await this.loop.submit({
+        id: key,
+        contextLength: plan.contextLength,
+        queryIds: req.queryIds,
+        placement,
+        context: { mode: req.mode, plan, contextKey: key, contextIds: req.contextIds },
+        generate: gen,
+        signal: control.signal,
+        onEvent: control.onEvent,
+      });
+      const { queuedMs, ...timings } = r.timings;
+      return { generatedIds: r.generatedIds, finishReason: r.finishReason, timings: { phase1Ms, ...timings }, mode: req.mode, plan, queuedMs, recoveredBlocks: r.recoveredBlocks };
+    } finally {
+      await this.release(ids);
+    }
   }
 
   /** Teacher-forced logits of every query row (M, vocab). */
   async queryLogits(req: LocalRequest): Promise<Float32Array> {
     const plan = this.plan(req);
-    return this.withRequest(req, plan, req.queryIds.length, (key, qm) =>
-      queryLogitsOnHosts({ mode: req.mode, plan, contextIds: req.contextIds, queryIds: req.queryIds, contextKey: key }, this.hosts, qm),
-    );
+    const key = this.requestKey(req, plan);
+    const qcache = `${key}/query`;
+    await this.queryEngine.createCache(qcache, req.queryIds.length);
+    try {
+      return await queryLogitsOnHosts({ mode: req.mode, plan, contextIds: req.contextIds, queryIds: req.queryIds, contextKey: key }, this.hosts, this.loop.backend, qcache);
+    } finally {
+      await this.queryEngine.dropCache(qcache).catch(() => undefined);
+      await this.release(plan.blocks.map((b) => blockCacheId(key, b.index)));
+    }
   }
 
+  /**
+   * Stop host `index`'s engine, as if its process had crashed: its blocks are gone and every call
+   * to it fails. Requests re-encode its blocks elsewhere; later plans still count it, so start a
+   * new cluster for new work that needs all hosts.
+   */
+  async stopHost(index: number): Promise<void> {
+    const h = this.hosts[index];
+    if (!h) throw new RangeError(`no host ${index} (this local cluster has ${this.hosts.length})`);
+    await h.engine.close();
+  }
+
+  /** `BlockLocator`: keep blocks whose live holder still has them; re-encode the rest on the live host holding the fewest blocks. */
+  async locate(ctx: EncodedContext, lost: ReadonlySet<string>): Promise<Relocation> {
+    const live = this.hosts.filter((h) => h.engine.alive && !lost.has(h.id));
+    if (live.length === 0) throw new Error('no live host left in the local cluster to re-encode blocks on');
+    const load = new Map(live.map((h) => [h, 0]));
+    for (const h of this.holder.values()) if (load.has(h)) load.set(h, load.get(h)! + 1);
+    const owners: LocalHost[] = [];
+    const reencoded: number[] = [];
+    let fromHost = '';
+    for (const b of ctx.plan.blocks) {
+      const cacheId = blockCacheId(ctx.contextKey, b.index);
+      const h = this.holder.get(cacheId);
+      if (h && load.has(h) && (await h.engine.hasCache(cacheId))) {
+        owners.push(h);
+        continue;
+      }
+      if (h) fromHost = h.id;
+      const target = [...load.entries()].sort((x, y) => x[1] - y[1])[0][0];
+      await target.encodeBlock({ cacheId, ids: Int32Array.from(phase1Tokens(ctx.contextIds, b.phase1)), positions: phase1Positions(b.phase1), keepFrom: b.phase1.keepFrom });
+      this.holder.set(cacheId, target);
+      load.set(target, load.get(target)! + 1);
+      owners.push(target);
+      reencoded.push(b.index);
+    }
+    const placement: ContextPlacement[] = [];
+    owners.forEach((host, k) => {
+      const cacheId = blockCacheId(ctx.contextKey, ctx.plan.blocks[k].index);
+      const last = placement[placement.length - 1];
+      if (last && last.host === host) last.cacheIds.push(cacheId);
+      else placement.push({ host, cacheIds: [cacheId] });
+    });
+    return { placement, reencoded, fromHost };
+  }
+
+  /** Wait for running requests to finish, then stop every engine. */
   async close(): Promise<void> {
+    await this.loop.close();
     await Promise.all([...this.hosts.map((h) => h.engine.close()), this.queryEngine.close()]);
   }
 
-  /** Fresh context key and query cache per request; everything released afterwards. */
-  private async withRequest<T>(req: LocalRequest, plan: StarPlan, queryReserve: number, fn: (key: string, qm: LocalQueryModel) => Promise<T>): Promise<T> {
-    const key = `${contextKey({ model: this.modelDir, mode: req.mode, blockSize: plan.blockSize, anchorSize: plan.anchorSize, contextIds: req.contextIds })}:${process.pid}.${++seq}`;
-    const qcache = `${key}/query`;
-    await this.queryEngine.createCache(qcache, queryReserve);
-    try {
-      return await fn(key, new LocalQueryModel(this.queryEngine, qcache));
-    } finally {
-      await this.queryEngine.dropCache(qcache).catch(() => undefined);
-      const ids = plan.blocks.map((b) => blockCacheId(key, b.index));
-      await Promise.all(this.hosts.map((h) => h.release(ids).catch(() => undefined)));
-    }
+  /** A fresh context key per request (the cluster never shares blocks between requests). */
+  private requestKey(req: LocalRequest, plan: StarPlan): string {
+    return `${contextKey({ model: this.modelDir, mode: req.mode, blockSize: plan.blockSize, anchorSize: plan.anchorSize, contextIds: req.contextIds })}:${process.pid}.${++seq}`;
+  }
+
+  private remember(placement: ContextPlacement[]): void {
+    for (const p of placement) for (const id of p.cacheIds) this.holder.set(id, p.host as LocalHost);
+  }
+
+  private async release(ids: string[]): Promise<void> {
+    for (const id of ids) this.holder.delete(id);
+    await Promise.all(this.hosts.filter((h) => h.engine.alive).map((h) => h.release(ids).catch(() => undefined)));
   }
 }

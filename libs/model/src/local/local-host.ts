@@ -1,8 +1,9 @@
 /**
- * In-process implementations of the actor contracts (libs/attention host.ts) over a `ModelEngine`
- * (one worker thread each). The cluster implements the same contracts over Redis.
+ * In-process host actor: the `Host` contract (libs/attention host.ts) over a `ModelEngine` (one
+ * worker thread). The host actor process serves the same object over actor calls; the query side
+ * is `EngineQueryBackend` (serving/query-backend.ts).
  */
-import { mergeInto, type AttendRequest, type BlockHandle, type EncodeBlockRequest, type Host, type KvBlock, type Partial, type QueryModel } from '@starq/attention';
+import { mergeInto, type AttendBatch, type AttendRequest, type BlockHandle, type EncodeBlockRequest, type Host, type KvBlock, type Partial } from '@starq/attention';
 import type { ModelEngine } from '../runtime/engine';
 
 interface RingState {
@@ -27,6 +28,10 @@ export class LocalHost implements Host {
 
   attend(req: AttendRequest): Promise<Partial> {
     return this.engine.attendCaches(req.cacheIds, req.layer, req.q, req.qpos);
+  }
+
+  attendMany(items: AttendBatch): Promise<Partial[]> {
+    return this.engine.attendMany(items);
   }
 
   async ringStart(cacheId: string, ids: Int32Array, positions: Int32Array): Promise<void> {
@@ -73,30 +78,5 @@ export class LocalHost implements Host {
     const st = this.ring.get(cacheId);
     if (!st) throw new Error(`no ring state for ${cacheId} on host ${this.id} (call ringStart first)`);
     return st;
-  }
-}
-
-/** The query actor's model work for one request, on an engine, with its own cache. */
-export class LocalQueryModel implements QueryModel {
-  readonly numLayers: number;
-
-  constructor(readonly engine: ModelEngine, readonly cacheId: string) {
-    this.numLayers = engine.config.numLayers;
-  }
-
-  embed(ids: Int32Array): Promise<Float32Array> {
-    return this.engine.embed(ids);
-  }
-  queryLayer(layer: number, x: Float32Array, positions: Int32Array): Promise<{ q: Float32Array; own: Partial }> {
-    return this.engine.queryLayer(this.cacheId, layer, x, positions);
-  }
-  post(layer: number, x: Float32Array, attn: Float32Array): Promise<Float32Array> {
-    return this.engine.post(layer, x, attn);
-  }
-  postQueryLayer(layer: number, x: Float32Array, attn: Float32Array, positions: Int32Array): Promise<{ x: Float32Array; q: Float32Array; own: Partial }> {
-    return this.engine.postQueryLayer(this.cacheId, layer, x, attn, positions);
-  }
-  head(x: Float32Array): Promise<Float32Array> {
-    return this.engine.head(x);
   }
 }

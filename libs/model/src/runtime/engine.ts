@@ -8,7 +8,7 @@
  */
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { Partial } from '@starq/attention';
+import type { AttendRequest, GroupedQuery, Partial, RowGroup } from '@starq/attention';
 import { StarqError } from '@starq/protocol/errors';
 import type { ModelConfig } from '../types';
 import type { ExecutorOptions, ExecutorStats, ForwardRequest, QkvOut } from './executor';
@@ -91,12 +91,17 @@ export class ModelEngine {
   attendCaches(cacheIds: string[], layer: number, q: Float32Array, qpos: Int32Array): Promise<Partial> {
     return this.call('attendCaches', cacheIds, layer, q, qpos) as Promise<Partial>;
   }
-  queryLayer(cacheId: string, layer: number, x: Float32Array, positions: Int32Array): Promise<{ q: Float32Array; own: Partial }> {
-    return this.call('queryLayer', cacheId, layer, x, positions) as Promise<{ q: Float32Array; own: Partial }>;
+  /** Batched host attend: one partial per item (see `ModelExecutor.attendMany`). */
+  attendMany(items: AttendRequest[]): Promise<Partial[]> {
+    return this.call('attendMany', items) as Promise<Partial[]>;
+  }
+  /** q/k/v of stacked row groups, K/V appended per group, own partial per group (see `ModelExecutor.queryLayer`). */
+  queryLayer(layer: number, x: Float32Array, groups: RowGroup[]): Promise<GroupedQuery> {
+    return this.call('queryLayer', layer, x, groups) as Promise<GroupedQuery>;
   }
   /** post(layer) then queryLayer(layer + 1) in one worker call (see `ModelExecutor.postQueryLayer`). */
-  postQueryLayer(cacheId: string, layer: number, x: Float32Array, attn: Float32Array, positions: Int32Array): Promise<{ x: Float32Array; q: Float32Array; own: Partial }> {
-    return this.call('postQueryLayer', cacheId, layer, x, attn, positions) as Promise<{ x: Float32Array; q: Float32Array; own: Partial }>;
+  postQueryLayer(layer: number, x: Float32Array, attn: Float32Array, groups: RowGroup[]): Promise<GroupedQuery & { x: Float32Array }> {
+    return this.call('postQueryLayer', layer, x, attn, groups) as Promise<GroupedQuery & { x: Float32Array }>;
   }
   qkvAppend(cacheId: string, layer: number, x: Float32Array, positions: Int32Array): Promise<QkvOut> {
     return this.call('qkvAppend', cacheId, layer, x, positions) as Promise<QkvOut>;
@@ -127,6 +132,11 @@ export class ModelEngine {
   }
   stats(): Promise<ExecutorStats> {
     return this.call('stats') as Promise<ExecutorStats>;
+  }
+
+  /** False once the worker has died or been closed (every call then rejects with `EngineDiedError`). */
+  get alive(): boolean {
+    return this.dead === null;
   }
 
   /** Stop the worker; its caches are freed. */

@@ -16,7 +16,7 @@
  * Star Attention's phase 2 and Ring Attention can place the attention step on other hosts.
  */
 import * as ort from 'onnxruntime-node';
-import type { Partial } from '@starq/attention';
+import type { AttendRequest, GroupedQuery, Partial, RowGroup } from '@starq/attention';
 import { CapacityError, InvalidInputError } from '@starq/protocol/errors';
 import { buildHeadGraph, buildPostGraph, buildQkvGraph, MAX_CHAIN_TILES } from '../onnx/graphs';
 import { ropeCosSin, ropeInvFreq } from '../rope';
@@ -340,34 +340,69 @@ export class ModelExecutor {
   }
 
   /**
-   * The query actor's half of a distributed layer: q/k/v of the new rows, their K/V appended to the
-   * query actor's own cache, and the partial of q over that cache (query + generated tokens,
-   * causal by position). Hosts supply the context partials.
+   * Host side of a batched phase-2 call: per item, the partial of its q over the union of its caches
+   * (each equals `attendCaches` of the item alone), in item order. Every named cache is checked
+   * before any work.
    */
-  async queryLayer(cacheId: string, layer: number, x: Float32Array, positions: Int32Array): Promise<{ q: Float32Array; own: Partial }> {
-    const { q } = await this.qkvAppend(cacheId, layer, x, positions);
-    return { q, own: await this.attendPages(q, positions, this.cache(cacheId).pages(layer)) };
+  async attendMany(items: AttendRequest[]): Promise<Partial[]> {
+    for (const it of items) for (const id of it.cacheIds) this.cache(id);
+    const out: Partial[] = [];
+    for (const it of items) out.push(await this.attendCaches(it.cacheIds, it.layer, it.q, it.qpos));
+    return out;
+  }
+
+  /**
+   * The query actor's half of a distributed layer, for the stacked new rows of one or more requests
+   * (group g = rows [r_g, r_g + T_g) of x (T, hidden)): q/k/v of all rows in one pass, each group's
+   * K/V appended to its own cache, and each group's partial over its own cache (query + generated
+   * tokens, causal by position). Hosts supply the context partials. Row r's q/k/v do not depend on
+   * the other rows (the projections are row-wise), so a group's outputs equal those of the group
+   * run alone. Returns per group q (H, T_g, D) and the own partial (H, T_g, D).
+   */
+  async queryLayer(layer: number, x: Float32Array, groups: RowGroup[]): Promise<GroupedQuery> {
+    const caches = checkGroups(groups).map((id) => this.cache(id));
+    if (groups.length === 1) {
+      const { positions } = groups[0];
+      const { q, k, v } = await this.qkv(layer, x, positions); // (H, T, D), (Hkv, T, D) ×2
+      caches[0].append(layer, k, v, positions);
+      return { q: [q], own: [await this.attendPages(q, positions, caches[0].pages(layer))] };
+    }
+    const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.config;
+    const positions = new Int32Array(groups.reduce((n, g) => n + g.positions.length, 0)); // (T)
+    let r0 = 0;
+    for (const g of groups) {
+      positions.set(g.positions, r0);
+      r0 += g.positions.length;
+    }
+    const T = positions.length;
+    const { q, k, v } = await this.qkv(layer, x, positions); // (H, T, D), (Hkv, T, D) ×2
+    const out: GroupedQuery = { q: [], own: [] };
+    r0 = 0;
+    for (let i = 0; i < groups.length; i++) {
+      const pos = groups[i].positions; // (T_g)
+      const r1 = r0 + pos.length;
+      const qg = sliceRows(q, H, T, D, r0, r1); // (H, T_g, D)
+      caches[i].append(layer, sliceRows(k, Hkv, T, D, r0, r1), sliceRows(v, Hkv, T, D, r0, r1), pos); // (Hkv, T_g, D) ×2
+      out.q.push(qg);
+      out.own.push(await this.attendPages(qg, pos, caches[i].pages(layer)));
+      r0 = r1;
+    }
+    return out;
   }
 
   /**
    * `post(layer)` followed by `queryLayer(layer + 1)` in one call — the two consecutive query-actor
    * calls of a Star phase-2 step, so a step costs one worker round trip per layer instead of two:
-   * x' = post(layer, x, attn) (T, hidden); then q (H, T, D) of x' at layer + 1, its K/V appended to
-   * the cache, and the own partial. Results equal the two calls made separately.
+   * x' = post(layer, x, attn) (T, hidden); then per group q (H, T_g, D) of x' at layer + 1, its K/V
+   * appended to the group's cache, and the own partial. Results equal the two calls made separately.
    */
-  async postQueryLayer(
-    cacheId: string,
-    layer: number,
-    x: Float32Array,
-    attn: Float32Array,
-    positions: Int32Array,
-  ): Promise<{ x: Float32Array; q: Float32Array; own: Partial }> {
+  async postQueryLayer(layer: number, x: Float32Array, attn: Float32Array, groups: RowGroup[]): Promise<GroupedQuery & { x: Float32Array }> {
     if (!Number.isInteger(layer) || layer < 0 || layer + 1 >= this.config.numLayers) {
       throw new Error(`postQueryLayer: layer ${layer} has no next layer (the model has ${this.config.numLayers}); use post for the last layer`);
     }
+    checkGroups(groups).forEach((id) => this.cache(id));
     const y = await this.post(layer, x, attn); // (T, hidden)
-    const { q, own } = await this.queryLayer(cacheId, layer + 1, y, positions);
-    return { x: y, q, own };
+    return { x: y, ...(await this.queryLayer(layer + 1, y, groups)) };
   }
 
   /** q/k/v of the rows, with their K/V appended to a cache layer in the same call (Ring's step). */
@@ -471,4 +506,12 @@ export class ModelExecutor {
       }
     }
   }
+}
+
+/** The groups' cache ids, after checking they are distinct and non-empty (a cache takes one group's rows per call). */
+function checkGroups(groups: RowGroup[]): string[] {
+  if (groups.length === 0) throw new Error('queryLayer: no row groups');
+  const ids = groups.map((g) => g.cacheId);
+  if (new Set(ids).size !== ids.length) throw new Error(`queryLayer: a cache appears in two row groups (${ids.join(', ')}); give each request its own cache`);
+  return ids;
 }

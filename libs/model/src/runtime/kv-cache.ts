@@ -41,6 +41,14 @@ export interface KvCacheOptions {
   reserve?: number;
 }
 
+/**
+ * Bytes one token's K/V occupy in a cache, all layers: K and V (Hkv·D float32 each) and the int32
+ * position per layer, plus the same again for the page's position index.
+ */
+export function kvBytesPerToken(c: { numLayers: number; numKvHeads: number; headDim: number }): number {
+  return c.numLayers * 2 * c.numKvHeads * c.headDim * 4 + c.numLayers * 8;
+}
+
 export class KvCache {
   readonly layers: KvPage[][];
   readonly pageSize: number;

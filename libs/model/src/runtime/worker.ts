@@ -36,6 +36,7 @@ export const EXECUTOR_OPS = [
   'head',
   'attendCache',
   'attendCaches',
+  'attendMany',
   'queryLayer',
   'postQueryLayer',
   'qkvAppend',

@@ -1,0 +1,42 @@
+/**
+ * Lost-host recovery's view of the cluster: where a request's context blocks live, and re-encoding
+ * (by lineage) the ones that are gone. The in-process cluster keeps this in memory; the Redis
+ * cluster reads the KV directory and the actor registry.
+ */
+import type { ContextPlacement, Mode, StarPlan } from '@starq/attention';
+
+/** What it takes to find or rebuild a request's context blocks. */
+export interface EncodedContext {
+  mode: Mode;
+  plan: StarPlan;
+  /** Identity of the encoded context (block cache ids derive from it). */
+  contextKey: string;
+  contextIds: ArrayLike<number>; // (N)
+}
+
+/** A fresh placement, and the blocks that had to be re-encoded to get it. */
+export interface Relocation {
+  placement: ContextPlacement[];
+  /** Block indices re-encoded (empty when every block was still in place). */
+  reencoded: number[];
+  /** The host the re-encoded blocks were lost from ('' when unknown). */
+  fromHost: string;
+}
+
+/**
+ * Contract: `locate(ctx, lost)` returns a placement of every block of `ctx.plan` on live hosts (one
+ * entry per run of blocks on the same host, in block order), re-encoding by lineage (Star phase 1 of
+ * that block: anchor ++ block) each block whose holder is in `lost`, is not alive, or no longer holds
+ * it. Hosts in `lost` get no block. It throws when no live host is left. Ring contexts are not
+ * re-encodable by lineage (their K/V come from the exact ring pass): callers do not ask.
+ */
+export interface BlockLocator {
+  locate(ctx: EncodedContext, lost: ReadonlySet<string>): Promise<Relocation>;
+}
+
+/**
+ * What a failed host call means for recovery: `'host-lost'` — the host is gone (treat it as dead
+ * for the request); `'block-lost'` — the host is alive but no longer holds a block (look again);
+ * `null` — not a fault that re-encoding fixes (the request fails with it).
+ */
+export type HostFailureKind = 'host-lost' | 'block-lost' | null;

@@ -1,0 +1,431 @@
+/**
+ * Star phase 2 for a running set of requests with continuous batching — the one loop that serves
+ * requests in-process (`LocalCluster`) and on the cluster (the query actor), over any `Host[]`.
+ *
+ *   submit(request) ──► waiting (FIFO; `queued` event with the reason) ──► admitted (Admission:
+ *   running-set maximum, query KV budget) ──► running set ──► steps ──► result
+ *
+ * One step advances every running request by one unit of work: a chunk of its query (≤
+ * `maxQueryRowsPerStep` rows) or one generated token. The step is `starStep` over all of them at
+ * once (one query-model call and one `attendMany` per host per layer, one `post`, one `head`), then
+ * each request samples from its own logits. Requests join and leave between steps; a finished or
+ * cancelled request leaves at once and frees its own cache and its share of the KV budget.
+ *
+ * Exactness: every request's tokens are those it would get alone — the query model is row
+ * independent, hosts answer per item, partials merge per request (hosts in placement order, own
+ * last), and each request samples with its own seeded RNG.
+ *
+ * Failures: a step that fails rolls back every member's own cache to its length before the step.
+ * A host failure that re-encoding fixes (`classifyFailure`) re-places the affected requests' blocks
+ * through the `BlockLocator` (at most `maxRecoveries` times per request) and the step is retried; a
+ * request that cannot recover fails alone. Any other failure of a multi-request step re-runs its
+ * members one by one, so only the request at fault fails.
+ */
+import { HostCallError, starStep, type ContextPlacement, type StepRequest } from '@starq/attention';
+import { InvalidInputError, StarqError } from '@starq/protocol/errors';
+import { validateGenerateOptions, type GenerateOptions, type GenerationResult } from '../generate';
+import { EngineDiedError } from '../runtime/engine';
+import { Rng, sample } from '../sampling';
+import { Admission, DEFAULT_ADMISSION_LIMITS, type AdmissionLimits, type WaitReason } from './admission';
+import type { BlockLocator, EncodedContext, HostFailureKind } from './block-locator';
+import type { QueryBackend } from './query-backend';
+import { ServingMetrics, type ServingSnapshot, type StepRecord } from './serving-metrics';
+
+export interface ServingOptions extends Partial<AdmissionLimits> {
+  /**
+   * Advance all running requests in one batched step (true), or each request in its own steps,
+   * concurrently (false: the unbatched baseline for benchmarks). @defaultValue true
+   */
+  batching?: boolean;
+  /** Query rows of one request per step; a longer query takes several steps. @defaultValue 512 */
+  maxQueryRowsPerStep?: number;
+  /** Lost-host recoveries per request before it fails. @defaultValue 3 */
+  maxRecoveries?: number;
+  /** Finds and re-encodes lost blocks; without it no request recovers. */
+  locator?: BlockLocator;
+  /**
+   * What a host call's error means (see `HostFailureKind`).
+   * @defaultValue `EngineDiedError` (an in-process host's engine is gone) → 'host-lost', else null
+   */
+  classifyFailure?: (e: unknown) => HostFailureKind;
+  /** Called after every step. */
+  onStep?: (s: StepRecord) => void;
+}
+
+export type ServingEvent =
+  | { type: 'queued'; reason: WaitReason; position: number }
+  | { type: 'admitted'; queuedMs: number; running: number }
+  | { type: 'recovered'; blocks: number[]; fromHost: string };
+
+/** A request whose context is encoded (phase 1 done), ready for phase 2. */
+export interface ServingRequest {
+  /** Unique among the loop's requests (names its own cache). */
+  id: string;
+  /** N: the query's rows sit at positions N, N+1, … */
+  contextLength: number;
+  queryIds: number[];
+  /** Where the context K/V live. */
+  placement: ContextPlacement[];
+  /** For lost-host recovery; without it (or in ring mode) the request fails on a lost host. */
+  context?: EncodedContext;
+  /** `maxNewTokens`, `sampling`, `stopIds`, `ignoreEos`, `onToken` are used. */
+  generate: GenerateOptions;
+  /** Aborting cancels the request (it leaves at the next step boundary, or at once if waiting). */
+  signal?: AbortSignal;
+  onEvent?: (e: ServingEvent) => void;
+}
+
+export interface ServingResult extends Omit<GenerationResult, 'timings'> {
+  timings: Omit<GenerationResult['timings'], 'phase1Ms'> & {
+    /** Time from submit to admission. */
+    queuedMs: number;
+  };
+  /** The placement the request ended with (differs from the submitted one after a recovery). */
+  placement: ContextPlacement[];
+  /** Blocks re-encoded after lost hosts. */
+  recoveredBlocks: number;
+}
+
+export class RequestCancelledError extends StarqError {
+  constructor(requestId: string) {
+    super('cancelled', `request ${requestId} was cancelled`, { status: 409 });
+  }
+}
+
+export class LoopClosedError extends StarqError {
+  constructor() {
+    super('shutting_down', 'the serving loop is closed: submit to another query actor', { status: 503 });
+  }
+}
+
+const defaultClassify = (e: unknown): HostFailureKind => (e instanceof EngineDiedError ? 'host-lost' : null);
+
+/** One request inside the loop. */
+class Running {
+  readonly cacheId: string;
+  readonly reserveTokens: number;
+  readonly rng: Rng;
+  readonly stop: Set<number>;
+  readonly submittedAt = performance.now();
+  admittedAt = 0;
+  cacheReady = false;
+  /** Own-cache rows appended by completed steps (the rollback point). */
+  cached = 0;
+  queryDone = 0;
+  readonly generated: number[] = [];
+  pending = -1;
+  firstTokenAt = 0;
+  finishReason: 'length' | 'stop' = 'length';
+  placement: ContextPlacement[];
+  readonly lost = new Set<string>();
+  recoveries = 0;
+  recoveredBlocks = 0;
+  waitReason: WaitReason | null = null;
+  waitPosition = -1;
+  done = false;
+  resolve!: (r: ServingResult) => void;
+  reject!: (e: unknown) => void;
+  readonly result: Promise<ServingResult>;
+
+  constructor(
+    readonly req: ServingRequest,
+    readonly bytes: number,
+  ) {
+    this.cacheId = `${req.id}/query`;
+    this.reserveTokens = req.queryIds.length + req.generate.maxNewTokens;
+    this.rng = new Rng(req.generate.sampling.seed);
+    this.stop = new Set(req.generate.ignoreEos ? [] : req.generate.stopIds);
+    this.placement = req.placement;
+    this.result = new Promise((res, rej) => {
+      this.resolve = res;
+      this.reject = rej;
+    });
+  }
+
+  /** The rows this request contributes to the next step. */
+  nextRows(maxQueryRows: number): StepRequest {
+    const { contextLength: N, queryIds } = this.req;
+    const M = queryIds.length;
+    if (this.queryDone < M) {
+      const n = Math.min(maxQueryRows, M - this.queryDone);
+      const s = this.queryDone;
+      return {
+        context: this.placement,
+        cacheId: this.cacheId,
+        ids: Int32Array.from(queryIds.slice(s, s + n)), // (n)
+        positions: Int32Array.from({ length: n }, (_, i) => N + s + i), // (n)
+        logits: s + n === M ? 'last' : 'none',
+      };
+    }
+    return { context: this.placement, cacheId: this.cacheId, ids: Int32Array.of(this.pending), positions: Int32Array.of(N + M + this.generated.length - 1), logits: 'last' };
+  }
+}
+
+export class ServingLoop {
+  private readonly admission: Admission;
+  private readonly waiting: Running[] = [];
+  private readonly running = new Set<Running>();
+  private readonly ids = new Set<string>();
+  readonly metrics = new ServingMetrics();
+  private driving = false;
+  private closed = false;
+  private readonly batching: boolean;
+  private readonly maxQueryRows: number;
+  private readonly maxRecoveries: number;
+  private readonly classify: (e: unknown) => HostFailureKind;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    readonly backend: QueryBackend,
+    private readonly opts: ServingOptions = {},
+  ) {
+    this.admission = new Admission({ maxRunning: opts.maxRunning ?? DEFAULT_ADMISSION_LIMITS.maxRunning, kvBudgetBytes: opts.kvBudgetBytes ?? DEFAULT_ADMISSION_LIMITS.kvBudgetBytes });
+    this.batching = opts.batching ?? true;
+    this.maxQueryRows = opts.maxQueryRowsPerStep ?? 512;
+    this.maxRecoveries = opts.maxRecoveries ?? 3;
+    this.classify = opts.classifyFailure ?? defaultClassify;
+    for (const [k, v] of [['maxQueryRowsPerStep', this.maxQueryRows], ['maxRecoveries', this.maxRecoveries + 1]] as const) {
+      if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`serving ${k} must be an integer ≥ ${k === 'maxRecoveries' ? 0 : 1}, got ${k === 'maxRecoveries' ? v - 1 : v}`);
+    }
+  }
+
+  /** Queue a request; resolves with its result when it finishes (rejects when it fails or is cancelled). */
+  submit(req: ServingRequest): Promise<ServingResult> {
+    try {
+      if (this.closed) throw new LoopClosedError();
+      validateGenerateOptions(req.generate);
+      if (req.queryIds.length === 0) throw new InvalidInputError('empty_query', 'the query has no tokens: phase 2 needs at least one', 'query');
+      if (this.ids.has(req.id)) throw new Error(`request id ${req.id} is already in the serving loop`);
+      const bytes = (req.queryIds.length + req.generate.maxNewTokens) * this.backend.kvBytesPerToken;
+      this.admission.check(bytes);
+      const e = new Running(req, bytes);
+      this.ids.add(req.id);
+      this.waiting.push(e);
+      req.signal?.addEventListener('abort', () => this.abortWaiting(e), { once: true });
+      this.pump();
+      return e.result;
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** Running set, queue and step statistics. */
+  snapshot(): ServingSnapshot {
+    return this.metrics.snapshot(this.running.size, this.waiting.length);
+  }
+
+  /** Refuse new requests, fail the waiting ones, and resolve once the running ones have finished. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const e of this.waiting.splice(0)) this.settle(e, new LoopClosedError());
+    if (this.running.size > 0) await new Promise<void>((r) => this.idleWaiters.push(r));
+  }
+
+  // ------------------------------------------------------------------ admission
+
+  private pump(): void {
+    while (this.waiting.length > 0) {
+      const e = this.waiting[0];
+      const why = this.admission.blocker(e.bytes);
+      if (why) break;
+      this.waiting.shift();
+      this.admission.take(e.bytes);
+      this.running.add(e);
+      e.admittedAt = performance.now();
+      this.emit(e, { type: 'admitted', queuedMs: e.admittedAt - e.submittedAt, running: this.running.size });
+      if (!this.batching) void this.drive(() => (e.done ? [] : [e]));
+    }
+    // Tell waiting requests why they wait (only when that changed).
+    this.waiting.forEach((e, i) => {
+      const why = this.admission.blocker(e.bytes) ?? 'running_set_full';
+      if (why !== e.waitReason || i !== e.waitPosition) {
+        e.waitReason = why;
+        e.waitPosition = i;
+        this.emit(e, { type: 'queued', reason: why, position: i });
+      }
+    });
+    if (this.batching && !this.driving && this.running.size > 0) {
+      this.driving = true;
+      void this.drive(() => [...this.running]).finally(() => {
+        this.driving = false;
+        this.pump();
+      });
+    }
+  }
+
+  private abortWaiting(e: Running): void {
+    const i = this.waiting.indexOf(e);
+    if (i < 0) return; // running: leaves at the next step boundary
+    this.waiting.splice(i, 1);
+    this.settle(e, new RequestCancelledError(e.req.id));
+    this.pump();
+  }
+
+  // ------------------------------------------------------------------ steps
+
+  /** Run steps over `pick()`'s requests until it returns none. Never throws. */
+  private async drive(pick: () => Running[]): Promise<void> {
+    for (;;) {
+      const batch = pick().filter((e) => !e.done);
+      if (batch.length === 0) return;
+      try {
+        await this.step(batch);
+      } catch (err) {
+        for (const e of batch) if (!e.done) this.finish(e, err); // a bug in the loop itself: fail, never hang
+      }
+    }
+  }
+
+  private async step(batch: Running[]): Promise<void> {
+    const members: Running[] = [];
+    for (const e of batch) {
+      if (e.req.signal?.aborted) {
+        this.finish(e, new RequestCancelledError(e.req.id));
+        continue;
+      }
+      if (!e.cacheReady) {
+        try {
+          await this.backend.createCache(e.cacheId, e.reserveTokens);
+          e.cacheReady = true;
+        } catch (err) {
+          this.finish(e, err);
+          continue;
+        }
+      }
+      members.push(e);
+    }
+    if (members.length === 0) return;
+    const reqs = members.map((e) => e.nextRows(this.maxQueryRows));
+    const t0 = performance.now();
+    let logits: (Float32Array | null)[];
+    try {
+      logits = await starStep(this.backend, reqs);
+    } catch (err) {
+      await this.recover(members, err);
+      return;
+    }
+    const ms = performance.now() - t0;
+    let tokens = 0;
+    members.forEach((e, i) => {
+      if (this.advance(e, reqs[i], logits[i])) tokens++;
+    });
+    const rec: StepRecord = { at: Date.now(), batch: members.length, rows: reqs.reduce((n, r) => n + r.ids.length, 0), tokens, ms };
+    this.metrics.record(rec);
+    this.opts.onStep?.(rec);
+  }
+
+  /** Apply a step's result to one request; true when it generated a token. */
+  private advance(e: Running, r: StepRequest, logits: Float32Array | null): boolean {
+    e.cached += r.ids.length;
+    const M = e.req.queryIds.length;
+    if (e.queryDone < M) {
+      e.queryDone += r.ids.length;
+      if (e.queryDone < M) return false;
+    }
+    const g = e.req.generate;
+    if (e.generated.length >= g.maxNewTokens) {
+      this.finish(e, null);
+      return false;
+    }
+    const id = sample(logits!, g.sampling, e.rng);
+    if (e.generated.length === 0) e.firstTokenAt = performance.now();
+    if (e.stop.has(id)) {
+      e.finishReason = 'stop';
+      this.finish(e, null);
+      return false;
+    }
+    e.generated.push(id);
+    try {
+      g.onToken?.(id, e.generated.length - 1);
+    } catch (err) {
+      this.finish(e, err);
+      return true;
+    }
+    if (e.generated.length >= g.maxNewTokens) this.finish(e, null);
+    else e.pending = id;
+    return true;
+  }
+
+  /** A step failed: roll back, then recover, isolate or fail (see the file comment). */
+  private async recover(members: Running[], err: unknown): Promise<void> {
+    try {
+      await Promise.all(members.map((e) => this.backend.truncateCache(e.cacheId, e.cached)));
+    } catch {
+      for (const e of members) this.finish(e, unwrap(err)); // the query backend itself is broken
+      return;
+    }
+    const kind = err instanceof HostCallError ? this.classify(err.cause) : null;
+    if (err instanceof HostCallError && kind) {
+      for (const e of members) {
+        if (!e.placement.some((p) => p.host.id === err.hostId)) continue;
+        const ctx = e.req.context;
+        if (!ctx || ctx.mode === 'ring' || !this.opts.locator || ++e.recoveries > this.maxRecoveries) {
+          this.finish(e, err.cause);
+          continue;
+        }
+        if (kind === 'host-lost') e.lost.add(err.hostId);
+        try {
+          const r = await this.opts.locator.locate(ctx, e.lost);
+          e.placement = r.placement;
+          e.recoveredBlocks += r.reencoded.length;
+          if (r.reencoded.length > 0) this.emit(e, { type: 'recovered', blocks: r.reencoded, fromHost: r.fromHost || err.hostId });
+        } catch (x) {
+          this.finish(e, x);
+        }
+      }
+      return;
+    }
+    if (members.length === 1) {
+      this.finish(members[0], unwrap(err));
+      return;
+    }
+    for (const e of members) if (!e.done) await this.step([e]); // find the request at fault
+  }
+
+  /** Leave the running set: free the cache and the budget, settle the promise, admit others. */
+  private finish(e: Running, err: unknown): void {
+    if (e.done) return;
+    this.running.delete(e);
+    this.admission.give(e.bytes);
+    if (e.cacheReady) void this.backend.dropCache(e.cacheId).catch(() => undefined);
+    this.settle(e, err);
+    if (this.running.size === 0) for (const w of this.idleWaiters.splice(0)) w();
+    this.pump();
+  }
+
+  private settle(e: Running, err: unknown): void {
+    e.done = true;
+    this.ids.delete(e.req.id);
+    if (err) {
+      e.reject(err);
+      return;
+    }
+    const end = performance.now();
+    const n = e.generated.length;
+    e.resolve({
+      generatedIds: e.generated,
+      finishReason: e.finishReason,
+      timings: {
+        queuedMs: e.admittedAt - e.submittedAt,
+        phase2Ms: end - e.submittedAt,
+        firstTokenMs: e.firstTokenAt > 0 ? e.firstTokenAt - e.submittedAt : 0,
+        decodeTokensPerSec: n > 1 ? (n - 1) / ((end - e.firstTokenAt) / 1000) : 0,
+      },
+      placement: e.placement,
+      recoveredBlocks: e.recoveredBlocks,
+    });
+  }
+
+  private emit(e: Running, ev: ServingEvent): void {
+    try {
+      e.req.onEvent?.(ev);
+    } catch {
+      // a listener's failure is the listener's: the request goes on
+    }
+  }
+}
+
+/** A host call's own error (its code and message) rather than the wrapper. */
+function unwrap(err: unknown): unknown {
+  return err instanceof HostCallError ? err.cause : err;
+}
