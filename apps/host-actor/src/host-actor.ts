@@ -139,7 +139,9 @@ export class HostActor {
 
   private async encode(req: EncodeBlockRequest) {
     const tokens = req.ids.length - req.keepFrom;
-    await this.makeRoom(tokens * this.bytesPerToken, req.cacheId);
+    // The block's rows, plus its anchor's when this host does not hold that anchor yet (LocalHost
+    // encodes an anchor once and keeps it until its last block is released).
+    await this.makeRoom(() => (tokens + this.local.newAnchorTokens(req)) * this.bytesPerToken, req.cacheId);
     const handle = await this.local.encodeBlock(req);
     this.held.set(req.cacheId, { bytes: handle.bytes, tokens: handle.tokens, lastUsed: Date.now() });
     await this.publishStatus();
@@ -169,7 +171,7 @@ export class HostActor {
   }
 
   private async ringStart(a: { cacheId: string; ids: Int32Array; positions: Int32Array }): Promise<void> {
-    await this.makeRoom(a.ids.length * this.bytesPerToken, a.cacheId);
+    await this.makeRoom(() => a.ids.length * this.bytesPerToken, a.cacheId);
     await this.local.ringStart(a.cacheId, a.ids, a.positions);
     this.held.set(a.cacheId, { bytes: a.ids.length * this.bytesPerToken, tokens: a.ids.length, lastUsed: Date.now() });
     await this.publishStatus();
@@ -182,20 +184,23 @@ export class HostActor {
     await this.publishStatus();
   }
 
-  /** Evict least-recently-used blocks until `bytes` more fit under the limit. */
-  private async makeRoom(bytes: number, forCache: string): Promise<void> {
-    if (bytes > this.cfg.kvLimitBytes) {
-      throw new StarqError('block_too_large', `block ${forCache} needs ${bytes} bytes of KV but this host's limit is ${this.cfg.kvLimitBytes} (STARQ_KV_LIMIT_BYTES): use a smaller block size or more memory`, { param: 'block_size', status: 422 });
+  /**
+   * Evict least-recently-used blocks until `bytes()` more fit under the limit (a function: evicting
+   * a block can drop an anchor the new block would have shared).
+   */
+  private async makeRoom(bytes: () => number, forCache: string): Promise<void> {
+    if (bytes() > this.cfg.kvLimitBytes) {
+      throw new StarqError('block_too_large', `block ${forCache} needs ${bytes()} bytes of KV but this host's limit is ${this.cfg.kvLimitBytes} (STARQ_KV_LIMIT_BYTES): use a smaller block size or more memory`, { param: 'block_size', status: 422 });
     }
-    const used = () => [...this.held.values()].reduce((s, h) => s + h.bytes, 0);
-    while (used() + bytes > this.cfg.kvLimitBytes && this.held.size > 0) {
+    const used = () => [...this.held.values()].reduce((s, h) => s + h.bytes, 0) + this.local.anchorBytes;
+    while (used() + bytes() > this.cfg.kvLimitBytes && this.held.size > 0) {
       const [victim] = [...this.held.entries()].sort((x, y) => x[1].lastUsed - y[1].lastUsed)[0];
       await this.release([victim]);
     }
   }
 
   private stats() {
-    const kvBytes = [...this.held.values()].reduce((s, h) => s + h.bytes, 0);
+    const kvBytes = [...this.held.values()].reduce((s, h) => s + h.bytes, 0) + this.local.anchorBytes; // anchors once each
     return { id: this.id, blocks: this.held.size, kvBytes, cacheIds: [...this.held.keys()] };
   }
 

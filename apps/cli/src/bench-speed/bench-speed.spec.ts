@@ -49,6 +49,16 @@ describe('FLOP counts (hand-computed)', () => {
     expect(phase1Flops(TINY, 'star', planMode('star', 8, { blockSize: 4, anchorSize: 0 })).total).toBe(38144);
   });
 
+  it('star N=12, b=4, a=4 on one host: the anchor once (4 tokens, 10 pairs), blocks 1–2 as 4 rows over anchor ++ block (26 pairs each) → 16·4608 + 72·64 = 78336', () => {
+    const plan = planMode('star', 12, { blockSize: 4, anchorSize: 4, hosts: 1 });
+    expect(phase1Flops(TINY, 'star', plan)).toEqual({ linear: 73728, attention: 4608, lmHead: 0, total: 78336 });
+    // the paper's count: blocks 1 and 2 each run anchor ++ block = 8 tokens → 20·4608 + (10 + 36 + 36)·64 = 97408
+    expect(phase1Flops(TINY, 'star', plan, { anchorPerBlock: true }).total).toBe(97408);
+    // one block per host: every host encodes its own anchor, the two counts agree
+    const spread = planMode('star', 12, { blockSize: 4, anchorSize: 4, hosts: 3 });
+    expect(phase1Flops(TINY, 'star', spread).total).toBe(97408);
+  });
+
   it('ring is exact attention: the same FLOPs as global, whatever the blocks', () => {
     expect(phase1Flops(TINY, 'ring', planMode('ring', 8, { blockSize: 3, hosts: 2 })).total).toBe(39168);
   });

@@ -21,8 +21,10 @@ export interface SpeedCellSpec {
   /** How the block size was asked for (`N/4`, `1024`, `ring: N/H`, `global`). */
   blockLabel: string;
   plan: StarPlan;
-  /** Analytic phase-1 FLOPs (see libs/model/src/perf/flops.ts). */
+  /** Analytic phase-1 FLOPs, Star's anchor once per host (see libs/model/src/perf/flops.ts). */
   phase1Flops: number;
+  /** The same with Star's anchor recomputed for every block (the paper's count; = phase1Flops otherwise). */
+  phase1FlopsAnchorPerBlock: number;
   /** Analytic phase-2 FLOPs: query chunk + decode steps + lm_head rows. */
   phase2Flops: number;
 }
@@ -47,6 +49,7 @@ export function planCells(o: SpeedOptions, config: ModelConfig): SpeedCellSpec[]
         blockLabel: label,
         plan,
         phase1Flops: phase1Flops(config, mode, plan).total,
+        phase1FlopsAnchorPerBlock: phase1Flops(config, mode, plan, { anchorPerBlock: true }).total,
         phase2Flops: phase2Flops(config, N, o.queryTokens, o.newTokens).total,
       });
     } catch (e) {

@@ -21,6 +21,7 @@ const COLUMNS: Column[] = [
   { key: 'ratioVsGlobal', title: '× vs Global', digits: 2 },
   { key: 'predictedRatioVsGlobal', title: 'FLOP-predicted ×', digits: 2 },
   { key: 'ofPredicted', title: '% of predicted', digits: 0 },
+  { key: 'predictedRatioAnchorPerBlock', title: 'predicted × (anchor per block)', digits: 2 },
   { key: 'ratioVsRing', title: '× vs Ring', digits: 2 },
   { key: 'peakRssMb', title: 'peak RSS MB' },
 ];

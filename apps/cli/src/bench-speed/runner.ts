@@ -6,12 +6,14 @@
  *   phase1Ms            wall time of context encoding (phase 1)
  *   firstTokenMs        time to first token from the request's start (phase 1 + query chunk + 1st sample)
  *   decodeTokensPerSec  tokens/s of the decode steps after the first token
- *   gflop               analytic phase-1 GFLOP (libs/model/src/perf/flops.ts)
+ *   gflop               analytic phase-1 GFLOP (libs/model/src/perf/flops.ts), Star's anchor once per host
+ *   gflopAnchorPerBlock the same count with the anchor recomputed for every block (the paper's)
  *   gflops              gflop / phase-1 seconds (achieved rate of phase 1)
  *   ratioVsGlobal       Global's phase1Ms / this cell's (phase-1 speedup over Global, same context)
  *   ratioVsRing         Ring's phase1Ms / this cell's (same context and host count)
  *   peakRssMb           peak RSS during the cell (see backends.ts)
- * plus `predictedRatioVsGlobal` (Global's FLOPs / this cell's), `efficiency` (gflops / matmulGflops)
+ * plus `predictedRatioVsGlobal` (Global's FLOPs / this cell's), `predictedRatioAnchorPerBlock` (the
+ * same from the anchor-per-block counts), `efficiency` (gflops / matmulGflops)
  * and the phase-2 figures. `roofline.matmulGflops` is the best plain ORT MatMul rate with the
  * run's thread count, measured before the first cell and after the last (the higher counts).
  */
@@ -34,10 +36,12 @@ export interface SpeedCellResult {
   decodeTokensPerSec: number;
   phase2Ms: number;
   gflop: number;
+  gflopAnchorPerBlock: number;
   gflops: number;
   efficiency: number;
   ratioVsGlobal: number | null;
   predictedRatioVsGlobal: number | null;
+  predictedRatioAnchorPerBlock: number | null;
   ratioVsRing: number | null;
   peakRssMb: number;
   generatedTokens: number;
@@ -123,10 +127,12 @@ export async function runSpeed(o: RunSpeedOptions): Promise<SpeedResult> {
         decodeTokensPerSec: t.decodeTokensPerSec,
         phase2Ms: t.phase2Ms,
         gflop,
+        gflopAnchorPerBlock: spec.phase1FlopsAnchorPerBlock / 1e9,
         gflops,
         efficiency: 0, // set once the roofline is known
         ratioVsGlobal: null,
         predictedRatioVsGlobal: null,
+        predictedRatioAnchorPerBlock: null,
         ratioVsRing: null,
         peakRssMb: run.peakRssBytes / 2 ** 20,
         generatedTokens: run.generatedIds.length,
@@ -143,6 +149,7 @@ export async function runSpeed(o: RunSpeedOptions): Promise<SpeedResult> {
     if (global) {
       res.ratioVsGlobal = global.res.phase1Ms / res.phase1Ms;
       res.predictedRatioVsGlobal = global.spec.phase1Flops / spec.phase1Flops;
+      res.predictedRatioAnchorPerBlock = global.spec.phase1Flops / spec.phase1FlopsAnchorPerBlock;
     }
     if (ring) res.ratioVsRing = ring.res.phase1Ms / res.phase1Ms;
   }

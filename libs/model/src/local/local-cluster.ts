@@ -28,6 +28,8 @@ export interface LocalClusterOptions extends Omit<ExecutorOptions, 'threads'> {
   queryThreads?: number;
   /** Serving loop options (batching, running-set limits, query chunk, recoveries). @defaultValue the loop's defaults */
   serving?: Omit<ServingOptions, 'locator' | 'classifyFailure'>;
+  /** Hosts encode each anchor once (see `LocalHostOptions.shareAnchors`). @defaultValue true */
+  shareAnchors?: boolean;
 }
 
 export interface LocalRequest extends ModeOptions {
@@ -72,12 +74,12 @@ export class LocalCluster implements BlockLocator {
 
   static async start(modelDir: string, config: ModelConfig, opts: LocalClusterOptions): Promise<LocalCluster> {
     const cores = Math.max(1, os.availableParallelism());
-    const { hosts: n, hostThreads, queryThreads, serving, ...exec } = opts;
+    const { hosts: n, hostThreads, queryThreads, serving, shareAnchors, ...exec } = opts;
     const engines: ModelEngine[] = [];
     try {
       for (let i = 0; i < n; i++) engines.push(await ModelEngine.load(modelDir, config, { ...exec, threads: hostThreads ?? Math.max(1, Math.floor(cores / n)) }));
       const q = await ModelEngine.load(modelDir, config, { ...exec, threads: queryThreads ?? cores });
-      return new LocalCluster(modelDir, config, engines.map((e, i) => new LocalHost(`local-host-${i}`, e)), q, serving);
+      return new LocalCluster(modelDir, config, engines.map((e, i) => new LocalHost(`local-host-${i}`, e, { shareAnchors })), q, serving);
     } catch (e) {
       await Promise.all(engines.map((x) => x.close()));
       throw e;

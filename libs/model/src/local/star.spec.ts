@@ -27,7 +27,10 @@ import { ModelEngine } from '../runtime/engine';
 import { writeRandomCheckpoint, type RandomCheckpointOptions } from '../synthetic/random-checkpoint';
 import type { ModelConfig } from '../types';
 import { loadModelDir } from '../weights';
+import { planStar, phase1Positions, phase1Tokens, type EncodeBlockRequest } from '@starq/attention';
+import { linearFlopsPerToken } from '../perf/flops';
 import { LocalCluster, type LocalRequest } from './local-cluster';
+import { LocalHost } from './local-host';
 import { TmpDirs, maxAbsDiff, randomIds, range } from '@starq/testing';
 
 const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0 };
@@ -173,6 +176,12 @@ describe('Star / Ring / Global on a random Llama checkpoint (LocalCluster vs eng
     [48, 48, 2], // 5 blocks (last 8): hosts hold 3 + 2
     [30, 10, 3], // 7 blocks (last 20), small anchor
     [100, 100, 2], // 2 blocks, a = b = N/2: block 1's anchor is all of block 0, so Star is exact
+    // Many blocks on one host, each anchor size: the host encodes the anchor once and every block over it.
+    [20, 0, 1], // 10 blocks, no anchor
+    [20, 7, 1], // 10 blocks, a < b
+    [20, 20, 1], // 10 blocks, a = b
+    [37, 37, 1], // 6 blocks (last 15), a = b
+    [16, 5, 2], // 13 blocks (last 8): hosts hold 7 + 6, a < b
   ];
   it.each(STAR)('ORT Star (b = %i, a = %i, hosts = %i) equals the float64 reference (logits 1e-4, greedy ids identical)', async (b, a, hosts) => {
     const r = req({ blockSize: b, anchorSize: a, hosts });
@@ -189,6 +198,82 @@ describe('Star / Ring / Global on a random Llama checkpoint (LocalCluster vs eng
     const exact = plan.blocks.every((blk) => blk.start <= plan.anchorLength);
     if (exact) expect(maxAbsDiff(refStar.queryLogits, refGlobal.queryLogits)).toBeLessThan(1e-9);
     else expect(meanKl(refGlobal.queryLogits, refStar.queryLogits, V)).toBeGreaterThan(1e-8);
+  });
+});
+
+describe('Anchor once per host (LocalHost): exact, shared, counted once, released with the last block', () => {
+  const tmp = new TmpDirs();
+  const N = 200;
+  let config: ModelConfig;
+  let engine: ModelEngine;
+  let contextIds: number[];
+
+  beforeAll(async () => {
+    const dir = tmp.make('starq-anchor-spec-');
+    writeRandomCheckpoint(dir, RANDOM);
+    config = loadModelDir(dir).config;
+    contextIds = [1, ...randomIds(N - 1, config.vocabSize, 7101, 3)];
+    engine = await ModelEngine.load(dir, config, { threads: 1 });
+  });
+  afterAll(async () => {
+    await engine?.close();
+    tmp.cleanup();
+  });
+
+  const request = (b: number, a: number, k: number, key: string): EncodeBlockRequest => {
+    const blk = planStar({ contextLength: N, blockSize: b, anchorSize: a, hosts: 1 }).blocks[k];
+    return { cacheId: `${key}/b${k}`, ids: Int32Array.from(phase1Tokens(contextIds, blk.phase1)), positions: phase1Positions(blk.phase1), keepFrom: blk.phase1.keepFrom };
+  };
+  const linearTokens = async (): Promise<number> => (await engine.stats()).linearFlops / linearFlopsPerToken(config);
+  const anchorCaches = async () => (await engine.listCaches()).filter((c) => c.id.startsWith('anchor/'));
+
+  it.each([[40, 24], [40, 40]])('b = %i, a = %i: anchor computed once for 3 blocks, reused by a later block, dropped with the last', async (b, a) => {
+    const shared = new LocalHost('shared', engine);
+    const t0 = await linearTokens();
+    const handles = await Promise.all([1, 2, 3].map((k) => shared.encodeBlock(request(b, a, k, 'sh'))));
+    expect(await linearTokens()).toBe(t0 + 3 * b + a); // 3 blocks' rows + the anchor once
+    expect(handles.map((h) => h.tokens)).toEqual([b, b, b]);
+    const anchors = await anchorCaches();
+    expect(anchors.map((c) => c.tokens)).toEqual([a]);
+    expect(shared.anchorBytes).toBe(anchors[0].bytes); // counted once
+    expect(shared.newAnchorTokens(request(b, a, 4, 'sh'))).toBe(0);
+
+    await shared.release(['sh/b1', 'sh/b2']);
+    expect(await anchorCaches()).toHaveLength(1); // block 3 still uses it
+    const t1 = await linearTokens();
+    await shared.encodeBlock(request(b, a, 4, 'sh')); // a later block of the context reuses it
+    expect(await linearTokens()).toBe(t1 + b);
+
+    // The K/V kept equal those of anchor ++ block encoded whole (as in the paper), within float32 rounding.
+    const whole = new LocalHost('whole', engine, { shareAnchors: false });
+    await whole.encodeBlock(request(b, a, 4, 'wh'));
+    expect(whole.anchorBytes).toBe(0);
+    const qpos = range(N, 4);
+    const q = Float32Array.from({ length: config.numHeads * 4 * config.headDim }, (_, i) => Math.sin(i));
+    for (let l = 0; l < config.numLayers; l++) {
+      const x = await shared.attend({ cacheIds: ['sh/b3', 'sh/b4'], layer: l, q, qpos });
+      const y = await engine.attendCaches(['sh/b3', 'wh/b4'], l, q, qpos);
+      expect(maxAbsDiff(x.o, y.o)).toBeLessThan(1e-5);
+      expect(maxAbsDiff(x.lse, y.lse)).toBeLessThan(1e-5);
+    }
+    await whole.release(['wh/b4']);
+
+    await shared.release(['sh/b3', 'sh/b4']);
+    expect(await anchorCaches()).toHaveLength(0); // released with the last block
+    expect(shared.anchorBytes).toBe(0);
+    expect((await engine.listCaches()).map((c) => c.id)).toEqual([]);
+  });
+
+  it('block 0 and a = 0 keep no anchor; a failed block leaves no cache and no anchor behind', async () => {
+    const host = new LocalHost('plain', engine);
+    await host.encodeBlock(request(40, 40, 0, 'p'));
+    await host.encodeBlock(request(40, 0, 2, 'p0'));
+    expect(await anchorCaches()).toHaveLength(0);
+    const bad = request(40, 40, 1, 'bad');
+    bad.ids[bad.ids.length - 1] = config.vocabSize; // outside the vocabulary
+    await expect(host.encodeBlock(bad)).rejects.toMatchObject({ code: 'invalid_token_id' });
+    expect((await engine.listCaches()).map((c) => c.id).sort()).toEqual(['p/b0', 'p0/b2']);
+    await host.release(['p/b0', 'p0/b2']);
   });
 });
 

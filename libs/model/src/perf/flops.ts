@@ -47,22 +47,49 @@ function count(c: ModelConfig, tokens: number, pairs: number, headRows: number):
   return { linear, attention, lmHead, total: linear + attention + lmHead };
 }
 
+export interface Phase1FlopOptions {
+  /**
+   * Star: count the anchor as recomputed with every block k ≥ 1 (anchor ++ block as one causal
+   * forward, the paper's cost) instead of once per host. @defaultValue false
+   */
+  anchorPerBlock?: boolean;
+}
+
 /**
  * Phase 1 (context encoding) of a plan in a mode; no lm_head rows (phase 1 keeps only K/V).
  *   global: one causal forward of the N context tokens;
- *   star:   every block k runs its own causal forward of anchor ++ block (a'_k + |B_k| tokens) — the
- *           anchor is recomputed on every host that needs it, as in the paper;
+ *   star:   every host that holds a block k ≥ 1 encodes the anchor once (a causal forward of a'
+ *           tokens), and every block's |B_k| rows attend causally to (anchor ++ block):
+ *           |B_k|·a'_k + |B_k|(|B_k|+1)/2 pairs, a'_k = 0 for block 0 — what LocalHost and the host
+ *           actor run. Hosts as in the plan's assignment (a cluster whose hosts take blocks from a
+ *           queue encodes one anchor per host that took an anchored block). With `anchorPerBlock`,
+ *           each block k ≥ 1 runs its own causal forward of anchor ++ block (a'_k + |B_k| tokens);
  *   ring:   every token once through the linear layers, and exactly the causal pairs of the whole
  *           context (ring attention is exact), i.e. the same FLOPs as global.
  */
-export function phase1Flops(c: ModelConfig, mode: Mode, plan: StarPlan): FlopCount {
+export function phase1Flops(c: ModelConfig, mode: Mode, plan: StarPlan, opts: Phase1FlopOptions = {}): FlopCount {
   const N = plan.contextLength;
   if (mode === 'star') {
     let tokens = 0;
     let pairs = 0;
-    for (const b of plan.blocks) {
-      tokens += b.phase1.length;
-      pairs += causalPairs(0, b.phase1.length);
+    if (opts.anchorPerBlock) {
+      for (const b of plan.blocks) {
+        tokens += b.phase1.length;
+        pairs += causalPairs(0, b.phase1.length);
+      }
+      return count(c, tokens, pairs, 0);
+    }
+    for (const { blocks } of plan.assignments) {
+      let anchor = 0; // a' of this host's anchored blocks (the same for every block k ≥ 1)
+      for (const k of blocks) {
+        const { keepFrom } = plan.blocks[k].phase1;
+        const rows = plan.blocks[k].phase1.length - keepFrom;
+        anchor = Math.max(anchor, keepFrom);
+        tokens += rows;
+        pairs += causalPairs(keepFrom, rows);
+      }
+      tokens += anchor;
+      pairs += causalPairs(0, anchor);
     }
     return count(c, tokens, pairs, 0);
   }

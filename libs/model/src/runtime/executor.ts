@@ -8,7 +8,7 @@
  *   for each layer:
  *     q, k, v = qkv(x, cos, sin)                     // (H, T, D), (Hkv, T, D) ×2 — RMSNorm, proj, RoPE
  *     cache.append(k, v rows ≥ keepFrom)             // anchor rows (< keepFrom) are attended, not kept
- *     attn = attend(q over anchor pages + cache)     // (H, T, D) — chunked, merged by LSE
+ *     attn = attend(q over anchor + cache)           // (H, T, D) — anchor: rows < keepFrom, or a kept anchor cache
  *     x = post(x, attn)                              // o_proj + residual + SwiGLU MLP + residual
  *   logits = head(x)                                 // (T or 1, vocab)
  *
@@ -130,6 +130,13 @@ export interface ForwardRequest {
   positions: Int32Array; // (T)
   /** Rows before this index are an anchor: attended to but not stored. @defaultValue 0 */
   keepFrom?: number;
+  /**
+   * A cache holding an anchor encoded earlier (its own forward, every row kept): every row of this
+   * request also attends to its keys, by position like any key. A Star host encodes a context's
+   * anchor once and each block as `ids` = the block only, with this set — the same attention as
+   * anchor ++ block with keepFrom = a, without recomputing the anchor. Excludes keepFrom > 0.
+   */
+  anchorCacheId?: string;
   /** Which rows' logits to return. @defaultValue 'last' */
   logits?: 'none' | 'last' | 'all';
   /** Expected final cache length (sizes pages exactly). */
@@ -428,6 +435,11 @@ export class ModelExecutor {
     if (T === 0) throw new InvalidInputError('empty_input', 'forward needs at least one token', 'ids');
     if (positions.length !== T) throw new Error(`forward: ${positions.length} positions for ${T} ids`);
     this.checkPositions(positions);
+    if (req.anchorCacheId !== undefined && keepFrom > 0) {
+      throw new InvalidInputError('invalid_forward', `forward with anchorCacheId takes the block's rows only (keepFrom = 0), got keepFrom = ${keepFrom}`, 'keepFrom');
+    }
+    if (req.anchorCacheId === req.cacheId) throw new InvalidInputError('invalid_forward', `anchorCacheId must name another cache than cacheId (${req.cacheId})`, 'anchorCacheId');
+    const anchorCache = req.anchorCacheId !== undefined ? this.cache(req.anchorCacheId) : null;
     if (!this.caches.has(req.cacheId)) this.createCache(req.cacheId, req.reserve ?? T - keepFrom);
     const cache = this.cache(req.cacheId);
     if (req.reserve) cache.reserveTokens(req.reserve);
@@ -449,7 +461,7 @@ export class ModelExecutor {
     for (let l = 0; l < L; l++) {
       const { q, k, v } = await this.qkvRows(l, x, positions, scratch); // (H, T, D), (Hkv, T, D) ×2
       lap('qkv');
-      const anchor = transientPages(k, v, positions, 0, keepFrom, Hkv, D, this.opts.pageSize);
+      const anchor = anchorCache ? anchorCache.pages(l) : transientPages(k, v, positions, 0, keepFrom, Hkv, D, this.opts.pageSize);
       cache.append(l, k, v, positions, keepFrom);
       lap('append');
       const attn = await this.attendPages(q, positions, [...anchor, ...cache.pages(l)], attnOut); // (H, T, D)
