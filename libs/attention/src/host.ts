@@ -50,7 +50,11 @@ export interface KvBlock {
  * Contract:
  * - `encodeBlock` is a pure function of its request (lineage: a lost block is re-encoded from the
  *   same request) and is idempotent per cacheId (a second call for an existing cache is a no-op
- *   returning the existing handle).
+ *   returning the existing handle). The K/V kept are those of rows ≥ keepFrom of the causal
+ *   forward of `ids`; how the anchor rows (< keepFrom) are computed is the host's choice — a host
+ *   may encode an anchor once and keep it for all its blocks that start with the same anchor
+ *   (same ids at the same positions), as long as it frees it with the last of them and counts it
+ *   once in its KV memory.
  * - `attend` returns ONE partial (o, lse) for q over all keys of the named caches this host holds,
  *   with key j visible to query i iff kpos[j] ≤ qpos[i]; a row with no visible key has lse = −∞.
  *   It throws if a named cache is not held here.
