@@ -11,27 +11,17 @@
  * - The page's cancel button cancels a long-running job of another key (admin rights).
  * - "Forget" removes the key from sessionStorage and hides the cluster data.
  *
- * Chromium: /usr/bin/chromium (or STARQ_CHROMIUM). `.ci/run` installs it when missing (as root,
- * with apt-get). When it is missing the test FAILS with a message saying how to install it,
- * unless STARQ_SKIP_BROWSER_TESTS is set to a reason (`.ci/run` sets it only when it could not
- * install Chromium), in which case it is skipped under a title that gives the reason. Never
- * downloads a browser (no `playwright install`).
+ * Chromium: see test/helpers/browser.ts (Debian's, never a downloaded build; a missing one fails
+ * the suite unless STARQ_SKIP_BROWSER_TESTS gives a reason).
  */
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { type BrowserContext, type Page } from 'playwright-core';
+import { describeBrowser, launchChromium } from './helpers/browser';
 import { deletePrefix, randomPrefix, stopProcess, TestCluster, until } from './helpers/cluster';
 import { request, startGateway, writeModel } from './helpers/gateway';
 import { randomIds, TmpDirs } from '@starq/testing';
 import type { RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
 
 jest.setTimeout(180000);
-
-const CHROMIUM = process.env.STARQ_CHROMIUM || '/usr/bin/chromium';
-const SKIP_REASON = (process.env.STARQ_SKIP_BROWSER_TESTS ?? '').trim();
-const HAVE_CHROMIUM = fs.existsSync(CHROMIUM);
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 const OPTS: RandomCheckpointOptions = { architecture: 'llama', hidden: 64, intermediate: 128, layers: 2, heads: 4, kvHeads: 2, vocab: 128, maxPositions: 4096, dtype: 'F32', tied: false, sharded: false, seed: 5 };
 const rnd = () => Math.random().toString(36).slice(2, 10);
@@ -40,21 +30,7 @@ const ADMIN_KEY = `sk-admin-${rnd()}`;
 const WRONG_KEY = `sk-wrong-${rnd()}`;
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
-if (!HAVE_CHROMIUM && SKIP_REASON) {
-  process.stderr.write(`admin-dashboard.e2e: SKIPPED: no Chromium at ${CHROMIUM} — ${SKIP_REASON}\n`);
-  describe('admin dashboard (browser)', () => {
-    it.skip(`skipped: no Chromium at ${CHROMIUM} — ${SKIP_REASON}`, () => undefined);
-  });
-} else if (!HAVE_CHROMIUM) {
-  describe('admin dashboard (browser)', () => {
-    it('needs Chromium', () => {
-      throw new Error(
-        `no Chromium at ${CHROMIUM}: install it (Debian, as root: apt-get install -y --no-install-recommends chromium; .ci/run does this) ` +
-          'or set STARQ_CHROMIUM to a Chromium/Chrome binary. To skip the browser tests on purpose, set STARQ_SKIP_BROWSER_TESTS=<reason>.',
-      );
-    });
-  });
-} else {
+describeBrowser('admin dashboard (browser)', () => {
   const tmp = new TmpDirs();
   let cluster: TestCluster;
   let gw: Awaited<ReturnType<typeof startGateway>> | null = null;
@@ -91,7 +67,7 @@ if (!HAVE_CHROMIUM && SKIP_REASON) {
     cluster = await TestCluster.start({ modelDir, hosts: 1, queryActors: 1, prefix });
     gw = await startGateway({ STARQ_REDIS_URL: process.env.STARQ_TEST_REDIS_URL || 'redis://127.0.0.1:6379', STARQ_PREFIX: prefix, STARQ_MODEL_DIR: modelDir, STARQ_API_KEYS: USER_KEY, STARQ_ADMIN_KEY: ADMIN_KEY });
     url = gw.url;
-    ctx = await chromium.launchPersistentContext(tmp.make('starq-admin-chromium-'), { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+    ctx = await launchChromium(tmp.make('starq-admin-chromium-'));
     page = ctx.pages()[0] ?? (await ctx.newPage());
     page.on('dialog', (d) => void d.accept()); // the cancel confirmation
   }, 240000);
@@ -106,7 +82,7 @@ if (!HAVE_CHROMIUM && SKIP_REASON) {
     tmp.cleanup();
   }, 60000);
 
-  describe('admin dashboard (browser)', () => {
+  describe('overview, keys and cancel', () => {
     it('the page loads without a key, embeds no secret, and asks for the admin key (401)', async () => {
       const html = await request(url, 'GET', '/admin');
       expect(html.status).toBe(200);
@@ -227,4 +203,4 @@ if (!HAVE_CHROMIUM && SKIP_REASON) {
       expect(await page.locator('#content').isVisible()).toBe(false);
     });
   });
-}
+});

@@ -7,20 +7,33 @@
  *   pid/host, threads, KV bytes used and limit, blocks, last heartbeat age), BullMQ queue counts,
  *   the N most recent jobs of every owner;
  * - `GET /admin/jobs?limit=N`, `GET /admin/jobs/:id` — recent jobs / one job, with owner and sizes;
- * - `GET /admin/cluster` — live actors (raw registry records) and queue counts.
- *
- * Cancelling goes through the native `DELETE /v1/jobs/:id`, where the admin key may cancel any
- * job.
+ * - `GET /admin/cluster` — live actors (raw registry records) and queue counts;
+ * - `GET /admin/jobs/:id/timeline` — the job's life: plan, block encodes per host, events,
+ *   per-token latencies (job-timeline.ts);
+ * - `GET /admin/kv` — per host, the contexts and blocks it holds, limit, eviction order (kv-map.ts);
+ * - `GET /admin/history?span=MS` — the last hour of cluster state and activity (history.ts);
+ * - `GET /admin/audit?limit=N` — the audit log of admin actions (audit-log.ts);
+ * - actions, each `POST` with the JSON body `{"confirm": "<target>"}` naming the target again
+ *   (a guard against a stray or replayed call) and written to the audit log with its outcome:
+ *   `POST /admin/jobs/:id/cancel`, `POST /admin/kv/evict` (`{"contextKey", "confirm"}`),
+ *   `POST /admin/hosts/:id/drain`.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ClusterActorRecord } from '@starq/cluster';
+import { StarqError } from '@starq/protocol';
+import type { AuditEntry } from './audit-log';
 import type { Gateway } from './gateway';
-import { HttpError, sendJson, type Req, type Res } from './http';
+import { HttpError, readJsonBody, sendJson, type Req, type Res } from './http';
+import { jobTimeline } from './job-timeline';
+
+/** Largest body an admin action takes. */
+const ACTION_BODY_LIMIT = 4096;
 
 /** Files of the dashboard, by the name they are served under (`/admin/assets/<name>`). */
 const ASSETS: Record<string, string> = {
   'dashboard.js': 'application/javascript; charset=utf-8',
+  'charts.js': 'application/javascript; charset=utf-8',
   'dashboard.css': 'text/css; charset=utf-8',
 };
 
@@ -50,6 +63,8 @@ export interface AdminActor {
   kvLimitBytes: number | null;
   blocks: number;
   busy: boolean;
+  /** A host that is draining (stops taking blocks, hands its blocks over, then exits). */
+  draining: boolean;
   startedAt: number;
   lastHeartbeatMsAgo: number;
 }
@@ -108,6 +123,7 @@ export class AdminApi {
         kvLimitBytes: a.type === 'host' ? a.capacity.freeKvBytes : null,
         blocks: a.status.blocks,
         busy: a.status.busy,
+        draining: (a.status as { draining?: unknown }).draining === true,
         startedAt: a.startedAt,
         lastHeartbeatMsAgo: Math.max(0, now - a.heartbeatAt),
       }));
@@ -157,4 +173,88 @@ export class AdminApi {
     const [actors, queues] = await Promise.all([this.gw.client.actors(), this.gw.client.queueCounts()]);
     sendJson(res, 200, { model: this.gw.modelId, prefix: this.gw.cfg.prefix, actors, queues, gatewayJobsInFlight: this.gw.jobs.inFlight.size });
   }
+
+  /** GET /admin/jobs/:id/timeline — plan, block encodes per host, events and per-token latencies. */
+  async timeline(req: Req, res: Res, id: string): Promise<void> {
+    const who = this.gw.auth.authenticate(req, 'admin');
+    const meta = await this.gw.jobs.meta(id, who);
+    sendJson(res, 200, await jobTimeline(this.gw.client, meta));
+  }
+
+  /** GET /admin/kv — where the KV lives. */
+  async kvMap(req: Req, res: Res): Promise<void> {
+    this.gw.auth.authenticate(req, 'admin');
+    const recent = await this.gw.jobs.recentMeta(500);
+    sendJson(res, 200, await this.gw.kv.map(recent));
+  }
+
+  /** GET /admin/history?span=MS — one point per history bucket, oldest first. */
+  async history(req: Req, res: Res, spanRaw: unknown): Promise<void> {
+    this.gw.auth.authenticate(req, 'admin');
+    const span = intParam(spanRaw, 'span', this.gw.history.keepMs, this.gw.history.keepMs);
+    sendJson(res, 200, await this.gw.history.read(span));
+  }
+
+  /** GET /admin/audit?limit=N — admin actions, newest first. */
+  async auditLog(req: Req, res: Res, limitRaw: unknown): Promise<void> {
+    this.gw.auth.authenticate(req, 'admin');
+    const limit = intParam(limitRaw, 'limit', 100, 1000);
+    sendJson(res, 200, { object: 'list', data: await this.gw.audit.list(limit) });
+  }
+
+  /** POST /admin/jobs/:id/cancel {"confirm": id}. */
+  async cancelJob(req: Req, res: Res, id: string): Promise<void> {
+    const who = this.gw.auth.authenticate(req, 'admin');
+    await this.confirmed(req, id);
+    await this.act(res, 'cancel_job', id, async () => {
+      const v = await this.gw.jobs.cancel(id, who, 'cancelled by an administrator');
+      return { detail: `status ${v.status}`, body: v };
+    });
+  }
+
+  /** POST /admin/kv/evict {"contextKey", "confirm": contextKey}. */
+  async evict(req: Req, res: Res): Promise<void> {
+    this.gw.auth.authenticate(req, 'admin');
+    const body = await readJsonBody(req, ACTION_BODY_LIMIT);
+    const key = body.contextKey;
+    if (typeof key !== 'string' || key.length === 0 || key.length > 1000) throw new HttpError(400, 'invalid_value', 'contextKey must be a non-empty string (a context key from GET /admin/kv)', 'contextKey');
+    if (body.confirm !== key) throw new HttpError(400, 'confirmation_required', 'set "confirm" to the contextKey to confirm the eviction', 'confirm');
+    await this.act(res, 'evict_context', key, async () => {
+      const r = await this.gw.kv.evict(key);
+      const blocks = r.hosts.reduce((s, h) => s + h.blocks, 0);
+      const bytes = r.hosts.reduce((s, h) => s + h.bytes, 0);
+      if (blocks === 0 && r.staleHandlesRemoved === 0) throw new HttpError(404, 'context_not_found', `no host holds blocks of context ${JSON.stringify(key)}`, 'contextKey');
+      return { detail: `${blocks} block(s), ${bytes} bytes freed on ${r.hosts.length} host(s); ${r.staleHandlesRemoved} stale handle(s) removed`, body: { object: 'kv.eviction', ...r } };
+    });
+  }
+
+  /** POST /admin/hosts/:id/drain {"confirm": id}. */
+  async drain(req: Req, res: Res, hostId: string): Promise<void> {
+    this.gw.auth.authenticate(req, 'admin');
+    await this.confirmed(req, hostId);
+    await this.act(res, 'drain_host', hostId, async () => {
+      const r = await this.gw.drainHost(hostId);
+      return { detail: r.detail, body: { object: 'host.drain', hostId, ...r } };
+    });
+  }
+
+  /** The body must be {"confirm": target}. */
+  private async confirmed(req: Req, target: string): Promise<void> {
+    const body = await readJsonBody(req, ACTION_BODY_LIMIT);
+    if (body.confirm !== target) throw new HttpError(400, 'confirmation_required', `set "confirm" to ${JSON.stringify(target)} to confirm this action`, 'confirm');
+  }
+
+  /** Runs an action, writes its outcome to the audit log, answers with its body (or its error). */
+  private async act(res: Res, action: AuditEntry['action'], target: string, run: () => Promise<{ detail: string; body: unknown }>): Promise<void> {
+    try {
+      const r = await run();
+      await this.gw.audit.record({ actor: 'admin key', action, target, outcome: 'ok', detail: r.detail });
+      sendJson(res, 200, r.body);
+    } catch (e) {
+      const code = e instanceof StarqError ? e.code : 'internal_error';
+      await this.gw.audit.record({ actor: 'admin key', action, target, outcome: 'error', detail: `[${code}] ${(e as Error).message}` }).catch(() => undefined);
+      throw e;
+    }
+  }
 }
+

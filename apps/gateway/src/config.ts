@@ -17,6 +17,7 @@
  * | STARQ_GATEWAY_ID      | name of this gateway (logs)                              | gateway-<hostname>-<pid>   |
  * | STARQ_SSE_KEEPALIVE_MS | interval of the `: ping` comment on every SSE stream    | 15000                      |
  * | STARQ_SSE_RETRY_MS    | reconnection delay the job event stream advises (`retry:`) | 3000                    |
+ * | STARQ_HISTORY_INTERVAL_MS | bucket width of the dashboard's one-hour history     | 5000                       |
  *
  * Keys never appear in error messages or logs: only their count does.
  */
@@ -42,6 +43,8 @@ export interface GatewayConfig {
   sseKeepAliveMs: number;
   /** Reconnection delay advised to job event stream clients with `retry:` (ms). */
   sseRetryMs: number;
+  /** Bucket width of the admin history (ms); one hour is kept. */
+  historyIntervalMs: number;
 }
 
 const intVar = (def: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
@@ -106,6 +109,7 @@ const EnvSchema = z
     STARQ_GATEWAY_ID: z.string().optional(),
     STARQ_SSE_KEEPALIVE_MS: intVar(15000, 100, 3600000),
     STARQ_SSE_RETRY_MS: intVar(3000, 0, 3600000),
+    STARQ_HISTORY_INTERVAL_MS: intVar(5000, 200, 600000),
   })
   .superRefine((v, ctx) => {
     if (v.STARQ_ADMIN_KEY !== null && v.STARQ_API_KEYS.includes(v.STARQ_ADMIN_KEY)) {
@@ -135,5 +139,6 @@ export function parseGatewayConfig(env: NodeJS.ProcessEnv = process.env): Gatewa
     gatewayId: v.STARQ_GATEWAY_ID || `gateway-${os.hostname()}-${process.pid}`,
     sseKeepAliveMs: v.STARQ_SSE_KEEPALIVE_MS,
     sseRetryMs: v.STARQ_SSE_RETRY_MS,
+    historyIntervalMs: v.STARQ_HISTORY_INTERVAL_MS,
   };
 }

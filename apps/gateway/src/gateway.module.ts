@@ -141,6 +141,41 @@ export class GatewayController {
     return guard(res, () => this.s.admin.job(req, res, id));
   }
 
+  @Get('admin/jobs/:id/timeline')
+  adminJobTimeline(@Req() req: HttpReq, @Res() res: HttpRes, @Param('id') id: string) {
+    return guard(res, () => this.s.admin.timeline(req, res, id));
+  }
+
+  @Post('admin/jobs/:id/cancel')
+  adminCancelJob(@Req() req: HttpReq, @Res() res: HttpRes, @Param('id') id: string) {
+    return guard(res, () => this.s.admin.cancelJob(req, res, id));
+  }
+
+  @Get('admin/kv')
+  adminKv(@Req() req: HttpReq, @Res() res: HttpRes) {
+    return guard(res, () => this.s.admin.kvMap(req, res));
+  }
+
+  @Post('admin/kv/evict')
+  adminEvict(@Req() req: HttpReq, @Res() res: HttpRes) {
+    return guard(res, () => this.s.admin.evict(req, res));
+  }
+
+  @Post('admin/hosts/:id/drain')
+  adminDrain(@Req() req: HttpReq, @Res() res: HttpRes, @Param('id') id: string) {
+    return guard(res, () => this.s.admin.drain(req, res, id));
+  }
+
+  @Get('admin/history')
+  adminHistory(@Req() req: HttpReq, @Res() res: HttpRes, @Query('span') span: unknown) {
+    return guard(res, () => this.s.admin.history(req, res, span));
+  }
+
+  @Get('admin/audit')
+  adminAudit(@Req() req: HttpReq, @Res() res: HttpRes, @Query('limit') limit: unknown) {
+    return guard(res, () => this.s.admin.auditLog(req, res, limit));
+  }
+
   @Get('admin/cluster')
   adminCluster(@Req() req: HttpReq, @Res() res: HttpRes) {
     return guard(res, () => this.s.admin.cluster(req, res));

@@ -5,14 +5,18 @@
  * in the actor registry (which lists the actors that compute).
  */
 import { ActorClient } from '@starq/actors';
-import { StarqClient } from '@starq/cluster';
+import { HOST_METHODS, StarqClient } from '@starq/cluster';
 import { loadConfig } from '@starq/model/config';
 import { StarqTokenizer } from '@starq/model/tokenizer';
 import type { ModelConfig } from '@starq/model/types';
+import { AuditLog } from './audit-log';
 import { Authenticator } from './auth';
 import type { GatewayConfig } from './config';
-import { EventHub } from './event-hub';
+import { entryTime, EventHub } from './event-hub';
+import { HistoryRecorder } from './history';
 import { JobService } from './jobs';
+import { KvMapService } from './kv-map';
+import { HttpError } from './http';
 import { Metrics } from './metrics';
 
 export class Gateway {
@@ -26,7 +30,12 @@ export class Gateway {
   hub!: EventHub;
   jobs!: JobService;
   metrics!: Metrics;
-  private actors!: ActorClient;
+  /** The last hour of cluster state and activity, shared by every replica through Redis. */
+  history!: HistoryRecorder;
+  /** Admin actions taken through any replica. */
+  audit!: AuditLog;
+  kv!: KvMapService;
+  actors!: ActorClient;
 
   constructor(readonly cfg: GatewayConfig) {
     this.model = loadConfig(cfg.modelDir);
@@ -58,10 +67,16 @@ export class Gateway {
       maxQueue: this.cfg.maxQueue,
       stopIds: this.tokenizer?.eosTokenIds ?? [],
       onFinished: (meta, t) => this.metrics.jobFinished(meta, t),
+      onEvent: (meta, e, entryId) => this.history.observe(meta.id, e.type, entryTime(entryId), e.type === 'token' ? e.index : undefined),
     });
+    this.history = new HistoryRecorder(this.client, { intervalMs: this.cfg.historyIntervalMs });
+    this.history.start();
+    this.audit = new AuditLog(this.client.redis, this.cfg.prefix, this.cfg.gatewayId);
+    this.kv = new KvMapService(this.client, this.actors);
   }
 
   async stop(): Promise<void> {
+    await this.history?.stop();
     await this.hub?.close().catch(() => undefined);
     await this.actors?.close().catch(() => undefined);
     await this.client?.close().catch(() => undefined);
@@ -75,5 +90,16 @@ export class Gateway {
     const hosts = actors.filter((a) => a.type === 'host').length;
     const queryActors = actors.filter((a) => a.type === 'query').length;
     return { ready: hosts > 0 && queryActors > 0, redis: true, hosts, queryActors };
+  }
+
+  /**
+   * Drains a host actor: the same drain a SIGTERM starts (it stops taking block jobs, its blocks
+   * move to other hosts, then it exits; a supervisor or Kubernetes starts a replacement).
+   */
+  async drainHost(hostId: string): Promise<{ detail: string; blocks: number }> {
+    const host = (await this.client.registry.list('host')).find((h) => h.id === hostId);
+    if (!host) throw new HttpError(404, 'host_not_found', `no live host actor ${JSON.stringify(hostId)}`, 'id');
+    await this.actors.handle(hostId).call(HOST_METHODS.drain, {}, { timeoutMs: 10000 });
+    return { detail: `drain started on ${hostId} (${host.status.blocks} block(s), ${host.status.kvBytes} bytes to move)`, blocks: host.status.blocks };
   }
 }

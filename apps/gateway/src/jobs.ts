@@ -59,6 +59,8 @@ export interface JobMeta {
   blocksTotal: number;
   blocksToEncode: number;
   blocksReused: number;
+  /** Identity of the encoded context (its blocks' cache ids are `<contextKey>/b<k>`). */
+  contextKey?: string;
 }
 
 /** `starq generate --json`'s object. */
@@ -169,6 +171,8 @@ export interface JobServiceOptions {
   onFinished?: (meta: JobMeta, t: Terminal) => void;
   /** Called once per job submitted by this gateway when its phase 2 starts. */
   onSubmitted?: (meta: JobMeta) => void;
+  /** Every event of a job submitted by this gateway, with its stream entry id (history). */
+  onEvent?: (meta: JobMeta, e: RequestEvent, entryId: string) => void;
 }
 
 const META_TTL_S = 7 * 24 * 3600;
@@ -259,6 +263,7 @@ export class JobService {
       blocksTotal: sub.plan.numBlocks,
       blocksToEncode: sub.blocksToEncode,
       blocksReused: sub.blocksReused,
+      contextKey: sub.contextKey,
     };
     await this.redis
       .multi()
@@ -274,8 +279,9 @@ export class JobService {
   private track(meta: JobMeta): void {
     const entry = { meta, started: false };
     this.inFlight.set(meta.id, entry);
-    const f = this.follow(meta.id, (e) => {
+    const f = this.follow(meta.id, (e, entryId) => {
       if (e.type === 'started') entry.started = true;
+      this.o.onEvent?.(meta, e, entryId);
     });
     void f.done.then((t) => {
       this.inFlight.delete(meta.id);
@@ -293,12 +299,17 @@ export class JobService {
 
   /** Recent jobs of every owner, newest first (admin); expired records are skipped. */
   async recent(limit: number, label: (owner: string) => string = (o) => o): Promise<AdminJobView[]> {
+    const metas = await this.recentMeta(limit);
+    const views = await Promise.all(metas.map((m) => this.adminView(m, label).catch(() => null)));
+    return views.filter((v): v is AdminJobView => v !== null);
+  }
+
+  /** Records of the most recent jobs, newest first (admin; expired records skipped). */
+  async recentMeta(limit: number): Promise<JobMeta[]> {
     const ids = await this.redis.zrevrange(this.indexKey(), 0, limit - 1);
     if (ids.length === 0) return [];
     const raws = await this.redis.mget(ids.map((id) => this.metaKey(id)));
-    const metas = raws.filter((r): r is string => r !== null).map((r) => JSON.parse(r) as JobMeta);
-    const views = await Promise.all(metas.map((m) => this.adminView(m, label).catch(() => null)));
-    return views.filter((v): v is AdminJobView => v !== null);
+    return raws.filter((r): r is string => r !== null).map((r) => JSON.parse(r) as JobMeta);
   }
 
   /** One job with its owner and sizes (admin). */

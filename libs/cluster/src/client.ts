@@ -40,6 +40,8 @@ export interface SubmitRequest {
 export interface Submission {
   requestId: string;
   plan: StarPlan;
+  /** Identity of the encoded context: block k's cache id is `blockCacheId(contextKey, k)`. */
+  contextKey: string;
   blocksToEncode: number;
   blocksReused: number;
 }
@@ -173,7 +175,7 @@ export class StarqClient {
       opts: { jobId: requestId, attempts: 1, priority: 1 },
       children,
     });
-    return { requestId, plan, blocksToEncode: missing.length, blocksReused: plan.numBlocks - missing.length };
+    return { requestId, plan, contextKey: key, blocksToEncode: missing.length, blocksReused: plan.numBlocks - missing.length };
   }
 
   /**

@@ -16,6 +16,8 @@ export const HOST_METHODS = {
   ringEnd: 'ringEnd',
   release: 'release',
   stats: 'stats',
+  /** Start the host's drain (the same procedure as SIGTERM): it stops taking blocks, hands its blocks over, exits. */
+  drain: 'drain',
 } as const;
 
 export interface RemoteHostTimeouts {

@@ -1,11 +1,17 @@
 /*
  * starq admin dashboard (served by the gateway at /admin; no build step, no dependencies).
  *
- * Polls GET /admin/overview every 2 s (the next poll starts 2 s after the previous one answered)
- * with the admin key from this tab's sessionStorage, and renders actors, queue depths (with a
- * small time series of unfinished requests) and recent jobs. A job's detail view is
- * #job=<id> (GET /admin/jobs/:id); cancel is DELETE /v1/jobs/:id. Every value from the server is
- * inserted as text (textContent), never as HTML.
+ * Polls every 2 s (the next poll starts 2 s after the previous one answered) with the admin key
+ * from this tab's sessionStorage. Views (the URL hash picks one):
+ * - overview (`#`): actors (with a drain button per host), queue depths, recent jobs;
+ *   `#job=<id>` adds the job's detail: fields, a Gantt of its block encodes per host, the
+ *   per-token latency chart and its events (GET /admin/jobs/:id and /admin/jobs/:id/timeline);
+ * - `#kv`: per host the contexts and blocks it holds, with an evict button (GET /admin/kv);
+ * - `#history`: the last hour's charts (GET /admin/history);
+ * - `#audit`: the admin actions taken (GET /admin/audit).
+ * Actions (cancel a job, evict a context, drain a host) ask for confirmation, then POST to the
+ * admin API with {"confirm": target}; the gateway writes each to the audit log. Every value from
+ * the server is inserted as text (textContent), never as HTML. Charts: charts.js.
  */
 (function () {
   'use strict';
@@ -26,7 +32,9 @@
     history: [],
     detailId: null,
     detailJob: null,
+    view: 'overview',
   };
+  var C = window.StarqCharts;
 
   var $ = function (id) {
     return document.getElementById(id);
@@ -104,10 +112,15 @@
 
   // ---------- HTTP ----------
 
-  function api(method, path) {
+  function api(method, path, body) {
     var headers = { Accept: 'application/json' };
     if (state.key) headers.Authorization = 'Bearer ' + state.key;
-    return fetch(path, { method: method, headers: headers, cache: 'no-store', credentials: 'omit' }).then(function (res) {
+    var init = { method: method, headers: headers, cache: 'no-store', credentials: 'omit' };
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    return fetch(path, init).then(function (res) {
       return res.text().then(function (text) {
         var body = null;
         try {
@@ -185,6 +198,9 @@
           $('content').hidden = false;
           $('key-state').textContent = state.key ? 'key set (this tab)' : 'no key (open gateway)';
           render(r.body);
+          if (state.view === 'kv') return loadKv();
+          if (state.view === 'history') return loadHistory();
+          if (state.view === 'audit') return loadAudit();
           return state.detailId ? loadDetail(state.detailId) : undefined;
         }
         if (r.status === 401 || r.status === 403) return authProblem(r.status, r.body);
@@ -305,7 +321,7 @@
       function (a) {
         return a.type + ':' + a.id;
       },
-      8,
+      9,
       function (tr, a) {
         tr.setAttribute('data-actor-id', a.id);
         tr.setAttribute('data-actor-type', a.type);
@@ -333,6 +349,15 @@
         setCell(td[6], a.busy ? 'busy' : 'idle');
         setCell(td[7], fmtAge(a.lastHeartbeatMsAgo), 'num' + (a.lastHeartbeatMsAgo > 3000 ? ' hb-old' : ''));
         td[7].setAttribute('data-field', 'heartbeat');
+        if (a.draining) setCell(td[6], 'draining');
+        var db = td[8].querySelector('button');
+        if (a.type === 'host' && !a.draining) {
+          if (!db) {
+            db = el('button', { type: 'button', class: 'danger', 'data-action': 'drain' }, 'Drain');
+            td[8].appendChild(db);
+          }
+          db.setAttribute('data-host-id', a.id);
+        } else if (db) td[8].removeChild(db);
       },
       'no live actors',
     );
@@ -491,6 +516,216 @@
         return;
       }
       renderDetail(r.body);
+      return loadTimeline(id);
+    });
+  }
+
+  function loadTimeline(id) {
+    return api('GET', '/admin/jobs/' + encodeURIComponent(id) + '/timeline').then(function (r) {
+      if (state.detailId !== id || r.status !== 200 || !r.body) return;
+      renderTimeline(r.body);
+    });
+  }
+
+  function fmtMs(ms) {
+    return ms === null || ms === undefined ? '–' : fmtInt(ms) + ' ms';
+  }
+
+  function renderTimeline(tl) {
+    var p = tl.plan;
+    $('timeline-plan').textContent =
+      'plan: ' + p.mode + ' · ' + p.blocks + ' block(s) of ' + p.blockSize + ' tokens · anchor ' + p.anchorSize + ' · ' + p.hosts + ' host(s) planned · ' + p.contextTokens + ' context + ' + p.queryTokens + ' query tokens' +
+      ' · time to first token ' + fmtMs(tl.phase2.ttftMs) + ' · per-token p50 ' + fmtMs(tl.phase2.p50Ms) + ', p99 ' + fmtMs(tl.phase2.p99Ms);
+    var rows = tl.hosts.slice();
+    var spans = tl.blocks.map(function (b) {
+      var row = b.hostId || '(unknown host)';
+      if (rows.indexOf(row) < 0) rows.push(row);
+      var what = { encoded: 'encoded', reused: 'reused (encoded earlier)', recovered: 're-encoded after ' + (b.lostFrom || 'a host') + ' was lost', pending: 'pending', failed: 'failed: ' + (b.error || '') }[b.kind];
+      return {
+        row: row,
+        block: b.block,
+        start: b.start,
+        end: b.end,
+        kind: b.kind,
+        label: '#' + b.block + ' · ' + b.tokens + (b.kind === 'recovered' ? ' · re-enc' : b.kind === 'reused' ? ' · reused' : ''),
+        title: 'block ' + b.block + ' (' + b.tokens + ' tokens) on ' + row + ': ' + what + (b.start !== null && b.end !== null ? ', ' + (b.end - b.start) + ' ms' : '') + (b.attempts > 1 ? ', ' + b.attempts + ' attempts' : ''),
+      };
+    });
+    var t1 = tl.phase2.startedAt || null;
+    C.gantt($('gantt'), rows, spans, { t0: tl.submittedAt, t1: t1, title: 'block encodes of job ' + tl.id + ' per host' });
+    var pts = tl.phase2.perTokenMs.map(function (x) {
+      return [x[0], x[1]];
+    });
+    C.lineChart($('token-chart'), [{ name: 'ms/token', points: pts }], { title: 'per-token latency of job ' + tl.id, xLabel: 'token index', yUnit: 'ms' });
+    $('token-caption').textContent = 'Phase 2: latency of each generated token (ms since the previous one); ' + tl.phase2.tokens + ' token(s)' + (tl.phase2.queryActor ? ' on ' + tl.phase2.queryActor : '') + '.';
+    var tbody = $('events').tBodies[0];
+    syncRows(
+      tbody,
+      tl.events.map(function (e, i) {
+        e.i = i;
+        return e;
+      }),
+      function (e) {
+        return String(e.i);
+      },
+      5,
+      function (tr, e) {
+        tr.setAttribute('data-event', e.type);
+        setCell(tr.cells[0], fmtTime(e.t), 'mono');
+        setCell(tr.cells[1], fmtInt(e.t - tl.submittedAt), 'num');
+        setCell(tr.cells[2], e.type);
+        setCell(tr.cells[3], e.code || '', 'mono');
+        setCell(tr.cells[4], e.detail);
+      },
+      'no events',
+    );
+  }
+
+  // ---------- KV map ----------
+
+  function loadKv() {
+    return api('GET', '/admin/kv').then(function (r) {
+      if (r.status === 401 || r.status === 403) return authProblem(r.status, r.body);
+      if (r.status !== 200) return showBanner('Could not load the KV map: ' + errorText(r.status, r.body));
+      renderKv(r.body);
+    });
+  }
+
+  function renderKv(m) {
+    var box = $('kv-map');
+    box.textContent = '';
+    if (m.hosts.length === 0) box.appendChild(el('p', { class: 'muted' }, 'no live host actors'));
+    m.hosts.forEach(function (h) {
+      var sec = el('div', { class: 'kv-host', 'data-host-id': h.hostId });
+      var head = el('h3', null, h.hostId + (h.draining ? ' (draining)' : ''));
+      sec.appendChild(head);
+      var frac = h.kvLimitBytes ? Math.min(1, h.kvBytes / h.kvLimitBytes) : 0;
+      var wrap = el('div', { class: 'kv' });
+      var bar = el('div', { class: 'bar' });
+      var fillEl = el('span');
+      fillEl.style.width = (frac * 100).toFixed(1) + '%';
+      if (frac > 0.85) fillEl.className = 'high';
+      bar.appendChild(fillEl);
+      wrap.appendChild(bar);
+      wrap.appendChild(el('span', { 'data-field': 'kv' }, fmtBytes(h.kvBytes) + ' of ' + fmtBytes(h.kvLimitBytes) + ' limit (' + (frac * 100).toFixed(0) + '%) · ' + h.blocks + ' block(s) · ' + fmtBytes(Math.max(0, h.kvLimitBytes - h.kvBytes)) + ' free'));
+      sec.appendChild(wrap);
+      var t = el('table', { class: 'kv-contexts' });
+      var hr = el('tr');
+      ['context', 'b / a', 'blocks held', 'tokens', 'bytes (freed by eviction)', 'last used', 'eviction rank', 'jobs', ''].forEach(function (x) {
+        hr.appendChild(el('th', null, x));
+      });
+      var thead = el('thead');
+      thead.appendChild(hr);
+      t.appendChild(thead);
+      var tb = el('tbody');
+      if (h.contexts.length === 0) {
+        var er = el('tr', { class: 'empty' });
+        er.appendChild(el('td', { colspan: '9' }, 'holds no blocks'));
+        tb.appendChild(er);
+      }
+      h.contexts.forEach(function (c) {
+        var tr = el('tr', { 'data-context': c.contextKey });
+        tr.appendChild(el('td', { class: 'mono', title: c.contextKey }, c.contextHash.slice(0, 12) + '…'));
+        tr.appendChild(el('td', { class: 'num' }, c.blockSize + ' / ' + c.anchorSize));
+        tr.appendChild(el('td', { class: 'num', 'data-field': 'blocks' }, c.blocks.join(', ')));
+        tr.appendChild(el('td', { class: 'num' }, fmtInt(c.tokens)));
+        tr.appendChild(el('td', { class: 'num' }, fmtBytes(c.bytes)));
+        tr.appendChild(el('td', { class: 'num' }, fmtAge(m.now - c.lastUsedAt)));
+        tr.appendChild(el('td', { class: 'num' }, String(c.evictionRank)));
+        var jobs = el('td', { class: 'mono small' });
+        c.jobs.forEach(function (id, i) {
+          if (i > 0) jobs.appendChild(document.createTextNode(' '));
+          jobs.appendChild(el('a', { href: '#job=' + encodeURIComponent(id), title: id }, id.slice(0, 8)));
+        });
+        tr.appendChild(jobs);
+        var act = el('td');
+        act.appendChild(el('button', { type: 'button', class: 'danger', 'data-action': 'evict', 'data-context': c.contextKey }, 'Evict'));
+        tr.appendChild(act);
+        tb.appendChild(tr);
+      });
+      t.appendChild(tb);
+      sec.appendChild(t);
+      box.appendChild(sec);
+    });
+    $('kv-orphaned').textContent = m.orphaned.length
+      ? 'Handles naming hosts that are gone (their blocks are re-encoded when next used): ' +
+        m.orphaned
+          .map(function (o) {
+            return o.hostId + ' (' + o.cacheIds + ' block(s), ' + fmtBytes(o.bytes) + ')';
+          })
+          .join('; ')
+      : '';
+  }
+
+  // ---------- history ----------
+
+  function loadHistory() {
+    return api('GET', '/admin/history').then(function (r) {
+      if (r.status === 401 || r.status === 403) return authProblem(r.status, r.body);
+      if (r.status !== 200) return showBanner('Could not load the history: ' + errorText(r.status, r.body));
+      renderHistory(r.body);
+    });
+  }
+
+  function renderHistory(h) {
+    var pts = h.points;
+    var xf = function (t) {
+      return fmtTime(t);
+    };
+    var series = function (name, f) {
+      return {
+        name: name,
+        points: pts.map(function (p) {
+          return [p.t, f(p)];
+        }),
+      };
+    };
+    C.lineChart($('h-queue'), [series('queued', function (p) { return p.queueDepth; }), series('running', function (p) { return p.running; })], { xFormat: xf, title: 'requests queued and running' });
+    C.lineChart($('h-tokens'), [series('tokens/s', function (p) { return p.tokensPerSec; })], { xFormat: xf, title: 'generated tokens per second' });
+    C.lineChart($('h-ttft'), [series('p50', function (p) { return p.ttftP50Ms; }), series('p99', function (p) { return p.ttftP99Ms; })], { xFormat: xf, yUnit: 'ms', title: 'time to first token' });
+    C.lineChart($('h-pertoken'), [series('p50', function (p) { return p.perTokenP50Ms; }), series('p99', function (p) { return p.perTokenP99Ms; })], { xFormat: xf, yUnit: 'ms', title: 'per-token latency' });
+    var hosts = {};
+    pts.forEach(function (p) {
+      for (var k in p.kvBytes) hosts[k] = true;
+    });
+    C.lineChart(
+      $('h-kv'),
+      Object.keys(hosts)
+        .sort()
+        .map(function (id) {
+          return series(id.length > 14 ? '…' + id.slice(-13) : id, function (p) {
+            return p.kvBytes[id] === undefined ? null : p.kvBytes[id];
+          });
+        }),
+      { xFormat: xf, yUnit: 'B', title: 'KV bytes per host' },
+    );
+  }
+
+  // ---------- audit ----------
+
+  function loadAudit() {
+    return api('GET', '/admin/audit?limit=200').then(function (r) {
+      if (r.status === 401 || r.status === 403) return authProblem(r.status, r.body);
+      if (r.status !== 200) return showBanner('Could not load the audit log: ' + errorText(r.status, r.body));
+      syncRows(
+        $('audit').tBodies[0],
+        r.body.data,
+        function (e) {
+          return e.at + ':' + e.action + ':' + e.target;
+        },
+        6,
+        function (tr, e) {
+          tr.setAttribute('data-action', e.action);
+          tr.setAttribute('data-outcome', e.outcome);
+          setCell(tr.cells[0], new Date(e.at).toISOString().replace('T', ' ').slice(0, 19), 'mono');
+          setCell(tr.cells[1], e.action);
+          setCell(tr.cells[2], e.target, 'mono');
+          setCell(tr.cells[3], e.outcome, e.outcome === 'ok' ? '' : 'bad');
+          setCell(tr.cells[4], e.detail);
+          setCell(tr.cells[5], e.gatewayId, 'mono small');
+        },
+        'no admin actions yet',
+      );
     });
   }
 
@@ -526,22 +761,71 @@
 
   // ---------- actions ----------
 
-  function cancelJob(id, button) {
-    if (!window.confirm('Cancel job ' + id + '?')) return;
+  /** Asks for confirmation, POSTs {confirm: target, …extra}, reports the outcome, refreshes. */
+  function act(question, what, path, target, extra, button, ok) {
+    if (!window.confirm(question)) return;
     if (button) button.disabled = true;
-    api('DELETE', '/v1/jobs/' + encodeURIComponent(id))
+    var body = { confirm: target };
+    for (var k in extra || {}) body[k] = extra[k];
+    api('POST', path, body)
       .then(function (r) {
-        if (r.status === 200) showNotice('Job ' + id + ' cancelled (status: ' + (r.body && r.body.status) + ').');
+        if (r.status === 200) showNotice(ok(r.body));
         else if (r.status === 401 || r.status === 403) authProblem(r.status, r.body);
-        else showBanner('Cancel of job ' + id + ' failed: ' + errorText(r.status, r.body));
+        else showBanner(what + ' failed: ' + errorText(r.status, r.body));
       })
       .catch(function (e) {
-        showBanner('Cancel of job ' + id + ' failed: ' + (e && e.message ? e.message : String(e)));
+        showBanner(what + ' failed: ' + (e && e.message ? e.message : String(e)));
       })
       .then(function () {
         if (button) button.disabled = false;
         return refresh();
       });
+  }
+
+  function cancelJob(id, button) {
+    act('Cancel job ' + id + '?', 'Cancel of job ' + id, '/admin/jobs/' + encodeURIComponent(id) + '/cancel', id, null, button, function (b) {
+      return 'Job ' + id + ' cancelled (status: ' + (b && b.status) + ').';
+    });
+  }
+
+  function evictContext(key, button) {
+    act('Evict context ' + key + ' from every host? Requests on it will re-encode its blocks.', 'Eviction of ' + key, '/admin/kv/evict', key, { contextKey: key }, button, function (b) {
+      var n = 0;
+      var bytes = 0;
+      (b.hosts || []).forEach(function (h) {
+        n += h.blocks;
+        bytes += h.bytes;
+      });
+      return 'Context evicted: ' + n + ' block(s), ' + fmtBytes(bytes) + ' freed.';
+    });
+  }
+
+  function drainHost(id, button) {
+    act('Drain host ' + id + '? It stops taking blocks, moves its blocks to other hosts and exits.', 'Drain of ' + id, '/admin/hosts/' + encodeURIComponent(id) + '/drain', id, null, button, function (b) {
+      return 'Drain started: ' + (b && b.detail ? b.detail : id);
+    });
+  }
+
+  // ---------- views ----------
+
+  function route() {
+    var h = window.location.hash;
+    state.view = h === '#kv' ? 'kv' : h === '#history' ? 'history' : h === '#audit' ? 'audit' : 'overview';
+    var views = document.querySelectorAll('[data-view]');
+    for (var i = 0; i < views.length; i++) views[i].hidden = views[i].getAttribute('data-view') !== state.view;
+    var tabs = document.querySelectorAll('#tabs a');
+    for (var j = 0; j < tabs.length; j++) {
+      var on = tabs[j].getAttribute('data-tab') === state.view;
+      tabs[j].className = on ? 'active' : '';
+      if (on) tabs[j].setAttribute('aria-current', 'page');
+      else tabs[j].removeAttribute('aria-current');
+    }
+    openDetailFromHash();
+    if (!state.blocked && state.lastOk) {
+      if (state.view === 'kv') loadKv();
+      else if (state.view === 'history') loadHistory();
+      else if (state.view === 'audit') loadAudit();
+    }
   }
 
   function init() {
@@ -569,6 +853,14 @@
       var b = ev.target && ev.target.closest ? ev.target.closest('button[data-action="cancel"]') : null;
       if (b) cancelJob(b.getAttribute('data-job-id'), b);
     });
+    $('actors').addEventListener('click', function (ev) {
+      var b = ev.target && ev.target.closest ? ev.target.closest('button[data-action="drain"]') : null;
+      if (b) drainHost(b.getAttribute('data-host-id'), b);
+    });
+    $('kv-map').addEventListener('click', function (ev) {
+      var b = ev.target && ev.target.closest ? ev.target.closest('button[data-action="evict"]') : null;
+      if (b) evictContext(b.getAttribute('data-context'), b);
+    });
     $('detail-cancel').addEventListener('click', function () {
       if (state.detailId) cancelJob(state.detailId, $('detail-cancel'));
     });
@@ -577,10 +869,10 @@
       history.replaceState(null, '', window.location.pathname + window.location.search);
       openDetailFromHash();
     });
-    window.addEventListener('hashchange', openDetailFromHash);
+    window.addEventListener('hashchange', route);
     $('key-state').textContent = state.key ? 'key set (this tab)' : 'no key';
     setInterval(tick, 500);
-    openDetailFromHash();
+    route();
     refresh();
   }
 

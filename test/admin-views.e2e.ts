@@ -1,0 +1,190 @@
+/**
+ * End-to-end test of the admin dashboard's operator views in headless Chromium, against a real
+ * gateway, two host actors and one query actor on Redis (random key prefix, all removed after):
+ *
+ * - job detail: a job watched to completion shows a Gantt bar for every block, on the host that
+ *   encoded it (checked against the KV directory), its events and the per-token latency chart;
+ * - KV map: the context is listed on the hosts that hold it; "Evict" (confirmed) frees it, the
+ *   audit log records it, and the next request on the same context re-encodes every block;
+ * - a host SIGKILLed during generation: the job completes and its Gantt marks the blocks that
+ *   were re-encoded on the surviving host;
+ * - history: the charts show the queue, tokens/s, latencies and KV per host from Redis.
+ *
+ * With STARQ_SCREENSHOTS=<dir> each view is saved there as a PNG at 1280×800
+ * (docs/admin/ holds the ones the docs show: `npm run screenshots`).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { BrowserContext, Page } from 'playwright-core';
+import { blockCacheId } from '@starq/attention';
+import type { RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
+import { randomIds, TmpDirs } from '@starq/testing';
+import { describeBrowser, launchChromium } from './helpers/browser';
+import { deletePrefix, randomPrefix, stopProcess, TestCluster, until } from './helpers/cluster';
+import { request, startGateway, writeModel } from './helpers/gateway';
+
+jest.setTimeout(240000);
+
+const OPTS: RandomCheckpointOptions = { architecture: 'llama', hidden: 64, intermediate: 128, layers: 2, heads: 4, kvHeads: 2, vocab: 128, maxPositions: 4096, dtype: 'F32', tied: false, sharded: false, seed: 9 };
+const rnd = () => Math.random().toString(36).slice(2, 10);
+const ADMIN_KEY = `sk-admin-${rnd()}`;
+const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
+const SHOTS = process.env.STARQ_SCREENSHOTS ? path.resolve(process.env.STARQ_SCREENSHOTS) : null;
+
+describeBrowser('admin dashboard views (browser)', () => {
+  const tmp = new TmpDirs();
+  let cluster: TestCluster;
+  let gw: Awaited<ReturnType<typeof startGateway>> | null = null;
+  let ctx: BrowserContext | null = null;
+  let page: Page;
+  let url = '';
+  const dialogs: string[] = [];
+
+  const submit = async (body: Record<string, unknown>): Promise<string> => {
+    const r = await request(url, 'POST', '/v1/jobs', { key: ADMIN_KEY, body });
+    if (r.status !== 202) throw new Error(`POST /v1/jobs: ${r.status} ${r.text}`);
+    return r.json.id;
+  };
+  const getJob = async (id: string): Promise<any> => (await request(url, 'GET', `/v1/jobs/${id}`, { key: ADMIN_KEY })).json;
+  const finished = (id: string, ms = 120000) =>
+    until(`job ${id} to finish`, async () => {
+      const j = await getJob(id);
+      return TERMINAL.has(j.status) ? j : null;
+    }, ms);
+  const contextKeyOf = async (id: string): Promise<string> => ((await cluster.client.requests.getJob(id))!.data as { contextKey: string }).contextKey;
+  const shot = async (name: string) => {
+    if (!SHOTS) return;
+    fs.mkdirSync(SHOTS, { recursive: true });
+    await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
+  };
+  const open = async (hash: string) => {
+    await page.goto(`${url}/admin${hash}`);
+    await page.locator('#actors tr[data-actor-id]').first().waitFor({ state: 'attached' });
+  };
+
+  beforeAll(async () => {
+    const modelDir = writeModel(tmp.make('starq-admin-views-model-'), OPTS, null);
+    const prefix = randomPrefix('adminviews');
+    cluster = await TestCluster.start({ modelDir, hosts: 2, queryActors: 1, prefix });
+    gw = await startGateway({ STARQ_REDIS_URL: process.env.STARQ_TEST_REDIS_URL || 'redis://127.0.0.1:6379', STARQ_PREFIX: prefix, STARQ_MODEL_DIR: modelDir, STARQ_ADMIN_KEY: ADMIN_KEY, STARQ_HISTORY_INTERVAL_MS: '500' });
+    url = gw.url;
+    ctx = await launchChromium(tmp.make('starq-admin-views-chromium-'));
+    page = ctx.pages()[0] ?? (await ctx.newPage());
+    page.on('dialog', (d) => {
+      dialogs.push(d.message());
+      void d.accept(); // the confirmation every action asks for
+    });
+    await page.goto(`${url}/admin`);
+    await page.fill('#admin-key', ADMIN_KEY);
+    await page.click('#key-save');
+    await page.locator('#actors tr[data-actor-id]').first().waitFor();
+  }, 240000);
+
+  afterAll(async () => {
+    await ctx?.close().catch(() => undefined);
+    if (gw) await stopProcess(gw.proc, 5000);
+    if (cluster) {
+      await cluster.stop();
+      await deletePrefix(cluster.redis, cluster.prefix).catch(() => undefined);
+    }
+    tmp.cleanup();
+  }, 60000);
+
+  const DOC = [1, ...randomIds(159, OPTS.vocab, 81, 3)]; // 160 tokens: 4 blocks of 40 on 2 hosts
+
+  it('job detail: every block in the Gantt on the host that encoded it, events and per-token chart', async () => {
+    const id = await submit({ contextIds: DOC, queryIds: [5, 6], blockSize: 40, hosts: 2, maxNewTokens: 12, ignoreEos: true });
+    await open(`#job=${id}`);
+    await page.waitForFunction(() => (globalThis as any).document.querySelector('#detail-fields [data-field="status"]')?.textContent === 'completed', undefined, { timeout: 120000 });
+    const job = await finished(id);
+    expect(job.status).toBe('completed');
+    await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('#gantt g.bar').length === 4);
+    const key = await contextKeyOf(id);
+    const handles = await cluster.client.directory.getMany([0, 1, 2, 3].map((k) => blockCacheId(key, k)));
+    for (let k = 0; k < 4; k++) {
+      const bar = page.locator(`#gantt g.bar[data-block="${k}"]`);
+      await expect(bar.getAttribute('data-kind')).resolves.toBe('encoded');
+      await expect(bar.getAttribute('data-host')).resolves.toBe(handles[k]!.hostId);
+    }
+    expect(new Set(handles.map((h) => h!.hostId)).size).toBe(2); // both hosts have a Gantt row
+    await expect(page.locator('#gantt .rowlabel').count()).resolves.toBe(2);
+    await expect(page.getByTestId('timeline-plan').textContent()).resolves.toMatch(/star · 4 block\(s\) of 40 tokens · anchor 40 · 2 host\(s\)/);
+    for (const e of ['submitted', 'started', 'done']) await expect(page.locator(`#events tr[data-event="${e}"]`).count()).resolves.toBe(1);
+    // One latency per token after the first, drawn as a line.
+    const d = await page.locator('#token-chart .series path.line').getAttribute('d');
+    expect((d ?? '').split(/[ML]/).filter((x) => x.trim()).length).toBe(11);
+    await shot('job-detail');
+  });
+
+  it('KV map lists the context on its hosts; "Evict" frees it, is audited, and the next request re-encodes', async () => {
+    const again = await submit({ contextIds: DOC, queryIds: [7], blockSize: 40, hosts: 2, maxNewTokens: 2, ignoreEos: true });
+    expect((await finished(again)).blocks).toMatchObject({ encoded: 0, reused: 4 }); // the cache works before the eviction
+    const key = await contextKeyOf(again);
+    await open('#kv');
+    const rows = page.locator(`#kv-map tr[data-context="${key}"]`);
+    await rows.first().waitFor();
+    expect(await rows.count()).toBe(2); // held on both hosts
+    const held = (await rows.locator('[data-field="blocks"]').allTextContents()).join(', ').split(', ').map(Number).sort();
+    expect(held).toEqual([0, 1, 2, 3]);
+    await shot('kv-map');
+    await rows.first().locator('button[data-action="evict"]').click();
+    await page.getByTestId('notice').waitFor({ state: 'visible' });
+    await expect(page.getByTestId('notice').textContent()).resolves.toMatch(/Context evicted: 4 block\(s\)/);
+    expect(dialogs.some((m) => m.includes(`Evict context ${key}`))).toBe(true);
+    await until('the context to leave the KV map', async () => (await page.locator(`#kv-map tr[data-context="${key}"]`).count()) === 0, 10000);
+    expect((await cluster.client.directory.getMany([0, 1, 2, 3].map((k) => blockCacheId(key, k)))).every((h) => h === null)).toBe(true);
+
+    await open('#audit');
+    const entry = page.locator('#audit tr[data-action="evict_context"]').first();
+    await entry.waitFor();
+    await expect(entry.getAttribute('data-outcome')).resolves.toBe('ok');
+    await expect(entry.textContent()).resolves.toContain(key);
+    await shot('audit-log');
+
+    const after = await submit({ contextIds: DOC, queryIds: [7], blockSize: 40, hosts: 2, maxNewTokens: 2, ignoreEos: true });
+    expect((await finished(after)).blocks).toMatchObject({ encoded: 4, reused: 0 });
+  });
+
+  it('a host killed during generation: the job completes and its Gantt marks the re-encoded blocks', async () => {
+    const doc = [1, ...randomIds(159, OPTS.vocab, 82, 3)];
+    const id = await submit({ contextIds: doc, queryIds: [3], blockSize: 40, hosts: 2, maxNewTokens: 600, ignoreEos: true, cache: false });
+    await until(`job ${id} to generate`, async () => (await getJob(id)).progress.tokens >= 3, 120000, 20);
+    const key = await contextKeyOf(id);
+    const before = await cluster.client.directory.getMany([0, 1, 2, 3].map((k) => blockCacheId(key, k)));
+    const victim = before[0]!.hostId;
+    const lost = before.map((h, k) => (h!.hostId === victim ? k : -1)).filter((k) => k >= 0);
+    await cluster.kill(victim);
+    const job = await finished(id);
+    expect(job.status).toBe('completed');
+    await open(`#job=${id}`);
+    await page.waitForFunction((n) => (globalThis as any).document.querySelectorAll('#gantt g.bar[data-kind="recovered"]').length === n, lost.length, { timeout: 20000 });
+    const survivor = cluster.hosts()[0].id;
+    for (const k of lost) {
+      const bar = page.locator(`#gantt g.bar[data-kind="recovered"][data-block="${k}"]`);
+      await expect(bar.getAttribute('data-host')).resolves.toBe(survivor);
+      await expect(bar.locator('title').textContent()).resolves.toContain(`re-encoded after ${victim} was lost`);
+    }
+    await expect(page.locator('#events tr[data-event="recovered"]').count()).resolves.toBe(1);
+    await shot('job-detail-recovered');
+  });
+
+  it('history: queue, tokens/s, latency percentiles and KV per host over time, from Redis', async () => {
+    const h = await until('history with generated tokens', async () => {
+      const r = await request(url, 'GET', '/admin/history', { key: ADMIN_KEY });
+      return r.json.points.some((p: any) => p.tokensPerSec > 0 && p.perTokenP50Ms !== null) ? r.json : null;
+    }, 20000, 250);
+    expect(h.intervalMs).toBe(500);
+    expect(h.points.length).toBeGreaterThan(2);
+    await open('#history');
+    for (const chart of ['h-queue', 'h-tokens', 'h-ttft', 'h-pertoken', 'h-kv']) await page.locator(`#${chart} g.series`).first().waitFor();
+    await expect(page.locator('#h-queue g.series').count()).resolves.toBe(2);
+    await expect(page.locator('#h-ttft g.series[data-series="p99"]').count()).resolves.toBe(1);
+    // Series are told apart without colour: each has its own dash pattern and a text label.
+    const dashes = await page.locator('#h-queue g.series path.line').evaluateAll((ps) => ps.map((p) => p.getAttribute('stroke-dasharray')));
+    expect(new Set(dashes).size).toBe(2);
+    await expect(page.locator('#h-queue g.series text.label').count()).resolves.toBe(2);
+    await shot('history');
+    await open('');
+    await shot('overview');
+  });
+});
