@@ -55,7 +55,7 @@ describeBrowser('admin dashboard views (browser)', () => {
   const shot = async (name: string) => {
     if (!SHOTS) return;
     fs.mkdirSync(SHOTS, { recursive: true });
-    await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
+    await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
   };
   const open = async (hash: string) => {
     await page.goto(`${url}/admin${hash}`);

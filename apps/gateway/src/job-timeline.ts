@@ -159,7 +159,7 @@ export async function jobTimeline(client: StarqClient, meta: JobMeta): Promise<J
         events.push({ t, type: 'started', detail: `phase 2 on ${e.queryActor}: ${e.blocks} block(s), ${e.reused} reused` });
         break;
       case 'recovered': {
-        const to = (e as { toHosts?: unknown }).toHosts;
+        const to = e.toHosts;
         events.push({ t, type: 'recovered', detail: `host ${e.fromHost || '(unknown)'} lost: block(s) ${e.blocks.join(', ')} re-encoded` });
         e.blocks.forEach((k, j) => {
           const span = blocks[k];

@@ -259,7 +259,7 @@ export class QueryActor {
         owner[k] = target;
       }
       stats.recovered += lost.length;
-      await emit({ type: 'recovered', blocks: lost, fromHost: lostFrom });
+      await emit({ type: 'recovered', blocks: lost, fromHost: lostFrom, toHosts: lost.map((k) => owner[k]) });
     }
     await this.directory.touch(cacheIds);
     const placement: ContextPlacement[] = [];

@@ -73,6 +73,7 @@ export type RequestEvent =
   | { type: 'started'; queryActor: string; blocks: number; reused: number }
   | { type: 'phase1'; done: number; total: number }
   | { type: 'token'; index: number; id: number }
-  | { type: 'recovered'; blocks: number[]; fromHost: string }
+  /** Blocks re-encoded after their host was lost; `toHosts[i]` re-encoded `blocks[i]`. */
+  | { type: 'recovered'; blocks: number[]; fromHost: string; toHosts?: string[] }
   | { type: 'done'; result: RequestResult }
   | { type: 'error'; error: { code: string; message: string; param: string | null } };

@@ -21,7 +21,7 @@
  * request that cannot recover fails alone. Any other failure of a multi-request step re-runs its
  * members one by one, so only the request at fault fails.
  */
-import { HostCallError, starStep, type ContextPlacement, type StepRequest } from '@starq/attention';
+import { blockCacheId, HostCallError, starStep, type ContextPlacement, type StepRequest } from '@starq/attention';
 import { InvalidInputError, StarqError } from '@starq/protocol/errors';
 import { validateGenerateOptions, type GenerateOptions, type GenerationResult } from '../generate';
 import { EngineDiedError } from '../runtime/engine';
@@ -55,7 +55,8 @@ export interface ServingOptions extends Partial<AdmissionLimits> {
 export type ServingEvent =
   | { type: 'queued'; reason: WaitReason; position: number }
   | { type: 'admitted'; queuedMs: number; running: number }
-  | { type: 'recovered'; blocks: number[]; fromHost: string };
+  /** `toHosts[i]`: the host that re-encoded `blocks[i]`. */
+  | { type: 'recovered'; blocks: number[]; fromHost: string; toHosts: string[] };
 
 /** A request whose context is encoded (phase 1 done), ready for phase 2. */
 export interface ServingRequest {
@@ -368,7 +369,10 @@ export class ServingLoop {
           const r = await this.opts.locator.locate(ctx, e.lost);
           e.placement = r.placement;
           e.recoveredBlocks += r.reencoded.length;
-          if (r.reencoded.length > 0) this.emit(e, { type: 'recovered', blocks: r.reencoded, fromHost: r.fromHost || err.hostId });
+          if (r.reencoded.length > 0) {
+            const holder = (k: number) => r.placement.find((p) => p.cacheIds.includes(blockCacheId(ctx.contextKey, k)))?.host.id ?? '';
+            this.emit(e, { type: 'recovered', blocks: r.reencoded, fromHost: r.fromHost || err.hostId, toHosts: r.reencoded.map(holder) });
+          }
         } catch (x) {
           this.finish(e, x);
         }
