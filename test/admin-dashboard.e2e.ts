@@ -17,7 +17,7 @@
 import { type BrowserContext, type Page } from 'playwright-core';
 import { describeBrowser, launchChromium } from './helpers/browser';
 import { deletePrefix, randomPrefix, stopProcess, TestCluster, until } from './helpers/cluster';
-import { request, startGateway, writeModel } from './helpers/gateway';
+import { JobsApi, request, startGateway, TERMINAL_STATUSES as TERMINAL, writeModel } from './helpers/gateway';
 import { randomIds, TmpDirs } from '@starq/testing';
 import type { RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
 
@@ -28,7 +28,6 @@ const rnd = () => Math.random().toString(36).slice(2, 10);
 const USER_KEY = `sk-user-${rnd()}`;
 const ADMIN_KEY = `sk-admin-${rnd()}`;
 const WRONG_KEY = `sk-wrong-${rnd()}`;
-const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
 describeBrowser('admin dashboard (browser)', () => {
   const tmp = new TmpDirs();
@@ -39,16 +38,9 @@ describeBrowser('admin dashboard (browser)', () => {
   let url = '';
   let prefix = '';
 
-  const submit = async (body: unknown): Promise<string> => {
-    const r = await request(url, 'POST', '/v1/jobs', { key: USER_KEY, body });
-    if (r.status !== 202) throw new Error(`POST /v1/jobs: ${r.status} ${r.text}`);
-    return r.json.id;
-  };
-  const getJob = async (id: string): Promise<any> => {
-    const r = await request(url, 'GET', `/v1/jobs/${id}`, { key: USER_KEY });
-    if (r.status !== 200) throw new Error(`GET /v1/jobs/${id}: ${r.status} ${r.text}`);
-    return r.json;
-  };
+  const jobs = new JobsApi(() => url, USER_KEY);
+  const submit = (body: unknown) => jobs.submit(body);
+  const getJob = (id: string) => jobs.get(id);
   const banner = () => page.getByTestId('banner');
   const useKey = async (key: string) => {
     if (!page.url().includes('/admin')) await page.goto(`${url}/admin`); // a test run alone (-t)

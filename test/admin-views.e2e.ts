@@ -21,14 +21,13 @@ import type { RandomCheckpointOptions } from '@starq/model/synthetic/random-chec
 import { randomIds, TmpDirs } from '@starq/testing';
 import { describeBrowser, launchChromium } from './helpers/browser';
 import { deletePrefix, randomPrefix, stopProcess, TestCluster, until } from './helpers/cluster';
-import { request, startGateway, writeModel } from './helpers/gateway';
+import { JobsApi, request, startGateway, writeModel } from './helpers/gateway';
 
 jest.setTimeout(240000);
 
 const OPTS: RandomCheckpointOptions = { architecture: 'llama', hidden: 64, intermediate: 128, layers: 2, heads: 4, kvHeads: 2, vocab: 128, maxPositions: 4096, dtype: 'F32', tied: false, sharded: false, seed: 9 };
 const rnd = () => Math.random().toString(36).slice(2, 10);
 const ADMIN_KEY = `sk-admin-${rnd()}`;
-const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 const SHOTS = process.env.STARQ_SCREENSHOTS ? path.resolve(process.env.STARQ_SCREENSHOTS) : null;
 
 describeBrowser('admin dashboard views (browser)', () => {
@@ -40,17 +39,10 @@ describeBrowser('admin dashboard views (browser)', () => {
   let url = '';
   const dialogs: string[] = [];
 
-  const submit = async (body: Record<string, unknown>): Promise<string> => {
-    const r = await request(url, 'POST', '/v1/jobs', { key: ADMIN_KEY, body });
-    if (r.status !== 202) throw new Error(`POST /v1/jobs: ${r.status} ${r.text}`);
-    return r.json.id;
-  };
-  const getJob = async (id: string): Promise<any> => (await request(url, 'GET', `/v1/jobs/${id}`, { key: ADMIN_KEY })).json;
-  const finished = (id: string, ms = 120000) =>
-    until(`job ${id} to finish`, async () => {
-      const j = await getJob(id);
-      return TERMINAL.has(j.status) ? j : null;
-    }, ms);
+  const jobs = new JobsApi(() => url, ADMIN_KEY);
+  const submit = (body: Record<string, unknown>) => jobs.submit(body);
+  const getJob = (id: string) => jobs.get(id);
+  const finished = (id: string) => jobs.finished(id);
   const contextKeyOf = async (id: string): Promise<string> => ((await cluster.client.requests.getJob(id))!.data as { contextKey: string }).contextKey;
   const shot = async (name: string) => {
     if (!SHOTS) return;

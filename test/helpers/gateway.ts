@@ -138,3 +138,33 @@ export function writeModel(dir: string, opts: RandomCheckpointOptions, chatTempl
   }
   return dir;
 }
+
+/** Job statuses after which nothing changes. */
+export const TERMINAL_STATUSES: ReadonlySet<string> = new Set(['completed', 'failed', 'cancelled']);
+
+/** The native jobs API of one gateway, as one key sees it. */
+export class JobsApi {
+  constructor(private readonly url: () => string, private readonly key: string) {}
+
+  /** POST /v1/jobs; returns the job id (throws unless 202). */
+  async submit(body: unknown): Promise<string> {
+    const r = await request(this.url(), 'POST', '/v1/jobs', { key: this.key, body });
+    if (r.status !== 202) throw new Error(`POST /v1/jobs: ${r.status} ${r.text}`);
+    return r.json.id;
+  }
+
+  /** GET /v1/jobs/:id (throws unless 200). */
+  async get(id: string): Promise<any> {
+    const r = await request(this.url(), 'GET', `/v1/jobs/${id}`, { key: this.key });
+    if (r.status !== 200) throw new Error(`GET /v1/jobs/${id}: ${r.status} ${r.text}`);
+    return r.json;
+  }
+
+  /** Polls until the job is completed, failed or cancelled; returns its view. */
+  finished(id: string, timeoutMs = 120000): Promise<any> {
+    return until(`job ${id} to finish`, async () => {
+      const j = await this.get(id);
+      return TERMINAL_STATUSES.has(j.status) ? j : null;
+    }, timeoutMs);
+  }
+}

@@ -106,21 +106,28 @@ export class KvMapService {
     return { object: 'kv.map', now: Date.now(), hosts: views, orphaned: await this.orphaned(new Set(hosts.map((h) => h.id))) };
   }
 
-  /** Handles whose host is gone, per host id (scans the directory's per-host index keys). */
+  /** Handles whose host is gone, per host id. */
   private async orphaned(alive: Set<string>): Promise<KvMap['orphaned']> {
-    const pattern = this.client.keys.hostKvIndex('*');
     const out: KvMap['orphaned'] = [];
-    let cursor = '0';
+    for (const [hostId, ids] of await this.deadHostBlocks(alive)) {
+      const handles = (await this.client.directory.getMany(ids)).filter((x): x is KvHandle => x !== null && x.hostId === hostId);
+      if (handles.length > 0) out.push({ hostId, cacheIds: handles.length, bytes: handles.reduce((s, x) => s + x.bytes, 0) });
+    }
+    return out;
+  }
+
+  /** Cache ids indexed under hosts not in `alive` (scans the directory's per-host index keys). */
+  private async deadHostBlocks(alive: Set<string>): Promise<Map<string, string[]>> {
+    const pattern = this.client.keys.hostKvIndex('*');
     const prefix = pattern.slice(0, -1);
+    const out = new Map<string, string[]>();
+    let cursor = '0';
     do {
       const [next, keys] = await this.client.redis.scan(cursor, 'MATCH', pattern, 'COUNT', 200);
       cursor = next;
       for (const key of keys) {
         const hostId = key.slice(prefix.length);
-        if (alive.has(hostId)) continue;
-        const ids = await this.client.redis.smembers(key);
-        const handles = (await this.client.directory.getMany(ids)).filter((x): x is KvHandle => x !== null && x.hostId === hostId);
-        if (handles.length > 0) out.push({ hostId, cacheIds: handles.length, bytes: handles.reduce((s, x) => s + x.bytes, 0) });
+        if (!alive.has(hostId)) out.set(hostId, await this.client.redis.smembers(key));
       }
     } while (cursor !== '0');
     return out;
@@ -144,29 +151,12 @@ export class KvMapService {
     // Handles of the context that still exist name dead hosts: drop them as well.
     let stale = 0;
     const alive = new Set(hosts.map((h) => h.id));
-    const map = await this.orphanedIds(alive, contextKey);
-    for (const [hostId, ids] of map) {
+    for (const [hostId, all] of await this.deadHostBlocks(alive)) {
+      const ids = all.filter((id) => splitCacheId(id)?.[0] === contextKey);
+      if (ids.length === 0) continue;
       await this.client.directory.remove(ids, hostId);
       stale += ids.length;
     }
     return { contextKey, hosts: freed, staleHandlesRemoved: stale };
-  }
-
-  private async orphanedIds(alive: Set<string>, contextKey: string): Promise<Map<string, string[]>> {
-    const pattern = this.client.keys.hostKvIndex('*');
-    const prefix = pattern.slice(0, -1);
-    const out = new Map<string, string[]>();
-    let cursor = '0';
-    do {
-      const [next, keys] = await this.client.redis.scan(cursor, 'MATCH', pattern, 'COUNT', 200);
-      cursor = next;
-      for (const key of keys) {
-        const hostId = key.slice(prefix.length);
-        if (alive.has(hostId)) continue;
-        const ids = (await this.client.redis.smembers(key)).filter((id) => splitCacheId(id)?.[0] === contextKey);
-        if (ids.length > 0) out.set(hostId, ids);
-      }
-    } while (cursor !== '0');
-    return out;
   }
 }
