@@ -2,7 +2,8 @@
  * A host actor process: owns KV blocks of contexts in its own engine (a worker thread) and
  *  - takes phase-1 block jobs from the BullMQ `blocks` queue (any free host takes the next block),
  *    encodes them and registers a KV handle in Redis;
- *  - answers actor calls (pub/sub, the phase-2 hot path): `attend` for its blocks, `encodeBlock`
+ *  - answers actor calls (the phase-2 hot path; over its direct link — advertised in its registry
+ *    record — or Redis pub/sub): `attend` for its blocks, `encodeBlock`
  *    (re-encoding a lost block, by lineage), the Ring steps, `release`, `stats`;
  *  - keeps its KV under a memory limit by evicting least-recently-used blocks;
  *  - heartbeats in the registry (blocks held, KV bytes).
@@ -58,7 +59,7 @@ export class HostActor {
     this.local = new LocalHost(this.id, this.engine);
     this.directory = new KvDirectory(this.redis, this.keys);
     this.registry = new ClusterRegistry(this.redis, { keys: this.keys, heartbeatMs: this.cfg.heartbeatMs, ttlMs: this.cfg.ttlMs });
-    this.server = new ActorServer(this.redis, { actorId: this.id, keys: this.keys });
+    this.server = new ActorServer(this.redis, { actorId: this.id, keys: this.keys, link: this.cfg.link ?? undefined });
     this.server.method(HOST_METHODS.attend, (req: AttendRequest) => this.attend(req));
     this.server.method(HOST_METHODS.attendMany, (a: { items: AttendRequest[] }) => this.attendMany(a.items));
     this.server.method(HOST_METHODS.encodeBlock, (req: EncodeBlockRequest) => this.encode(req));
@@ -73,6 +74,7 @@ export class HostActor {
     await this.registry.register({
       id: this.id,
       type: 'host',
+      link: this.cfg.linkAdvertise ?? this.server.linkAddress,
       capacity: {
         model: this.cfg.modelId,
         freeKvBytes: this.cfg.kvLimitBytes,

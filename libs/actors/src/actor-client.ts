@@ -2,19 +2,28 @@
  * The calling side of actor RPC. One client = one reply channel (one subscriber connection) shared
  * by all its calls; replies are matched to calls by id.
  *
- * A call is published once on the actor's inbox (at most once: no automatic retry, the caller
- * decides). It fails:
- * - at once with ActorDiedError when nobody subscribes to the inbox (PUBLISH reached 0 receivers);
+ * Transport, per actor: on the first call to an actor the client reads its registry record; when
+ * the record advertises a direct link (`ActorRecord.link`, direct-link.ts) reachable from here, the
+ * client opens one connection to it and sends every call to that actor over it (replies come back
+ * on it); otherwise the call is published on the actor's inbox channel (Redis pub/sub). The choice
+ * holds until the actor is found dead (a call fails with ActorDiedError): then the next call looks
+ * again. One transport at a time per actor keeps calls from one client in order.
+ *
+ * A call is sent once (at most once: no automatic retry, the caller decides). It fails:
+ * - at once with ActorDiedError when nobody subscribes to the inbox (PUBLISH reached 0 receivers),
+ *   or when the direct link it went out on closes before the reply came (the actor process died);
  * - after `timeoutMs` with ActorTimeoutError, or ActorDiedError when the actor's registry record
  *   expired meanwhile (it died during the call);
  * - with RemoteCallError (remote code/message/param) when the handler threw.
  */
 import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import type { Redis } from 'ioredis';
-import { InvalidInputError, RedisKeys, decode, encode, message, type Message, type ReplyMessage } from '@starq/protocol';
+import { InvalidInputError, RedisKeys, decode, encode, message, type Message, type ReplyMessage, type ServerTrace } from '@starq/protocol';
 import { ActorHandle } from './actor-handle';
 import { DEFAULT_INLINE_LIMIT_BYTES, isPayloadRef, publishMessage, resolveMessage } from './claim-check';
-import { SERVER_ERROR_CODES } from './actor-server';
+import { SERVER_ERROR_CODES, preciseNow } from './actor-server';
+import { DirectLink, isMachineLocal, parseLinkAddress } from './direct-link';
 import { ActorClientClosedError, ActorDiedError, ActorTimeoutError, CallAbortedError, RemoteCallError } from './errors';
 import { duplicateRedis } from './redis';
 import { ActorRegistry, type ActorLiveness } from './registry';
@@ -47,6 +56,40 @@ export interface ActorClientOptions {
   onStrayReply?: (info: string) => void;
   /** Calls larger than this travel as a claim check (claim-check.ts). @defaultValue 1 MiB */
   inlineLimitBytes?: number;
+  /** Use the direct links actors advertise (false: every call goes through Redis pub/sub). @defaultValue true */
+  directLinks?: boolean;
+  /** Time allowed to open a direct link (connect + handshake). @defaultValue 2000 */
+  linkConnectTimeoutMs?: number;
+  /**
+   * Reports an advertised direct link this client does not use (unreachable, refused, or a
+   * machine-local address of another machine); calls to that actor then go through pub/sub.
+   * @defaultValue console.warn
+   */
+  onLinkFallback?: (info: string) => void;
+  /** When set, every call asks the actor for its timestamps and this receives one trace per settled call. @defaultValue none */
+  onTrace?: (trace: CallTrace) => void;
+}
+
+/** Where one call spent its time (epoch ms, sub-ms precision; actor-side points from {@link ServerTrace}). */
+export interface CallTrace {
+  actorId: string;
+  method: string;
+  transport: 'link' | 'pubsub';
+  ok: boolean;
+  requestBytes: number;
+  replyBytes: number;
+  /** `call()` entered. */
+  called: number;
+  /** The call message was encoded. */
+  encoded: number;
+  /** Handed to the socket (link) or to PUBLISH (after the transport was known). */
+  sent: number;
+  /** The reply's bytes arrived. */
+  replied: number;
+  /** The reply was decoded and the call settled. */
+  settled: number;
+  /** The actor's side; null when the reply carried none (an actor that does not trace). */
+  server: ServerTrace | null;
 }
 
 interface Pending {
@@ -58,6 +101,15 @@ interface Pending {
   reject: (e: Error) => void;
   timer: NodeJS.Timeout;
   cleanup?: () => void;
+  /** The direct link the call went out on (null: pub/sub, or not sent yet). */
+  link: DirectLink | null;
+  trace?: { called: number; encoded: number; sent: number; requestBytes: number };
+}
+
+/** How calls to one actor travel: resolved once (registry lookup + connect), reused until the actor is found dead. */
+interface Route {
+  ready: Promise<DirectLink | null>;
+  link: DirectLink | null;
 }
 
 export class ActorClient {
@@ -81,15 +133,22 @@ export class ActorClient {
   private closed = false;
   private readonly livenessCheckMs: number;
   private livenessTimer: NodeJS.Timeout | null = null;
+  private readonly directLinks: boolean;
+  private readonly linkConnectTimeoutMs: number;
+  private readonly onLinkFallback: (info: string) => void;
+  private readonly onTrace: ((trace: CallTrace) => void) | null;
+  private readonly routes = new Map<string, Route>();
+  private readonly links = new Set<DirectLink>();
   private readonly listener = (channel: Buffer, data: Buffer) => {
     if (!channel.equals(this.channelBuf)) return;
+    const arrived = this.onTrace ? preciseNow() : 0;
     if (!isPayloadRef(data)) {
-      this.onReply(data);
+      this.onReply(data, arrived);
       return;
     }
     // Replies are matched by id, so a parked one may be handled after later small ones.
     resolveMessage(this.redis, data).then(
-      (buf) => this.onReply(buf),
+      (buf) => this.onReply(buf, arrived),
       (err: Error) => {
         this.strayReplies++;
         this.onStrayReply(`lost reply on ${this.replyChannel}: ${err.message}`);
@@ -112,6 +171,17 @@ export class ActorClient {
     this.registry = opts.registry ?? new ActorRegistry(redis, { keys: this.keys });
     this.onStrayReply = opts.onStrayReply ?? (() => undefined);
     this.livenessCheckMs = opts.livenessCheckMs ?? 1000;
+    this.directLinks = opts.directLinks ?? true;
+    this.linkConnectTimeoutMs = opts.linkConnectTimeoutMs ?? 2000;
+    this.onLinkFallback = opts.onLinkFallback ?? ((info) => console.warn(`[starq] ${info}`));
+    this.onTrace = opts.onTrace ?? null;
+  }
+
+  /** The transport calls to `actorId` use now: 'link', 'pubsub', or null when not decided yet (no call made). */
+  transportTo(actorId: string): 'link' | 'pubsub' | null {
+    const r = this.routes.get(actorId);
+    if (!r) return null;
+    return r.link?.open ? 'link' : r.link ? null : 'pubsub';
   }
 
   /** Calls in flight. */
@@ -153,6 +223,7 @@ export class ActorClient {
       throw new InvalidInputError('invalid_timeout', `timeoutMs must be a positive finite number of ms (got ${timeoutMs})`, 'timeoutMs');
     }
     if (opts.signal?.aborted) throw new CallAbortedError(actorId, method);
+    const called = this.onTrace ? preciseNow() : 0;
     const inbox = this.keys.inbox(actorId);
     if (!this.subscribed) {
       try {
@@ -164,7 +235,8 @@ export class ActorClient {
       if (this.closed) throw new ActorClientClosedError(`ActorClient ${this.clientId}`);
     }
     const id = (++this.seq).toString(36);
-    const buf = encode(message('call', { id, from: this.replyChannel, method, args, deadline: Date.now() + timeoutMs }));
+    const buf = encode(message('call', { id, from: this.replyChannel, method, args, deadline: Date.now() + timeoutMs, ...(this.onTrace ? { trace: true } : {}) }));
+    const route = this.routeTo(actorId);
 
     return new Promise<T>((resolve, reject) => {
       const p: Pending = {
@@ -175,6 +247,8 @@ export class ActorClient {
         resolve,
         reject,
         timer: setTimeout(() => this.onTimeout(id), timeoutMs),
+        link: null,
+        trace: this.onTrace ? { called, encoded: preciseNow(), sent: 0, requestBytes: buf.length } : undefined,
       };
       if (opts.signal) {
         const signal = opts.signal;
@@ -184,12 +258,22 @@ export class ActorClient {
       }
       this.pendingCalls.set(id, p);
       this.armLivenessCheck();
-      publishMessage(this.redis, this.keys, inbox, buf, { inlineLimit: this.inlineLimit, ttlMs: timeoutMs }).then(
-        (receivers) => {
-          if (receivers === 0) this.settle(id, new ActorDiedError(actorId, method, 'no process subscribes to its inbox'));
-        },
-        (err: Error) => this.settle(id, err),
-      );
+      // Calls to one actor wait on the same route promise, so they go out in the order made.
+      void route.ready.then((link) => {
+        if (this.pendingCalls.get(id) !== p) return; // settled (aborted, timed out, client closed) before it went out
+        if (p.trace) p.trace.sent = preciseNow();
+        if (link) {
+          p.link = link;
+          if (!link.send(buf)) this.settle(id, new ActorDiedError(actorId, method, `its direct link ${link.address} is closed`));
+          return;
+        }
+        publishMessage(this.redis, this.keys, inbox, buf, { inlineLimit: this.inlineLimit, ttlMs: timeoutMs }).then(
+          (receivers) => {
+            if (receivers === 0) this.settle(id, new ActorDiedError(actorId, method, 'no process subscribes to its inbox'));
+          },
+          (err: Error) => this.settle(id, err),
+        );
+      });
     });
   }
 
@@ -205,12 +289,84 @@ export class ActorClient {
     this.closed = true;
     if (this.livenessTimer) clearTimeout(this.livenessTimer);
     for (const id of [...this.pendingCalls.keys()]) this.settle(id, new ActorClientClosedError(`ActorClient ${this.clientId}`));
+    for (const link of [...this.links]) link.closeWith('the client closed');
+    this.routes.clear();
     this.subscriber.off('messageBuffer', this.listener);
     try {
       if (this.ownSubscriber) await this.subscriber.quit();
       else if (this.subscribed || this.subscribing) await this.subscriber.unsubscribe(this.replyChannel);
     } catch {
       if (this.ownSubscriber) this.subscriber.disconnect();
+    }
+  }
+
+  /** The route of calls to `actorId`, resolving it on first use (registry record → direct link or pub/sub). */
+  private routeTo(actorId: string): Route {
+    const have = this.routes.get(actorId);
+    if (have) return have;
+    const route: Route = { ready: Promise.resolve(null), link: null };
+    if (this.directLinks) route.ready = this.openLink(actorId, route);
+    this.routes.set(actorId, route);
+    return route;
+  }
+
+  private async openLink(actorId: string, route: Route): Promise<DirectLink | null> {
+    let rec;
+    try {
+      rec = await this.registry.get(actorId);
+    } catch {
+      if (this.routes.get(actorId) === route) this.routes.delete(actorId); // decide again on the next call
+      return null;
+    }
+    if (!rec?.link) return null;
+    let local = false;
+    try {
+      local = isMachineLocal(parseLinkAddress(rec.link));
+    } catch (err) {
+      this.onLinkFallback(`actor ${actorId} advertises a bad direct link (${(err as Error).message}): calling it through Redis pub/sub`);
+      return null;
+    }
+    if (local && rec.hostname !== os.hostname()) {
+      this.onLinkFallback(`actor ${actorId} on ${rec.hostname} advertises the machine-local link ${rec.link}, unreachable from ${os.hostname()}: calling it through Redis pub/sub (set its link to a routable address)`);
+      return null;
+    }
+    let link: DirectLink;
+    try {
+      link = await DirectLink.connect(rec.link, actorId, {
+        connectTimeoutMs: this.linkConnectTimeoutMs,
+        onFrame: (buf) => this.onReply(buf, this.onTrace ? preciseNow() : 0),
+        onClose: (reason) => this.onLinkClosed(actorId, link, reason),
+      });
+    } catch (err) {
+      this.onLinkFallback(`${(err as Error).message}: calling actor ${actorId} through Redis pub/sub`);
+      return null;
+    }
+    if (this.closed || this.routes.get(actorId) !== route) {
+      link.closeWith('the client closed');
+      return null;
+    }
+    this.links.add(link);
+    route.link = link;
+    return link;
+  }
+
+  /** A direct link closed: its calls in flight will get no reply — the actor is lost to them. */
+  private onLinkClosed(actorId: string, link: DirectLink, reason: string): void {
+    this.links.delete(link);
+    if (this.routes.get(actorId)?.link === link) this.routes.delete(actorId);
+    for (const [id, p] of [...this.pendingCalls]) {
+      if (p.link === link) this.settle(id, new ActorDiedError(actorId, p.method, `its direct link ${link.address} closed while the call was in flight (${reason})`));
+    }
+  }
+
+  /** The actor was found dead: forget how to reach it (the next call looks it up again); `closeLink` also closes its link. */
+  private forgetRoute(actorId: string, closeLink: boolean): void {
+    const r = this.routes.get(actorId);
+    if (!r) return;
+    this.routes.delete(actorId);
+    if (r.link && closeLink) {
+      this.links.delete(r.link);
+      r.link.closeWith('the actor was found dead');
     }
   }
 
@@ -232,6 +388,7 @@ export class ActorClient {
     for (const actorId of actors) {
       const alive = await this.registry.isAlive(actorId).catch(() => true); // unsure: let the timeout decide
       if (alive) continue;
+      this.forgetRoute(actorId, true);
       for (const [id, p] of [...this.pendingCalls]) {
         if (p.actorId === actorId) this.settle(id, new ActorDiedError(actorId, p.method, 'its registry record expired while the call was pending'));
       }
@@ -245,6 +402,9 @@ export class ActorClient {
     this.pendingCalls.delete(id);
     clearTimeout(p.timer);
     p.cleanup?.();
+    // Found dead: the next call looks the actor up again. A link stays open for replies still due on
+    // it (an actor that is stopping drains its running calls) and closes when the actor closes it.
+    if (outcome instanceof ActorDiedError) this.forgetRoute(p.actorId, false);
     if (outcome instanceof Error) p.reject(outcome);
     else p.resolve(outcome.value);
   }
@@ -255,17 +415,19 @@ export class ActorClient {
     this.pendingCalls.delete(id); // a late reply is now stray
     p.cleanup?.();
     this.registry.isAlive(p.actorId).then(
-      (alive) =>
+      (alive) => {
+        if (!alive) this.forgetRoute(p.actorId, true);
         p.reject(
           alive
             ? new ActorTimeoutError(p.actorId, p.method, p.timeoutMs)
             : new ActorDiedError(p.actorId, p.method, `no reply within ${p.timeoutMs} ms and its registry heartbeat expired`),
-        ),
+        );
+      },
       (err: Error) => p.reject(new ActorTimeoutError(p.actorId, p.method, p.timeoutMs, `the registry could not be checked either (${err.message})`)),
     );
   }
 
-  private onReply(data: Buffer): void {
+  private onReply(data: Buffer, arrived: number): void {
     let msg: Message;
     try {
       msg = decode(data);
@@ -279,7 +441,26 @@ export class ActorClient {
       this.onStrayReply(`stray ${msg.kind} on ${this.replyChannel}${msg.kind === 'reply' ? ` (id ${msg.id}: no pending call)` : ''}`);
       return;
     }
-    this.settle(msg.id, this.outcome(msg, this.pendingCalls.get(msg.id)!));
+    const p = this.pendingCalls.get(msg.id)!;
+    const outcome = this.outcome(msg, p);
+    this.settle(msg.id, outcome);
+    if (p.trace && this.onTrace) {
+      const t = p.trace;
+      this.onTrace({
+        actorId: p.actorId,
+        method: p.method,
+        transport: p.link ? 'link' : 'pubsub',
+        ok: msg.ok,
+        requestBytes: t.requestBytes,
+        replyBytes: data.length,
+        called: t.called,
+        encoded: t.encoded,
+        sent: t.sent,
+        replied: arrived,
+        settled: preciseNow(),
+        server: msg.trace ?? null,
+      });
+    }
   }
 
   private outcome(r: ReplyMessage, p: Pending): Error | { value: unknown } {

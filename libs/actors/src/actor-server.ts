@@ -34,6 +34,23 @@ import {
   type WireError,
 } from '@starq/protocol';
 import { duplicateRedis } from './redis';
+import { LinkListener, type LinkPeer } from './direct-link';
+
+/** Epoch ms with sub-ms precision (comparable across processes on one machine). */
+export function preciseNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** How a message reached the server, and so where its reply goes. */
+type Inbound = { via: 'pubsub' } | { via: 'link'; peer: LinkPeer };
+
+/** A call being handled: the message, its route and its trace timestamps (set when it asked for a trace). */
+interface Incoming {
+  call: CallMessage;
+  inbound: Inbound;
+  received: number;
+  decoded: number;
+}
 
 /** What a handler learns about the call besides its args. */
 export interface CallContext {
@@ -71,11 +88,20 @@ export interface ActorServerOptions {
   onError?: (err: Error) => void;
   /** Replies larger than this travel as a claim check (claim-check.ts). @defaultValue 1 MiB */
   inlineLimitBytes?: number;
+  /**
+   * Also accept calls over direct links (direct-link.ts) on this address: `tcp://host:port`
+   * (port 0 = any free port) or `unix:/path`. The bound address is {@link ActorServer.linkAddress};
+   * advertise it in the registry record (`register({ link })`) so that clients use it.
+   * @defaultValue none (pub/sub only)
+   */
+  link?: string;
 }
 
 export interface ActorServerStats {
-  /** Messages received on the inbox. */
+  /** Messages received (inbox and direct links). */
   received: number;
+  /** Of those, messages that came over a direct link. */
+  receivedDirect: number;
   /** Replies published (ok or not). */
   replied: number;
   /** Calls whose handler threw. */
@@ -98,7 +124,7 @@ export const SERVER_ERROR_CODES = {
 
 interface Lane {
   running: boolean;
-  queue: CallMessage[];
+  queue: Incoming[];
 }
 
 export class ActorServer {
@@ -106,7 +132,7 @@ export class ActorServer {
   readonly keys: RedisKeys;
   /** Inbox channel. */
   readonly address: string;
-  readonly stats: ActorServerStats = { received: 0, replied: 0, failed: 0, expired: 0, malformed: 0, dropped: 0 };
+  readonly stats: ActorServerStats = { received: 0, receivedDirect: 0, replied: 0, failed: 0, expired: 0, malformed: 0, dropped: 0 };
 
   private readonly handlers = new Map<string, { fn: MethodHandler; lane: string | null }>();
   private readonly messageHandlers = new Map<MessageKind, (msg: Message) => unknown>();
@@ -119,12 +145,14 @@ export class ActorServer {
   private readonly onError: (err: Error) => void;
   private state: 'new' | 'running' | 'stopped' = 'new';
   private readonly inlineLimit: number;
+  private readonly linkRequest: string | null;
+  private linkListener: LinkListener | null = null;
   /** Inbox messages in arrival order: a parked (large) message is fetched before later ones are handled. */
   private inbox: Promise<void> = Promise.resolve();
   private readonly listener = (channel: Buffer, data: Buffer) => {
     if (!channel.equals(this.addressBuf)) return;
     if (!isPayloadRef(data) && this.inboxIdle) {
-      this.receive(data); // fast path: nothing parked ahead of it
+      this.receive(data, PUBSUB); // fast path: nothing parked ahead of it
       return;
     }
     this.inboxIdle = false;
@@ -138,7 +166,7 @@ export class ActorServer {
         this.onError(new ProtocolError(`dropped message on ${this.address}: ${(err as Error).message}`));
         return;
       }
-      this.receive(buf);
+      this.receive(buf, PUBSUB);
     });
     this.inbox = done;
     void done.then(() => {
@@ -156,6 +184,7 @@ export class ActorServer {
     this.address = this.keys.inbox(opts.actorId);
     this.addressBuf = Buffer.from(this.address);
     this.inlineLimit = opts.inlineLimitBytes ?? DEFAULT_INLINE_LIMIT_BYTES;
+    this.linkRequest = opts.link ?? null;
     this.replyPrefix = this.keys.replyChannel('x').slice(0, -1);
     this.ownSubscriber = !opts.subscriber;
     this.subscriber = opts.subscriber ?? duplicateRedis(redis);
@@ -177,23 +206,37 @@ export class ActorServer {
     return this;
   }
 
-  /** Subscribes to the inbox; calls are served once this resolves. */
+  /** Subscribes to the inbox (and opens the direct-link listener, if any); calls are served once this resolves. */
   async start(): Promise<void> {
     if (this.state !== 'new') throw new InvalidInputError('server_state', `actor server ${this.actorId} was already ${this.state === 'running' ? 'started' : 'stopped'}`, null);
     this.state = 'running';
     this.subscriber.on('messageBuffer', this.listener);
     try {
       await this.subscriber.subscribe(this.address);
+      if (this.linkRequest) {
+        this.linkListener = await LinkListener.listen(this.linkRequest, {
+          actorId: this.actorId,
+          onFrame: (buf, peer) => this.receive(buf, { via: 'link', peer }),
+          onError: (err) => this.onError(new Error(`direct link: ${err.message}`)),
+        });
+      }
     } catch (err) {
       this.subscriber.off('messageBuffer', this.listener);
+      await this.subscriber.unsubscribe(this.address).catch(() => undefined);
       this.state = 'new';
       throw err;
     }
   }
 
+  /** The direct-link address callers can use (null: pub/sub only, or not started). */
+  get linkAddress(): string | null {
+    return this.linkListener?.address ?? null;
+  }
+
   /**
-   * Stops receiving, answers queued (not yet started) calls with `actor_stopped`, and waits up to
-   * `drainMs` for running handlers to finish and reply.
+   * Stops receiving, answers queued (not yet started) calls — and calls arriving on open direct
+   * links meanwhile — with `actor_stopped`, waits up to `drainMs` for running handlers to finish
+   * and reply, then closes the direct links.
    * @param opts.drainMs - @defaultValue 5000
    */
   async stop(opts: { drainMs?: number } = {}): Promise<void> {
@@ -203,6 +246,7 @@ export class ActorServer {
     }
     this.state = 'stopped';
     this.subscriber.off('messageBuffer', this.listener);
+    const closing = this.linkListener?.close();
     try {
       if (this.ownSubscriber) await this.subscriber.quit();
       else await this.subscriber.unsubscribe(this.address);
@@ -210,9 +254,7 @@ export class ActorServer {
       this.subscriber.disconnect();
     }
     for (const lane of this.lanes.values()) {
-      for (const call of lane.queue.splice(0)) {
-        this.track(this.replyError(call, { code: SERVER_ERROR_CODES.stopped, message: `actor ${this.actorId} is stopping`, param: null, name: 'ActorStoppedError' }));
-      }
+      for (const inc of lane.queue.splice(0)) this.track(this.replyStopped(inc));
     }
     const drainMs = opts.drainMs ?? 5000;
     let timer: NodeJS.Timeout | undefined;
@@ -223,6 +265,8 @@ export class ActorServer {
       }),
     ]);
     clearTimeout(timer);
+    this.linkListener?.destroyConnections();
+    await closing;
   }
 
   /** Replies only go to reply channels of this key prefix (a call cannot make us publish elsewhere). */
@@ -235,8 +279,10 @@ export class ActorServer {
     void p.finally(() => this.inFlight.delete(p));
   }
 
-  private receive(data: Buffer): void {
+  private receive(data: Buffer, inbound: Inbound): void {
+    const received = preciseNow();
     this.stats.received++;
+    if (inbound.via === 'link') this.stats.receivedDirect++;
     let msg: Message;
     try {
       msg = decode(data);
@@ -245,18 +291,21 @@ export class ActorServer {
       const pe = err instanceof ProtocolError ? err : new ProtocolError(String(err));
       if (pe.replyTo && this.isReplyChannel(pe.replyTo.from)) {
         const call = { id: pe.replyTo.id, from: pe.replyTo.from } as CallMessage;
-        this.track(this.replyError(call, toWireError(pe)));
+        this.track(this.replyError({ call, inbound, received, decoded: received }, toWireError(pe)));
       } else {
         this.onError(new ProtocolError(`dropped malformed message on ${this.address}: ${pe.message}`));
       }
       return;
     }
     if (msg.kind === 'call') {
-      if (this.isReplyChannel(msg.from)) {
-        this.dispatch(msg);
-      } else {
+      const inc: Incoming = { call: msg, inbound, received, decoded: preciseNow() };
+      if (!this.isReplyChannel(msg.from)) {
         this.stats.malformed++;
         this.onError(new ProtocolError(`dropped call ${msg.method} on ${this.address}: reply channel ${msg.from} is not under ${this.replyPrefix}`));
+      } else if (this.state !== 'running') {
+        this.track(this.replyStopped(inc)); // a direct link still open while stopping
+      } else {
+        this.dispatch(inc);
       }
       return;
     }
@@ -277,12 +326,13 @@ export class ActorServer {
     );
   }
 
-  private dispatch(call: CallMessage): void {
+  private dispatch(inc: Incoming): void {
+    const call = inc.call;
     const h = this.handlers.get(call.method);
     if (!h) {
       const known = [...this.handlers.keys()].join(', ') || '(none)';
       this.track(
-        this.replyError(call, {
+        this.replyError(inc, {
           code: SERVER_ERROR_CODES.unknownMethod,
           message: `actor ${this.actorId} has no method ${call.method}; its methods: ${known}`,
           param: 'method',
@@ -293,30 +343,31 @@ export class ActorServer {
       return;
     }
     if (!h.lane) {
-      this.track(this.run(call, h.fn));
+      this.track(this.run(inc, h.fn));
       return;
     }
     let lane = this.lanes.get(h.lane);
     if (!lane) this.lanes.set(h.lane, (lane = { running: false, queue: [] }));
-    lane.queue.push(call);
+    lane.queue.push(inc);
     if (!lane.running) this.track(this.drainLane(lane));
   }
 
   private async drainLane(lane: Lane): Promise<void> {
     lane.running = true;
     try {
-      for (let call = lane.queue.shift(); call; call = lane.queue.shift()) {
-        await this.run(call, this.handlers.get(call.method)!.fn);
+      for (let inc = lane.queue.shift(); inc; inc = lane.queue.shift()) {
+        await this.run(inc, this.handlers.get(inc.call.method)!.fn);
       }
     } finally {
       lane.running = false;
     }
   }
 
-  private async run(call: CallMessage, fn: MethodHandler): Promise<void> {
+  private async run(inc: Incoming, fn: MethodHandler): Promise<void> {
+    const call = inc.call;
     if (Date.now() > call.deadline) {
       this.stats.expired++;
-      await this.replyError(call, {
+      await this.replyError(inc, {
         code: SERVER_ERROR_CODES.deadlineExceeded,
         message: `call ${call.method} reached actor ${this.actorId} ${Date.now() - call.deadline} ms after its deadline and was not run`,
         param: null,
@@ -325,20 +376,22 @@ export class ActorServer {
       });
       return;
     }
+    const started = preciseNow();
     let result: unknown;
     try {
       result = await fn(call.args, { actorId: this.actorId, callId: call.id, from: call.from, method: call.method, deadline: call.deadline });
     } catch (err) {
       this.stats.failed++;
-      await this.replyError(call, toWireError(err));
+      await this.replyError(inc, toWireError(err), started);
       return;
     }
+    const trace = call.trace ? { received: inc.received, decoded: inc.decoded, started, finished: preciseNow() } : undefined;
     let buf: Buffer;
     try {
-      buf = encode(message('reply', { id: call.id, ok: true, result }));
+      buf = encode(message('reply', { id: call.id, ok: true, result, ...(trace ? { trace } : {}) }));
     } catch (err) {
       this.stats.failed++;
-      await this.replyError(call, {
+      await this.replyError(inc, {
         code: SERVER_ERROR_CODES.replyEncode,
         message: `result of ${call.method} cannot be sent: ${(err as Error).message}`,
         param: null,
@@ -347,21 +400,34 @@ export class ActorServer {
       });
       return;
     }
-    await this.publish(call, buf);
+    await this.publish(inc, buf);
   }
 
-  private async replyError(call: Pick<CallMessage, 'id' | 'from' | 'method'>, error: WireError): Promise<void> {
+  private replyStopped(inc: Incoming): Promise<void> {
+    return this.replyError(inc, { code: SERVER_ERROR_CODES.stopped, message: `actor ${this.actorId} is stopping`, param: null, name: 'ActorStoppedError' });
+  }
+
+  private async replyError(inc: Incoming, error: WireError, started = preciseNow()): Promise<void> {
+    const call = inc.call;
+    const trace = call.trace ? { received: inc.received, decoded: inc.decoded, started, finished: preciseNow() } : undefined;
     let buf: Buffer;
     try {
-      buf = encode(message('reply', { id: call.id, ok: false, error }));
+      buf = encode(message('reply', { id: call.id, ok: false, error, ...(trace ? { trace } : {}) }));
     } catch (err) {
       this.onError(new Error(`cannot encode error reply to ${call.from}: ${(err as Error).message}`));
       return;
     }
-    await this.publish(call, buf);
+    await this.publish(inc, buf);
   }
 
-  private async publish(call: Pick<CallMessage, 'id' | 'from' | 'method'>, buf: Buffer): Promise<void> {
+  /** Sends a reply back the way its call came: on the same direct link, or published on the caller's reply channel. */
+  private async publish(inc: Incoming, buf: Buffer): Promise<void> {
+    const call = inc.call;
+    if (inc.inbound.via === 'link') {
+      if (inc.inbound.peer.send(buf)) this.stats.replied++;
+      else this.onError(new Error(`reply to ${call.from} (call ${call.id}${call.method ? ` ${call.method}` : ''}) not sent: its direct link closed`));
+      return;
+    }
     try {
       // The parked copy of a large reply lives until the caller's deadline (at least 60 s).
       await publishMessage(this.redis, this.keys, call.from, buf, { inlineLimit: this.inlineLimit, ttlMs: 60000 });
@@ -371,3 +437,5 @@ export class ActorServer {
     }
   }
 }
+
+const PUBSUB: Inbound = { via: 'pubsub' };

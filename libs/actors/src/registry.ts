@@ -25,6 +25,8 @@ export interface ActorInfo<Kind extends string = string, Capacity = unknown> {
   type: Kind;
   /** Inbox channel. */
   address: string;
+  /** Direct-link address callers may use instead of the inbox (`ActorServer.linkAddress`); absent: pub/sub only. */
+  link?: string;
   capacity: Capacity;
   pid: number;
   hostname: string;
@@ -49,6 +51,8 @@ export interface RegisterInput<Kind extends string = string, Capacity = unknown,
   status: Status;
   /** @defaultValue `keys.inbox(id)` */
   address?: string;
+  /** Direct-link address to advertise (`ActorServer.linkAddress`). @defaultValue none (pub/sub only) */
+  link?: string | null;
   /** @defaultValue `process.pid` */
   pid?: number;
   /** @defaultValue `os.hostname()` */
@@ -132,6 +136,7 @@ export class ActorRegistry<Kind extends string = string, Capacity extends object
       id: input.id,
       type: input.type,
       address: input.address ?? this.keys.inbox(input.id),
+      ...(input.link ? { link: input.link } : {}),
       capacity: { ...input.capacity },
       pid: input.pid ?? process.pid,
       hostname: input.hostname ?? hostname(),

@@ -15,11 +15,20 @@
  * | STARQ_HEARTBEAT_MS       | registry heartbeat period                      | 1000                      |
  * | STARQ_TTL_MS             | registry record TTL (dead after this)          | 5000                      |
  * | STARQ_ATTEND_TIMEOUT_MS  | query actor: per-layer host call timeout       | 15000                     |
+ * | STARQ_LINK               | host: direct-link listen address, or `off`     | tcp://127.0.0.1:0         |
+ * | STARQ_LINK_ADVERTISE     | host: link address put in the registry record  | the bound address         |
+ *
+ * The direct link (libs/actors direct-link.ts) carries phase-2 calls from query actors straight to
+ * the host; `tcp://127.0.0.1:0` (any free loopback port) serves callers on the same machine. For
+ * callers on other machines listen on a routable interface (`tcp://0.0.0.0:7400`) and advertise
+ * the address they reach it by (`tcp://10.0.0.5:7400`). With `off` (or an address a caller cannot
+ * reach) calls go through Redis pub/sub.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { InvalidInputError } from '@starq/protocol';
+import { parseLinkAddress } from '../direct-link';
 
 export interface ActorConfig {
   redisUrl: string;
@@ -33,6 +42,10 @@ export interface ActorConfig {
   heartbeatMs: number;
   ttlMs: number;
   attendTimeoutMs: number;
+  /** Direct-link listen address (null: pub/sub only). */
+  link: string | null;
+  /** Address advertised for the link (null: the bound address). */
+  linkAdvertise: string | null;
 }
 
 export function parseActorConfig(kind: 'host' | 'query', env: NodeJS.ProcessEnv = process.env): ActorConfig {
@@ -66,7 +79,23 @@ export function parseActorConfig(kind: 'host' | 'query', env: NodeJS.ProcessEnv 
     heartbeatMs: int('STARQ_HEARTBEAT_MS', 1000, 10),
     ttlMs: int('STARQ_TTL_MS', 5000, 20),
     attendTimeoutMs: int('STARQ_ATTEND_TIMEOUT_MS', 15000, 10),
+    link: env.STARQ_LINK === 'off' ? null : env.STARQ_LINK || 'tcp://127.0.0.1:0',
+    linkAdvertise: env.STARQ_LINK_ADVERTISE || null,
   };
+  for (const [name, v] of [
+    ['STARQ_LINK', cfg.link],
+    ['STARQ_LINK_ADVERTISE', cfg.linkAdvertise],
+  ] as const) {
+    if (v === null) continue;
+    try {
+      parseLinkAddress(v);
+    } catch (e) {
+      problems.push(`${name}: ${(e as Error).message} (or STARQ_LINK=off for pub/sub only)`);
+    }
+  }
+  if (cfg.link && !cfg.linkAdvertise && /^tcp:\/\/(0\.0\.0\.0|\[::\]):/.test(cfg.link)) {
+    problems.push(`STARQ_LINK=${cfg.link} listens on every interface: set STARQ_LINK_ADVERTISE to the address callers reach this host by (e.g. tcp://10.0.0.5:7400)`);
+  }
   if (cfg.ttlMs <= cfg.heartbeatMs) problems.push(`STARQ_TTL_MS (${cfg.ttlMs}) must exceed STARQ_HEARTBEAT_MS (${cfg.heartbeatMs})`);
   if (problems.length > 0) {
     throw new InvalidInputError('invalid_config', `invalid ${kind} actor configuration:\n  - ${problems.join('\n  - ')}`, 'env');

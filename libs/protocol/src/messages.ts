@@ -62,6 +62,24 @@ export interface CallMessage extends Envelope<'call'> {
   args: unknown;
   /** Epoch ms after which the call must not be started. */
   deadline: number;
+  /** Ask the actor to put its {@link ServerTrace} timestamps in the reply. @defaultValue false */
+  trace?: boolean;
+}
+
+/**
+ * When a traced call passed each point on the actor's side, in epoch ms with sub-ms precision
+ * (`performance.timeOrigin + performance.now()`), comparable with the caller's clock on the same
+ * machine.
+ */
+export interface ServerTrace {
+  /** The message's bytes arrived. */
+  received: number;
+  /** It was decoded and validated. */
+  decoded: number;
+  /** Its handler started (after any wait in a serial lane). */
+  started: number;
+  /** Its handler returned. */
+  finished: number;
 }
 
 /** Error carried by a failed reply (a serialised StarqError or any thrown Error). */
@@ -81,6 +99,8 @@ export interface ReplyMessage extends Envelope<'reply'> {
   ok: boolean;
   result?: unknown;
   error?: WireError;
+  /** Present when the call asked for it (`call.trace`). */
+  trace?: ServerTrace;
 }
 
 /** Phase 2: the query rows of one layer of one step, to attend over the named caches. */
@@ -206,6 +226,11 @@ const bool: Check = (v, p) => {
   if (typeof v !== 'boolean') fail(p, 'a boolean', v);
 };
 const anything: Check = () => undefined;
+const serverTrace: Check = (v, p) => {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(p, 'an object {received, decoded, started, finished}', v);
+  const t = v as Record<string, unknown>;
+  for (const k of ['received', 'decoded', 'started', 'finished']) epochMs(t[k], `${p}.${k}`, t, k);
+};
 const strList: Check = (v, p) => {
   if (!Array.isArray(v)) fail(p, 'an array of strings', v);
   v.forEach((s, i) => str(s, `${p}[${i}]`, {}, ''));
@@ -258,10 +283,10 @@ function expectLength(m: Record<string, unknown>, kind: string, field: string, w
 }
 
 const SCHEMAS: Record<MessageKind, Schema> = {
-  call: { required: { id: str, from: str, method: str, deadline: epochMs }, optional: { args: anything } },
+  call: { required: { id: str, from: str, method: str, deadline: epochMs }, optional: { args: anything, trace: bool } },
   reply: {
     required: { id: str, ok: bool },
-    optional: { result: anything, error: wireError },
+    optional: { result: anything, error: wireError, trace: serverTrace },
     post: (m) => {
       if (m.ok === false && m.error === undefined) {
         throw new ProtocolError('reply.error is required when reply.ok is false', { param: 'reply.error' });
