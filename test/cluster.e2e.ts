@@ -335,6 +335,8 @@ function describeModel(mc: ModelCase): void {
       expect(handles.every((h) => h !== null)).toBe(true);
       const victim = handles[0]!.hostId;
       const lost = handles.filter((h) => h!.hostId === victim).length;
+      // The query actor calls the hosts over their direct links: the kill breaks a link mid-call.
+      expect((await cluster.client.actors('host')).map((h) => h.link)).toEqual(expect.arrayContaining([expect.stringMatching(/^tcp:\/\/127\.0\.0\.1:\d+$/)]));
       await cluster.kill(victim);
       const killedAt = Date.now();
       const tokensAtKill = tokens.length;

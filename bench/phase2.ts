@@ -1,0 +1,400 @@
+/**
+ * Phase-2 latency benchmark: per-token decode latency on a cluster of processes vs in-process, and
+ * where a layer step spends its time.
+ *
+ * Per scenario (model, context, host count) it starts an in-process `LocalCluster` and two process
+ * clusters (host actors + query actor on the local Redis, random key prefixes): one whose hosts
+ * advertise a direct link and one with `STARQ_LINK=off` (pub/sub only). The context is encoded once
+ * on each (blocks kept). Then, alternating in rounds so that machine load hits every variant alike:
+ *
+ * - `in-process`   — Star phase 2 over the LocalCluster's hosts (worker-thread engines);
+ * - `client link`  — the same `starStep` run in this process over `RemoteHost`s of the link cluster,
+ *                    every actor call traced (caller and host timestamps);
+ * - `client pubsub`— the same over the pub/sub cluster;
+ * - `actor link` / `actor pubsub` — the request submitted to the cluster's query actor (end to end,
+ *                    what a user gets; tok/s as the query actor measured it).
+ *
+ * The in-process and client variants are timed per layer step: encode q, transport to the host,
+ * host receive (decode + queue), host attend, reply (encode + transport back), client decode,
+ * merge, post (fused with the next layer's q) — medians over all layer steps of all decode tokens;
+ * for a step with several hosts the slowest host's call is the one shown. Per-token latency p50/p99
+ * and tok/s per variant; ratios to in-process are taken within each round.
+ *
+ * Models: stories260K (../shared/models/stories260K, a 700-character story as context, 2 and 4
+ * hosts) and a random model of the bench shape (hidden=256, layers=4, heads=8, kv-heads=2) at 4K
+ * and 16K contexts, 2 and 4 hosts. Every actor and engine has 1 ORT thread.
+ *
+ * Usage: npx tsx bench/phase2.ts [--quick] [--rounds R] [--only stories|bench] [--markdown] [--json FILE]
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { blockCacheId, planMode, starPhase1, starStep, type AttendRequest, type ContextPlacement, type Host, type Partial, type QueryModel, type StarPlan } from '@starq/attention';
+import { ActorClient, ActorRegistry, createRedis, deleteKeysByPrefix, KvDirectory, RemoteHost, StarqClient, type CallTrace } from '@starq/actors';
+import { loadConfig } from '@starq/model/config';
+import { decodeLoop, type GenerateOptions } from '@starq/model/generate';
+import { LocalCluster } from '@starq/model/local/local-cluster';
+import { LocalQueryModel } from '@starq/model/local/local-host';
+import { ModelEngine } from '@starq/model/runtime/engine';
+import { writeRandomCheckpoint } from '@starq/model/testing/random-checkpoint';
+import { StarqTokenizer } from '@starq/model/tokenizer';
+import type { ModelConfig } from '@starq/model/types';
+import { RedisKeys, contextKey } from '@starq/protocol';
+import { startProcessCluster, type LocalProcessCluster } from '../apps/cli/src/commands/cluster';
+import { machineInfo } from './lib/machine';
+import { markdownTable, textTable, type Column } from './lib/table';
+
+const argv = process.argv.slice(2);
+const flag = (name: string) => argv.includes(name);
+const opt = (name: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
+const quick = flag('--quick');
+const rounds = Number(opt('--rounds') ?? (quick ? 2 : 3));
+const only = opt('--only');
+const REDIS = process.env.STARQ_REDIS_URL || 'redis://127.0.0.1:6379';
+const log = (s: string) => process.stderr.write(`[phase2 ${new Date().toISOString().slice(11, 19)}] ${s}\n`);
+const now = () => performance.timeOrigin + performance.now();
+
+const STORY =
+  'Once upon a time, there was a little girl named Lily. She loved to play outside with her dog, Max. ' +
+  'One day, they went to the park and saw a big red ball under a tree. Lily ran to the ball and picked it up. ' +
+  '"Look, Max!" she said. Max barked and wagged his tail. They played with the ball all day until the sun went down. ' +
+  'When they got home, Lily was tired but happy. She gave Max a big hug and said, "Thank you for playing with me." ' +
+  'Max licked her face. Lily smiled and went to bed. The next morning, Lily woke up early. She looked out of the window and saw that it was raining.';
+
+interface Scenario {
+  name: string;
+  modelDir: string;
+  config: ModelConfig;
+  contextIds: number[];
+  queryIds: number[];
+  hosts: number;
+  blockSize: number;
+  newTokens: number;
+}
+
+/** Breakdown of one layer step (ms). Transport columns are NaN for in-process. */
+interface StepSample {
+  encode: number;
+  toHost: number;
+  hostRecv: number;
+  attend: number;
+  reply: number;
+  decode: number;
+  exchange: number;
+  merge: number;
+  post: number;
+  step: number;
+}
+const PARTS: (keyof StepSample)[] = ['encode', 'toHost', 'hostRecv', 'attend', 'reply', 'decode', 'exchange', 'merge', 'post', 'step'];
+
+interface RunResult {
+  tokens: number[];
+  tokPerSec: number;
+  /** ms between consecutive decode tokens */
+  gaps: number[];
+  steps: StepSample[];
+}
+
+/** Wraps the hosts and the query model of one run, recording a StepSample per layer step. */
+class StepRecorder {
+  readonly steps: StepSample[] = [];
+  private layerStart = 0;
+  private lastAttendEnd = 0;
+  private traces: CallTrace[] = [];
+  private inflight = 0;
+  active = false;
+
+  hosts(placement: ContextPlacement[]): ContextPlacement[] {
+    return placement.map((p) => ({ cacheIds: p.cacheIds, host: this.host(p.host) }));
+  }
+
+  private host(h: Host): Host {
+    const rec = this;
+    const wrapped: Host = Object.create(h);
+    wrapped.attend = async (req: AttendRequest): Promise<Partial> => {
+      if (rec.inflight++ === 0) rec.layerStart = now();
+      const p = await h.attend(req);
+      rec.inflight--;
+      rec.lastAttendEnd = now();
+      return p;
+    };
+    return wrapped;
+  }
+
+  onTrace = (t: CallTrace) => {
+    if (this.active && t.method === 'attend') this.traces.push(t);
+  };
+
+  queryModel(qm: QueryModel): QueryModel {
+    const rec = this;
+    const close = async <T>(fn: () => Promise<T>): Promise<T> => {
+      const t0 = now();
+      const out = await fn();
+      if (rec.active && rec.lastAttendEnd > 0) rec.finishLayer(t0, now());
+      return out;
+    };
+    return {
+      numLayers: qm.numLayers,
+      embed: (ids) => qm.embed(ids),
+      queryLayer: (l, x, pos) => qm.queryLayer(l, x, pos),
+      post: (l, x, attn) => close(() => qm.post(l, x, attn)),
+      postQueryLayer: qm.postQueryLayer ? (l, x, attn, pos) => close(() => qm.postQueryLayer!(l, x, attn, pos)) : undefined,
+      head: (x) => qm.head(x),
+    };
+  }
+
+  private finishLayer(postStart: number, postEnd: number): void {
+    const last = this.traces.sort((a, b) => b.settled - a.settled)[0];
+    const s = last?.server;
+    this.steps.push({
+      encode: last ? last.encoded - last.called : NaN,
+      toHost: last && s ? s.received - last.sent : NaN,
+      hostRecv: last && s ? s.started - s.received : NaN,
+      attend: last && s ? s.finished - s.started : NaN,
+      reply: last && s ? last.replied - s.finished : NaN,
+      decode: last ? last.settled - last.replied : NaN,
+      exchange: this.lastAttendEnd - this.layerStart,
+      merge: postStart - this.lastAttendEnd,
+      post: postEnd - postStart,
+      step: postEnd - this.layerStart,
+    });
+    this.traces = [];
+    this.lastAttendEnd = 0;
+  }
+}
+
+/** Star phase 2 (query chunk + decode) over `placement`, timed; the query cache is fresh per run. */
+async function runStar(engine: ModelEngine, placement: ContextPlacement[], s: Scenario, gen: GenerateOptions, rec: StepRecorder): Promise<RunResult> {
+  const qcache = `phase2-bench-${randomBytes(4).toString('hex')}`;
+  await engine.createCache(qcache, s.queryIds.length + s.newTokens);
+  try {
+    const qm = rec.queryModel(new LocalQueryModel(engine, qcache));
+    const step = starStep(qm, rec.hosts(placement));
+    const times: number[] = [];
+    let n = 0;
+    const r = await decodeLoop(
+      async (ids, pos) => {
+        rec.active = n++ > 0; // the query chunk (n = 0) is not a decode step
+        return step(ids, pos);
+      },
+      s.contextIds.length,
+      s.queryIds,
+      { ...gen, onToken: () => times.push(now()) },
+    );
+    rec.active = false;
+    return { tokens: r.generatedIds, tokPerSec: r.timings.decodeTokensPerSec, gaps: times.slice(1).map((t, i) => t - times[i]), steps: rec.steps.splice(0) };
+  } finally {
+    await engine.dropCache(qcache).catch(() => undefined);
+  }
+}
+
+interface ProcessSide {
+  cluster: LocalProcessCluster;
+  client: StarqClient;
+  actor: ActorClient;
+  rec: StepRecorder;
+  placement: ContextPlacement[];
+  redis: Awaited<ReturnType<typeof createRedis>>;
+}
+
+async function startSide(s: Scenario, link: boolean): Promise<ProcessSide> {
+  const prefix = `starq-phase2-${randomBytes(4).toString('hex')}`;
+  const before = process.env.STARQ_LINK;
+  if (!link) process.env.STARQ_LINK = 'off';
+  let cluster: LocalProcessCluster;
+  try {
+    cluster = await startProcessCluster({ hosts: s.hosts, threads: 1, prefix, redisUrl: REDIS, modelDir: s.modelDir, log: (l) => (/error|exited/i.test(l) ? process.stderr.write(l) : undefined) });
+  } finally {
+    if (before === undefined) delete process.env.STARQ_LINK;
+    else process.env.STARQ_LINK = before;
+  }
+  const client = await StarqClient.connect(cluster.redisUrl, { prefix });
+  const model = path.basename(path.resolve(s.modelDir));
+  const sampling = { temperature: 0, topK: 0, topP: 1, seed: 0 };
+  // phase 1 once; the blocks stay on the hosts (cache: true) for every later run
+  const sub = await client.submit({ model, mode: 'star', contextIds: s.contextIds, queryIds: s.queryIds, blockSize: s.blockSize, hosts: s.hosts, maxNewTokens: 1, sampling, stopIds: [], cache: true });
+  await client.wait(sub.requestId);
+  const keys = new RedisKeys(prefix);
+  const redis = await createRedis(cluster.redisUrl);
+  const rec = new StepRecorder();
+  const actor = new ActorClient(redis, { keys, registry: new ActorRegistry(redis, { keys }), onTrace: rec.onTrace });
+  const plan: StarPlan = sub.plan;
+  const key = contextKey({ model, mode: 'star', blockSize: plan.blockSize, anchorSize: plan.anchorSize, contextIds: s.contextIds });
+  const handles = await new KvDirectory(redis, keys).getMany(plan.blocks.map((b) => blockCacheId(key, b.index)));
+  const placement: ContextPlacement[] = [];
+  handles.forEach((h, k) => {
+    if (!h) throw new Error(`block ${k} of the bench context is not on any host`);
+    const last = placement[placement.length - 1];
+    if (last && last.host.id === h.hostId) last.cacheIds.push(h.cacheId);
+    else placement.push({ host: new RemoteHost(h.hostId, actor.handle(h.hostId)), cacheIds: [h.cacheId] });
+  });
+  return { cluster, client, actor, rec, placement, redis };
+}
+
+async function stopSide(p: ProcessSide): Promise<void> {
+  await p.actor.close();
+  await p.client.close();
+  await p.cluster.stop();
+  await deleteKeysByPrefix(p.redis, p.cluster.prefix);
+  p.redis.disconnect();
+}
+
+async function runActor(p: ProcessSide, s: Scenario, gen: GenerateOptions): Promise<RunResult> {
+  const sub = await p.client.submit({ model: path.basename(path.resolve(s.modelDir)), mode: 'star', contextIds: s.contextIds, queryIds: s.queryIds, blockSize: s.blockSize, hosts: s.hosts, maxNewTokens: gen.maxNewTokens, sampling: gen.sampling, stopIds: gen.stopIds, ignoreEos: gen.ignoreEos, cache: true });
+  const r = await p.client.wait(sub.requestId);
+  return { tokens: r.generatedIds, tokPerSec: r.timings.decodeTokensPerSec, gaps: [], steps: [] };
+}
+
+const VARIANTS = ['in-process', 'client link', 'client pubsub', 'actor link', 'actor pubsub'] as const;
+type Variant = (typeof VARIANTS)[number];
+
+const pct = (xs: number[], p: number) => {
+  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  return v.length ? v[Math.min(v.length - 1, Math.floor(p * v.length))] : NaN;
+};
+const med = (xs: number[]) => pct(xs, 0.5);
+
+async function runScenario(s: Scenario): Promise<Record<string, unknown>> {
+  log(`${s.name}: starting in-process cluster and 2 process clusters (${s.hosts} hosts each)`);
+  const gen: GenerateOptions = { maxNewTokens: s.newTokens, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 }, stopIds: [], ignoreEos: true };
+  const local = await LocalCluster.start(s.modelDir, s.config, { hosts: s.hosts, hostThreads: 1, queryThreads: 1 });
+  const localKey = `phase2-bench-${randomBytes(4).toString('hex')}`;
+  const plan = planMode('star', s.contextIds.length, { blockSize: s.blockSize, hosts: s.hosts });
+  const localPlacement = await starPhase1(plan, s.contextIds, local.hosts, localKey);
+  const localRec = new StepRecorder();
+  const queryEngine = await ModelEngine.load(s.modelDir, s.config, { threads: 1 });
+  const sides: Record<'link' | 'pubsub', ProcessSide> = { link: await startSide(s, true), pubsub: await startSide(s, false) };
+  const results = new Map<Variant, RunResult[]>(VARIANTS.map((v) => [v, []]));
+  const run = (v: Variant): Promise<RunResult> => {
+    switch (v) {
+      case 'in-process':
+        return runStar(local.queryEngine, localPlacement, s, gen, localRec);
+      case 'client link':
+        return runStar(queryEngine, sides.link.placement, s, gen, sides.link.rec);
+      case 'client pubsub':
+        return runStar(queryEngine, sides.pubsub.placement, s, gen, sides.pubsub.rec);
+      case 'actor link':
+        return runActor(sides.link, s, gen);
+      case 'actor pubsub':
+        return runActor(sides.pubsub, s, gen);
+    }
+  };
+  try {
+    for (const v of VARIANTS) await run(v); // warm-up (links opened, engines warm)
+    const transports = [...new Set(sides.link.placement.map((p) => sides.link.actor.transportTo(p.host.id)))];
+    const pubsubTransports = [...new Set(sides.pubsub.placement.map((p) => sides.pubsub.actor.transportTo(p.host.id)))];
+    log(`${s.name}: client transports: link cluster ${transports.join(',')}, pub/sub cluster ${pubsubTransports.join(',')}`);
+    for (let r = 0; r < rounds; r++) {
+      for (const v of VARIANTS) {
+        const out = await run(v);
+        results.get(v)!.push(out);
+        log(`${s.name} round ${r + 1}/${rounds} ${v}: ${out.tokPerSec.toFixed(1)} tok/s`);
+      }
+    }
+  } finally {
+    await Promise.all([stopSide(sides.link), stopSide(sides.pubsub)]);
+    await queryEngine.close();
+    await Promise.all(local.hosts.map((h) => h.release(localPlacement.flatMap((p) => p.cacheIds)).catch(() => undefined)));
+    await local.close();
+  }
+  const ref = results.get('in-process')![0].tokens;
+  const rows = VARIANTS.map((v) => {
+    const rs = results.get(v)!;
+    const ratios = rs.map((x, i) => x.tokPerSec / results.get('in-process')![i].tokPerSec);
+    const steps = rs.flatMap((x) => x.steps);
+    const gaps = rs.flatMap((x) => x.gaps);
+    const row: Record<string, number | string | boolean> = {
+      variant: v,
+      tokPerSec: med(rs.map((x) => x.tokPerSec)),
+      ratio: med(ratios),
+      p50: gaps.length ? med(gaps) : NaN,
+      p99: gaps.length ? pct(gaps, 0.99) : NaN,
+      sameTokens: rs.every((x) => JSON.stringify(x.tokens) === JSON.stringify(ref)),
+    };
+    for (const k of PARTS) row[k] = steps.length ? med(steps.map((st) => st[k])) : NaN;
+    return row;
+  });
+  return { scenario: s.name, contextTokens: s.contextIds.length, hosts: s.hosts, blockSize: s.blockSize, newTokens: s.newTokens, layers: s.config.numLayers, rounds, rows };
+}
+
+function benchShapeModel(maxPositions: number): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'starq-phase2-model-'));
+  writeRandomCheckpoint(dir, { architecture: 'llama', hidden: 256, intermediate: 688, layers: 4, heads: 8, kvHeads: 2, vocab: 512, maxPositions, dtype: 'F32', tied: false, sharded: false, seed: 1 });
+  return dir;
+}
+
+function randomIds(n: number, vocab: number, seed: number): number[] {
+  let x = seed >>> 0;
+  return Array.from({ length: n }, () => {
+    x = (x * 1664525 + 1013904223) >>> 0;
+    return 3 + (x % (vocab - 3));
+  });
+}
+
+async function main(): Promise<void> {
+  const scenarios: Scenario[] = [];
+  const temp: string[] = [];
+  const stories = path.resolve(__dirname, '../../shared/models/stories260K');
+  if (only !== 'bench') {
+    if (!fs.existsSync(path.join(stories, 'config.json'))) log(`stories260K not found at ${stories}: skipping its scenarios`);
+    else {
+      const tok = StarqTokenizer.load(stories);
+      const contextIds = tok.encode(STORY);
+      const queryIds = tok.encode(' Lily wanted to', { addSpecialTokens: false });
+      for (const hosts of [2, 4]) {
+        scenarios.push({ name: `stories260K ${contextIds.length} ctx, ${hosts} hosts`, modelDir: stories, config: loadConfig(stories), contextIds, queryIds, hosts, blockSize: Math.ceil(contextIds.length / 4), newTokens: quick ? 32 : 96 });
+      }
+    }
+  }
+  if (only !== 'stories') {
+    const contexts = quick ? [4096] : [4096, 16384];
+    const dir = benchShapeModel(Math.max(...contexts) + 1024);
+    temp.push(dir);
+    const config = loadConfig(dir);
+    for (const n of contexts) {
+      for (const hosts of [2, 4]) {
+        scenarios.push({ name: `bench shape ${n / 1024}K ctx, ${hosts} hosts`, modelDir: dir, config, contextIds: randomIds(n, config.vocabSize, n), queryIds: randomIds(16, config.vocabSize, 7), hosts, blockSize: n / 4, newTokens: quick ? 16 : 48 });
+      }
+    }
+  }
+  const report: Record<string, unknown>[] = [];
+  try {
+    for (const s of scenarios) report.push(await runScenario(s));
+  } finally {
+    for (const d of temp) fs.rmSync(d, { recursive: true, force: true });
+  }
+  const table = flag('--markdown') ? markdownTable : textTable;
+  const cols: Column[] = [
+    { key: 'variant', title: 'variant', align: 'left' },
+    { key: 'tokPerSec', title: 'tok/s', digits: 1 },
+    { key: 'ratio', title: '× in-proc', digits: 2 },
+    { key: 'p50', title: 'token p50 ms', digits: 2 },
+    { key: 'p99', title: 'token p99 ms', digits: 2 },
+    { key: 'encode', title: 'encode q', digits: 3 },
+    { key: 'toHost', title: '→ host', digits: 3 },
+    { key: 'hostRecv', title: 'host recv', digits: 3 },
+    { key: 'attend', title: 'host attend', digits: 3 },
+    { key: 'reply', title: 'reply', digits: 3 },
+    { key: 'decode', title: 'decode', digits: 3 },
+    { key: 'exchange', title: 'exchange', digits: 3 },
+    { key: 'merge', title: 'merge', digits: 3 },
+    { key: 'post', title: 'post+q', digits: 3 },
+    { key: 'step', title: 'layer step', digits: 3 },
+    { key: 'sameTokens', title: 'same tokens', align: 'left' },
+  ];
+  for (const r of report) {
+    process.stdout.write(`\n${r.scenario} (b=${r.blockSize}, ${r.layers} layers, ${r.newTokens} new tokens, ${r.rounds} rounds; layer-step columns: median ms)\n`);
+    process.stdout.write(table(cols, (r.rows as Record<string, number | string | boolean>[]).map((row) => ({ ...row, sameTokens: row.sameTokens ? 'yes' : 'NO' }))) + '\n');
+  }
+  const json = opt('--json');
+  if (json) fs.writeFileSync(json, JSON.stringify({ machine: machineInfo(), command: `npx tsx bench/phase2.ts ${argv.join(' ')}`, scenarios: report }, null, 2));
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    process.stderr.write(`${(e as Error).stack ?? e}\n`);
+    process.exit(1);
+  },
+);
