@@ -1,10 +1,13 @@
 /**
- * The receiving side of actor calls: subscribes to the actor's inbox channel, runs `call` messages
- * on registered method handlers and publishes a `reply` on the caller's reply channel.
+ * The receiving side of actor calls: subscribes to the actor's inbox channel — and, with the `link`
+ * option, also accepts direct links (direct-link.ts) — runs `call` messages on registered method
+ * handlers and sends each `reply` back the way its call came: published on the caller's reply
+ * channel, or written on the same link.
  *
  * Ordering and concurrency:
  * - Messages are handled in arrival order. Redis delivers messages published on one connection in
- *   publish order, so calls from one caller (one ActorClient) are *started* in the order made.
+ *   publish order, and a link is one ordered stream, so calls from one caller (one ActorClient,
+ *   which uses one transport per actor at a time) are *started* in the order made.
  * - By default a method is concurrent: each call starts on arrival and async handlers overlap,
  *   so calls may *finish* out of order.
  * - `method(name, fn, { serial: true })` runs that method's calls one at a time, FIFO (start and

@@ -7,10 +7,14 @@
  * Pieces:
  * - `createRedis(url, { forBullmq })`: connections; fail fast with RedisUnavailableError.
  * - `ActorRegistry<Kind, Capacity, Status>`: actors register (id, kind, inbox address, capacity,
- *   status) and heartbeat a record with a TTL; `list()` / `get()` / `isAlive()` see live actors only.
- * - `ActorServer` (receiver) + `ActorClient` / `ActorHandle` (caller): RPC over Redis pub/sub with
- *   msgpack messages (typed arrays stay binary; messages over 1 MiB travel as a claim check).
- *   ~0.4–0.8 ms per round trip (median) on loopback: fit for a latency-critical inner loop.
+ *   status, optional direct-link address) and heartbeat a record with a TTL; `list()` / `get()` /
+ *   `isAlive()` see live actors only.
+ * - `ActorServer` (receiver) + `ActorClient` / `ActorHandle` (caller): RPC with msgpack messages
+ *   (typed arrays stay binary), over a direct link (direct-link.ts: a TCP or Unix-socket
+ *   connection per caller and actor, advertised in the actor's registry record) or, when the
+ *   actor advertises none or it cannot be reached, over Redis pub/sub (~0.4–0.8 ms per round trip,
+ *   median, on loopback; messages over 1 MiB travel as a claim check). Calls can carry a trace of
+ *   both sides (`onTrace`).
  * - `createQueue` / `createWorker` / `createFlowProducer`: BullMQ for durable stateless work.
  *   ~1.2 ms per job; JSON payloads only.
  *
@@ -25,7 +29,8 @@
  * - Queue jobs are at-least-once: failed jobs are retried (`DEFAULT_JOB_OPTIONS`: 3 attempts,
  *   exponential backoff) and jobs of a dead worker are re-queued by the stalled check, so a job
  *   can run more than once: processors must be idempotent.
- * - Failure detection: a call to an actor with no inbox subscriber fails at once (ActorDiedError);
+ * - Failure detection: a call to an actor with no inbox subscriber fails at once (ActorDiedError),
+ *   and so does a call in flight on a direct link that closes (the actor process died);
  *   one that gets no reply in `timeoutMs` fails with ActorTimeoutError, or ActorDiedError if the
  *   actor's registry record expired meanwhile.
  * - What a restarted (crashed) actor loses: all in-memory state. Its registry record expires after
@@ -45,3 +50,4 @@ export * from './actor-handle';
 export * from './actor-client';
 export * from './task-queue';
 export * from './claim-check';
+export * from './direct-link';
