@@ -91,7 +91,7 @@ describe('actor calls over direct links', () => {
     servers.push(server);
     const registry = new ActorRegistry(redis, { keys, heartbeatMs: 1000, ttlMs: 30000 });
     const reg = opts.register ?? { link: server.linkAddress };
-    await registry.register({ id, type: 'host', link: reg.link, ...(reg.hostname ? { hostname: reg.hostname } : {}) });
+    await registry.register({ id, type: 'host', capacity: {}, status: {}, link: reg.link, ...(reg.hostname ? { hostname: reg.hostname } : {}) });
     registries.push(registry);
     return { server, order };
   }

@@ -77,10 +77,12 @@ export interface ActorRegistryOptions<Kind extends string = string> {
   kinds?: readonly Kind[];
 }
 
-/** The one question callers ask to tell a dead actor from a slow one. */
+/** What callers ask the registry: is the actor alive (a dead actor or a slow one?), and how to reach it. */
 export interface ActorLiveness {
   /** True while the actor's record exists (heartbeat within the registry's ttlMs). */
   isAlive(actorId: string): Promise<boolean>;
+  /** The actor's live record — its direct-link address (if any) and machine — or null. */
+  get(actorId: string): Promise<Pick<ActorInfo, 'link' | 'hostname'> | null>;
 }
 
 /**

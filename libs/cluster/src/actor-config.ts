@@ -28,7 +28,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { InvalidInputError } from '@starq/protocol';
-import { parseLinkAddress } from '../direct-link';
+import { parseLinkAddress } from '@starq/actors';
 
 export interface ActorConfig {
   redisUrl: string;

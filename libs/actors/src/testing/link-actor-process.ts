@@ -21,6 +21,6 @@ export async function main(): Promise<void> {
   await server.start();
   // A long TTL: only the link can tell the caller that this process died.
   const registry = new ActorRegistry(redis, { keys, heartbeatMs: 1000, ttlMs: 60000 });
-  await registry.register({ id: actorId, type: 'host', link: server.linkAddress });
+  await registry.register({ id: actorId, type: 'echo', capacity: {}, status: {}, link: server.linkAddress });
   process.stdout.write(`ready ${JSON.stringify({ actorId, link: server.linkAddress, pid: process.pid })}\n`);
 }

@@ -1,0 +1,38 @@
+/** The direct-link settings of the actor configuration (STARQ_LINK, STARQ_LINK_ADVERTISE). */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseActorConfig } from './actor-config';
+
+let modelDir: string;
+const env = (extra: Record<string, string>) => ({ STARQ_MODEL_DIR: modelDir, ...extra });
+
+beforeAll(() => {
+  modelDir = fs.mkdtempSync(path.join(os.tmpdir(), 'starq-actor-config-'));
+  fs.writeFileSync(path.join(modelDir, 'config.json'), '{}'); // the config only checks that it exists
+});
+afterAll(() => fs.rmSync(modelDir, { recursive: true, force: true }));
+
+describe('actor config: direct link', () => {
+  it('listens on any free loopback port by default and advertises the bound address', () => {
+    const c = parseActorConfig('host', env({}));
+    expect(c.link).toBe('tcp://127.0.0.1:0');
+    expect(c.linkAdvertise).toBeNull();
+  });
+
+  it('turns the link off with STARQ_LINK=off', () => {
+    expect(parseActorConfig('host', env({ STARQ_LINK: 'off' })).link).toBeNull();
+  });
+
+  it('takes a Unix socket and an advertised address', () => {
+    const c = parseActorConfig('host', env({ STARQ_LINK: 'tcp://0.0.0.0:7400', STARQ_LINK_ADVERTISE: 'tcp://10.0.0.5:7400' }));
+    expect(c).toMatchObject({ link: 'tcp://0.0.0.0:7400', linkAdvertise: 'tcp://10.0.0.5:7400' });
+    expect(parseActorConfig('host', env({ STARQ_LINK: 'unix:/run/starq/host.sock' })).link).toBe('unix:/run/starq/host.sock');
+  });
+
+  it('reports a bad address, and a wildcard listen address without an advertised one', () => {
+    expect(() => parseActorConfig('host', env({ STARQ_LINK: 'localhost:7400' }))).toThrow(/STARQ_LINK: invalid link address "localhost:7400"/);
+    expect(() => parseActorConfig('host', env({ STARQ_LINK: 'tcp://0.0.0.0:7400' }))).toThrow(/set STARQ_LINK_ADVERTISE/);
+    expect(() => parseActorConfig('host', env({ STARQ_LINK_ADVERTISE: 'nope' }))).toThrow(expect.objectContaining({ code: 'invalid_config', param: 'env' }));
+  });
+});
