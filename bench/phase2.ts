@@ -7,7 +7,9 @@
  * advertise a direct link and one with `STARQ_LINK=off` (pub/sub only). The context is encoded once
  * on each (blocks kept). Then, alternating in rounds so that machine load hits every variant alike:
  *
- * - `in-process`   — Star phase 2 over the LocalCluster's hosts (worker-thread engines);
+ * - `in-process loop` — `LocalCluster.generate` (phase 1, then the serving loop): the in-process
+ *                    product path, the reference of every ratio;
+ * - `in-process`   — `starStep` over the LocalCluster's hosts (worker-thread engines), timed;
  * - `client link`  — the same `starStep` run in this process over `RemoteHost`s of the link cluster,
  *                    every actor call traced (caller and host timestamps);
  * - `client pubsub`— the same over the pub/sub cluster;
@@ -30,14 +32,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { blockCacheId, planMode, starPhase1, starStep, type AttendRequest, type ContextPlacement, type Host, type Partial, type QueryModel, type StarPlan } from '@starq/attention';
+import { blockCacheId, planMode, starPhase1, starStep, type AttendBatch, type ContextPlacement, type Host, type Partial, type QueryModel, type StarPlan } from '@starq/attention';
 import { ActorClient, createRedis, deleteKeysByPrefix, type CallTrace } from '@starq/actors';
 import { ClusterRegistry, KvDirectory, RemoteHost, startProcessCluster, StarqClient, type LocalProcessCluster } from '@starq/cluster';
 import { loadConfig } from '@starq/model/config';
 import { decodeLoop, type GenerateOptions } from '@starq/model/generate';
 import { LocalCluster } from '@starq/model/local/local-cluster';
-import { LocalQueryModel } from '@starq/model/local/local-host';
 import { ModelEngine } from '@starq/model/runtime/engine';
+import { EngineQueryBackend } from '@starq/model/serving';
 import { writeRandomCheckpoint } from '@starq/model/synthetic/random-checkpoint';
 import { StarqTokenizer } from '@starq/model/tokenizer';
 import type { ModelConfig } from '@starq/model/types';
@@ -111,9 +113,9 @@ class StepRecorder {
   private host(h: Host): Host {
     const rec = this;
     const wrapped: Host = Object.create(h);
-    wrapped.attend = async (req: AttendRequest): Promise<Partial> => {
+    wrapped.attendMany = async (items: AttendBatch): Promise<Partial[]> => {
       if (rec.inflight++ === 0) rec.layerStart = now();
-      const p = await h.attend(req);
+      const p = await h.attendMany(items);
       rec.inflight--;
       rec.lastAttendEnd = now();
       return p;
@@ -122,7 +124,7 @@ class StepRecorder {
   }
 
   onTrace = (t: CallTrace) => {
-    if (this.active && t.method === 'attend') this.traces.push(t);
+    if (this.active && t.method === 'attendMany') this.traces.push(t);
   };
 
   queryModel(qm: QueryModel): QueryModel {
@@ -136,9 +138,9 @@ class StepRecorder {
     return {
       numLayers: qm.numLayers,
       embed: (ids) => qm.embed(ids),
-      queryLayer: (l, x, pos) => qm.queryLayer(l, x, pos),
+      queryLayer: (l, x, groups) => qm.queryLayer(l, x, groups),
       post: (l, x, attn) => close(() => qm.post(l, x, attn)),
-      postQueryLayer: qm.postQueryLayer ? (l, x, attn, pos) => close(() => qm.postQueryLayer!(l, x, attn, pos)) : undefined,
+      postQueryLayer: qm.postQueryLayer ? (l, x, attn, groups) => close(() => qm.postQueryLayer!(l, x, attn, groups)) : undefined,
       head: (x) => qm.head(x),
     };
   }
@@ -168,14 +170,14 @@ async function runStar(engine: ModelEngine, placement: ContextPlacement[], s: Sc
   const qcache = `phase2-bench-${randomBytes(4).toString('hex')}`;
   await engine.createCache(qcache, s.queryIds.length + s.newTokens);
   try {
-    const qm = rec.queryModel(new LocalQueryModel(engine, qcache));
-    const step = starStep(qm, rec.hosts(placement));
+    const qm = rec.queryModel(new EngineQueryBackend(engine));
+    const context = rec.hosts(placement);
     const times: number[] = [];
     let n = 0;
     const r = await decodeLoop(
-      async (ids, pos) => {
+      async (ids, positions) => {
         rec.active = n++ > 0; // the query chunk (n = 0) is not a decode step
-        return step(ids, pos);
+        return (await starStep(qm, [{ context, cacheId: qcache, ids, positions, logits: 'last' }]))[0]!;
       },
       s.contextIds.length,
       s.queryIds,
@@ -239,13 +241,20 @@ async function stopSide(p: ProcessSide): Promise<void> {
   p.redis.disconnect();
 }
 
+/** The product path in one process: `LocalCluster.generate` (phase 1 again, then the serving loop). */
+async function runLocal(local: LocalCluster, s: Scenario, gen: GenerateOptions): Promise<RunResult> {
+  const times: number[] = [];
+  const r = await local.generate({ mode: 'star', contextIds: s.contextIds, queryIds: s.queryIds, blockSize: s.blockSize, hosts: s.hosts }, { ...gen, onToken: () => times.push(now()) });
+  return { tokens: r.generatedIds, tokPerSec: r.timings.decodeTokensPerSec, gaps: times.slice(1).map((t, i) => t - times[i]), steps: [] };
+}
+
 async function runActor(p: ProcessSide, s: Scenario, gen: GenerateOptions): Promise<RunResult> {
   const sub = await p.client.submit({ model: path.basename(path.resolve(s.modelDir)), mode: 'star', contextIds: s.contextIds, queryIds: s.queryIds, blockSize: s.blockSize, hosts: s.hosts, maxNewTokens: gen.maxNewTokens, sampling: gen.sampling, stopIds: gen.stopIds, ignoreEos: gen.ignoreEos, cache: true });
   const r = await p.client.wait(sub.requestId);
   return { tokens: r.generatedIds, tokPerSec: r.timings.decodeTokensPerSec, gaps: [], steps: [] };
 }
 
-const VARIANTS = ['in-process', 'client link', 'client pubsub', 'actor link', 'actor pubsub'] as const;
+const VARIANTS = ['in-process loop', 'in-process', 'client link', 'client pubsub', 'actor link', 'actor pubsub'] as const;
 type Variant = (typeof VARIANTS)[number];
 
 const pct = (xs: number[], p: number) => {
@@ -267,6 +276,8 @@ async function runScenario(s: Scenario): Promise<Record<string, unknown>> {
   const results = new Map<Variant, RunResult[]>(VARIANTS.map((v) => [v, []]));
   const run = (v: Variant): Promise<RunResult> => {
     switch (v) {
+      case 'in-process loop':
+        return runLocal(local, s, gen);
       case 'in-process':
         return runStar(local.queryEngine, localPlacement, s, gen, localRec);
       case 'client link':
@@ -297,10 +308,10 @@ async function runScenario(s: Scenario): Promise<Record<string, unknown>> {
     await Promise.all(local.hosts.map((h) => h.release(localPlacement.flatMap((p) => p.cacheIds)).catch(() => undefined)));
     await local.close();
   }
-  const ref = results.get('in-process')![0].tokens;
+  const ref = results.get('in-process loop')![0].tokens;
   const rows = VARIANTS.map((v) => {
     const rs = results.get(v)!;
-    const ratios = rs.map((x, i) => x.tokPerSec / results.get('in-process')![i].tokPerSec);
+    const ratios = rs.map((x, i) => x.tokPerSec / results.get('in-process loop')![i].tokPerSec);
     const steps = rs.flatMap((x) => x.steps);
     const gaps = rs.flatMap((x) => x.gaps);
     const row: Record<string, number | string | boolean> = {
@@ -367,7 +378,7 @@ async function main(): Promise<void> {
   const cols: Column[] = [
     { key: 'variant', title: 'variant', align: 'left' },
     { key: 'tokPerSec', title: 'tok/s', digits: 1 },
-    { key: 'ratio', title: '× in-proc', digits: 2 },
+    { key: 'ratio', title: '× in-proc loop', digits: 2 },
     { key: 'p50', title: 'token p50 ms', digits: 2 },
     { key: 'p99', title: 'token p99 ms', digits: 2 },
     { key: 'encode', title: 'encode q', digits: 3 },
