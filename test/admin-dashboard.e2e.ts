@@ -128,6 +128,7 @@ describeBrowser('admin dashboard (browser)', () => {
       const host = cluster.actors.find((a) => a.kind === 'host')!;
       await expect(page.locator(`#actors tr[data-actor-id="${host.id}"] [data-field="kv"]`).textContent()).resolves.toMatch(/ \/ /); // used / limit
       await expect(page.locator(`#actors tr[data-actor-id="${host.id}"] [data-field="heartbeat"]`).textContent()).resolves.toMatch(/ago$/);
+      await expect(page.locator(`#actors tr[data-actor-id="${host.id}"] [data-field="threads"]`).textContent()).resolves.toMatch(/ · cpu$/); // STARQ_EXECUTION_PROVIDER default
       await page.locator('#queues tr[data-queue="requests"] [data-field="completed"]').waitFor();
       expect(Number(await page.locator('#queues tr[data-queue="requests"] [data-field="completed"]').textContent())).toBeGreaterThanOrEqual(1);
 

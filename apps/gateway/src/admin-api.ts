@@ -63,8 +63,10 @@ export interface AdminActor {
   kvLimitBytes: number | null;
   blocks: number;
   busy: boolean;
-  /** A host that is draining (stops taking blocks, hands its blocks over, then exits). */
+  /** Taking no new work, handing its blocks / requests over before it exits. */
   draining: boolean;
+  /** ONNX Runtime execution provider (`cpu`, `cuda:<device>`); null when the actor did not say. */
+  executionProvider: string | null;
   startedAt: number;
   lastHeartbeatMsAgo: number;
 }
@@ -123,7 +125,8 @@ export class AdminApi {
         kvLimitBytes: a.type === 'host' ? a.capacity.freeKvBytes : null,
         blocks: a.status.blocks,
         busy: a.status.busy,
-        draining: (a.status as { draining?: unknown }).draining === true,
+        draining: a.status.draining === true,
+        executionProvider: a.capacity.executionProvider ? (a.capacity.executionProvider === 'cuda' ? `cuda:${a.capacity.cudaDeviceId ?? 0}` : a.capacity.executionProvider) : null,
         startedAt: a.startedAt,
         lastHeartbeatMsAgo: Math.max(0, now - a.heartbeatAt),
       }));

@@ -64,8 +64,8 @@ export class NativeApi {
   async ready(res: Res): Promise<void> {
     const r = await this.gw.readiness();
     if (r.ready) return sendJson(res, 200, { status: 'ready', redis: true, hosts: r.hosts, queryActors: r.queryActors });
-    const why = !r.redis ? 'Redis is not reachable' : `the cluster has ${r.hosts} live host actors and ${r.queryActors} query actors; need at least one of each`;
-    sendJson(res, 503, { status: 'not_ready', redis: r.redis, hosts: r.hosts, queryActors: r.queryActors, error: { code: 'not_ready', message: why, param: null, type: 'server_error' } });
+    const why = r.draining ? 'this gateway is draining (shutting down): it takes no new jobs' : !r.redis ? 'Redis is not reachable' : `the cluster has ${r.hosts} live host actors and ${r.queryActors} query actors; need at least one of each`;
+    sendJson(res, 503, { status: r.draining ? 'draining' : 'not_ready', redis: r.redis, hosts: r.hosts, queryActors: r.queryActors, error: { code: 'not_ready', message: why, param: null, type: 'server_error' } });
   }
 
   async metrics(res: Res): Promise<void> {

@@ -18,6 +18,7 @@
  * | STARQ_SSE_KEEPALIVE_MS | interval of the `: ping` comment on every SSE stream    | 15000                      |
  * | STARQ_SSE_RETRY_MS    | reconnection delay the job event stream advises (`retry:`) | 3000                    |
  * | STARQ_HISTORY_INTERVAL_MS | bucket width of the dashboard's one-hour history     | 5000                       |
+ * | STARQ_DRAIN_TIMEOUT_MS | longest drain on SIGTERM (libs/cluster/src/lifecycle-config.ts) | 25000             |
  *
  * Keys never appear in error messages or logs: only their count does.
  */
@@ -25,6 +26,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { parseLifecycleConfig } from '@starq/cluster';
 import { InvalidInputError } from '@starq/protocol';
 
 export interface GatewayConfig {
@@ -45,6 +47,8 @@ export interface GatewayConfig {
   sseRetryMs: number;
   /** Bucket width of the admin history (ms); one hour is kept. */
   historyIntervalMs: number;
+  /** Longest drain on SIGTERM: open streams and requests get this long to finish (ms). */
+  drainTimeoutMs: number;
 }
 
 const intVar = (def: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
@@ -120,11 +124,13 @@ const EnvSchema = z
 /** @throws InvalidInputError `invalid_config` listing every bad variable. */
 export function parseGatewayConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
   const r = EnvSchema.safeParse(env);
-  if (!r.success) {
-    const problems = r.error.issues.map((i) => `${i.path.join('.') || 'environment'} ${i.message}`);
+  const lifecycleProblems: string[] = [];
+  const { drainTimeoutMs } = parseLifecycleConfig(env, lifecycleProblems);
+  if (!r.success || lifecycleProblems.length > 0) {
+    const problems = [...(r.success ? [] : r.error.issues.map((i) => `${i.path.join('.') || 'environment'} ${i.message}`)), ...lifecycleProblems];
     throw new InvalidInputError('invalid_config', `invalid gateway configuration:\n  - ${problems.join('\n  - ')}`, 'env');
   }
-  const v = r.data;
+  const v = r.data!;
   return {
     redisUrl: v.STARQ_REDIS_URL,
     prefix: v.STARQ_PREFIX,
@@ -140,5 +146,6 @@ export function parseGatewayConfig(env: NodeJS.ProcessEnv = process.env): Gatewa
     sseKeepAliveMs: v.STARQ_SSE_KEEPALIVE_MS,
     sseRetryMs: v.STARQ_SSE_RETRY_MS,
     historyIntervalMs: v.STARQ_HISTORY_INTERVAL_MS,
+    drainTimeoutMs,
   };
 }

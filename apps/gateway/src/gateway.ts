@@ -36,6 +36,10 @@ export class Gateway {
   audit!: AuditLog;
   kv!: KvMapService;
   actors!: ActorClient;
+  /** True from the start of a drain (SIGTERM): /ready is 503 and new jobs are refused. */
+  draining = false;
+  /** HTTP responses not yet finished (SSE streams included). */
+  private open = 0;
 
   constructor(readonly cfg: GatewayConfig) {
     this.model = loadConfig(cfg.modelDir);
@@ -68,6 +72,7 @@ export class Gateway {
       stopIds: this.tokenizer?.eosTokenIds ?? [],
       onFinished: (meta, t) => this.metrics.jobFinished(meta, t),
       onEvent: (meta, e, entryId) => this.history.observe(meta.id, e.type, entryTime(entryId), e.type === 'token' ? e.index : undefined),
+      draining: () => this.draining,
     });
     this.history = new HistoryRecorder(this.client, { intervalMs: this.cfg.historyIntervalMs });
     this.history.start();
@@ -82,14 +87,37 @@ export class Gateway {
     await this.client?.close().catch(() => undefined);
   }
 
-  /** Readiness: Redis answers and at least one host and one query actor are alive. */
-  async readiness(): Promise<{ ready: boolean; redis: boolean; hosts: number; queryActors: number }> {
+  /** Counts `res` as in flight until it closes (what a drain waits for). */
+  track(res: { once(event: 'close', fn: () => void): unknown }): void {
+    this.open++;
+    res.once('close', () => this.open--);
+  }
+
+  /** Responses in flight (SSE streams, long non-streaming completions, probes). */
+  get inFlight(): number {
+    return this.open;
+  }
+
+  /**
+   * Drain: /ready turns 503 and new jobs get 503 `draining` at once; resolves when no response is
+   * in flight any more (every open SSE stream's job ended) or at `deadline`, whichever is first.
+   * The jobs themselves run on the query actors and are not affected.
+   */
+  async drain(deadline: number): Promise<{ open: number }> {
+    this.draining = true;
+    while (this.open > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    return { open: this.open };
+  }
+
+  /** Readiness: not draining, Redis answers and at least one host and one query actor are alive. */
+  async readiness(): Promise<{ ready: boolean; draining: boolean; redis: boolean; hosts: number; queryActors: number }> {
+    if (this.draining) return { ready: false, draining: true, redis: false, hosts: 0, queryActors: 0 };
     const ping = await Promise.race([this.client.redis.ping().then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 1000))]).catch(() => false);
-    if (!ping) return { ready: false, redis: false, hosts: 0, queryActors: 0 };
+    if (!ping) return { ready: false, draining: false, redis: false, hosts: 0, queryActors: 0 };
     const actors = await this.client.registry.list().catch(() => []);
     const hosts = actors.filter((a) => a.type === 'host').length;
     const queryActors = actors.filter((a) => a.type === 'query').length;
-    return { ready: hosts > 0 && queryActors > 0, redis: true, hosts, queryActors };
+    return { ready: hosts > 0 && queryActors > 0, draining: false, redis: true, hosts, queryActors };
   }
 
   /**

@@ -173,6 +173,8 @@ export interface JobServiceOptions {
   onSubmitted?: (meta: JobMeta) => void;
   /** Every event of a job submitted by this gateway, with its stream entry id (history). */
   onEvent?: (meta: JobMeta, e: RequestEvent, entryId: string) => void;
+  /** True while the gateway drains: new jobs are refused with 503 `draining`. @defaultValue never */
+  draining?: () => boolean;
 }
 
 const META_TTL_S = 7 * 24 * 3600;
@@ -209,6 +211,7 @@ export class JobService {
    * capacity), 429 (queue full), 503 (no host or query actor), 400 (bad plan options).
    */
   async submit(input: JobInput, who: Principal, id: string, params: CapacityParams): Promise<JobMeta> {
+    if (this.o.draining?.()) throw new HttpError(503, 'draining', 'this gateway is shutting down and takes no new jobs: retry, another gateway replica will take it');
     const N = input.contextIds.length;
     const M = input.queryIds.length;
     const plan = planMode(input.mode, N, input); // bad sizes → 400 before anything is enqueued

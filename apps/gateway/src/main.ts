@@ -1,13 +1,15 @@
 /**
  * gateway process entry point (configured by STARQ_* environment variables, see config.ts).
- * Prints one line `listening http://HOST:PORT` on stdout when it serves; stops cleanly on
- * SIGTERM/SIGINT (deregisters, closes its connections).
+ * Prints one line `listening http://HOST:PORT` on stdout when it serves. SIGTERM/SIGINT start its
+ * drain: /ready turns 503, new jobs get 503, open SSE streams and requests run until their jobs end
+ * (or STARQ_DRAIN_TIMEOUT_MS runs out); then it closes its connections and exits 0.
  */
 import 'reflect-metadata';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
+import { Drain } from '@starq/cluster';
 import { StarqError } from '@starq/protocol';
 import { parseGatewayConfig } from './config';
 import { GatewayModule, GatewayService, JsonErrorFilter } from './gateway.module';
@@ -19,9 +21,19 @@ export async function main(): Promise<void> {
     const app = await NestFactory.create(GatewayModule.forConfig(cfg), new ExpressAdapter(), { bodyParser: false, forceCloseConnections: true, logger: ['error', 'warn'] });
     app.getHttpAdapter().getInstance().disable('x-powered-by');
     app.useGlobalFilters(new JsonErrorFilter());
-    app.enableShutdownHooks();
     const svc = app.get(GatewayService);
+    const drain = new Drain({
+      timeoutMs: cfg.drainTimeoutMs,
+      drain: async (deadline) => {
+        const { open } = await svc.gateway.drain(deadline);
+        process.stderr.write(`gateway: ${cfg.gatewayId}: drained${open > 0 ? `, closing ${open} response(s) still open` : ''}\n`);
+      },
+      stop: () => app.close(),
+      log: (line) => process.stderr.write(`gateway: ${cfg.gatewayId}: ${line}\n`),
+    });
+    drain.installSignalHandlers();
     app.use((req: Req, res: Res, next: () => void) => {
+      svc.gateway.track(res);
       res.once('finish', () => svc.gateway.metrics?.http.inc({ method: req.method ?? '', status: String(res.statusCode) }));
       next();
     });

@@ -6,7 +6,10 @@
  *    record — or Redis pub/sub): `attend` for its blocks, `encodeBlock`
  *    (re-encoding a lost block, by lineage), the Ring steps, `release`, `stats`;
  *  - keeps its KV under a memory limit by evicting least-recently-used blocks;
- *  - heartbeats in the registry (blocks held, KV bytes).
+ *  - heartbeats in the registry (blocks held, KV bytes, draining);
+ *  - serves /health, /ready and /metrics on its health port (STARQ_HEALTH_PORT);
+ *  - drains on SIGTERM or the `drain` command: no new block jobs, marked draining, calls in
+ *    flight finished, its blocks re-encoded on the other hosts (block-handoff.ts), then it stops.
  * Restart semantics: a restarted host has no blocks; its stale handles are ignored by clients
  * (their host id is not alive) and its blocks are re-encoded where needed.
  */
@@ -14,19 +17,27 @@ import type { Job } from 'bullmq';
 import { UnrecoverableError, type Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { phase1Positions, phase1Tokens, type AttendRequest, type EncodeBlockRequest, type KvBlock } from '@starq/attention';
-import { ActorServer, createRedis, createWorker } from '@starq/actors';
-import { ClusterRegistry, fetchContextIds, HOST_METHODS, KvDirectory, KvNotFoundError, type ActorConfig, type BlockJobData } from '@starq/cluster';
+import { ActorClient, ActorServer, createRedis, createWorker } from '@starq/actors';
+import { actorReadiness, ClusterRegistry, fetchContextIds, HealthServer, HOST_METHODS, KvDirectory, KvNotFoundError, type ActorConfig, type BlockJobData } from '@starq/cluster';
 import { loadConfig } from '@starq/model/config';
 import { LocalHost } from '@starq/model/local/local-host';
 import { ModelEngine } from '@starq/model/runtime/engine';
+import { resolveExecutionProvider, type ExecutionProviderChoice } from '@starq/model/runtime/execution-provider';
 import type { ModelConfig } from '@starq/model/types';
 import { RedisKeys, StarqError } from '@starq/protocol';
+import { handOffBlocks, type HandoffResult } from './block-handoff';
+import { HostMetrics } from './host-metrics';
 
 interface HeldBlock {
   bytes: number;
   tokens: number;
   lastUsed: number;
+  /** What it was encoded from (re-encoded from it on another host when this one drains). */
+  input: EncodeBlockRequest | null;
 }
+
+/** Cache id of the warm-up block (encoded once at start, then released). */
+const WARMUP_CACHE = '__warmup__';
 
 export class HostActor {
   private redis!: Redis;
@@ -41,11 +52,23 @@ export class HostActor {
   private readonly model: ModelConfig;
   private readonly held = new Map<string, HeldBlock>();
   private readonly bytesPerToken: number;
+  private health: HealthServer | null = null;
+  private drainClient: ActorClient | null = null;
+  private warmed = false;
+  private draining = false;
+  /** The execution provider this host computes on (resolved at start). */
+  provider: ExecutionProviderChoice | null = null;
+  readonly metrics: HostMetrics;
+  /** Port of the health server once started. */
+  healthPort: number | null = null;
+  /** Called when a `drain` command arrives (main.ts starts the process's drain). */
+  onDrainCommand: (() => void) | null = null;
 
   constructor(readonly cfg: ActorConfig) {
     this.keys = new RedisKeys(cfg.prefix);
     this.model = loadConfig(cfg.modelDir);
     this.bytesPerToken = this.model.numLayers * 2 * this.model.numKvHeads * this.model.headDim * 4 + this.model.numLayers * 8;
+    this.metrics = new HostMetrics(cfg.actorId, () => ({ ...this.stats(), draining: this.draining }));
   }
 
   get id(): string {
@@ -55,14 +78,26 @@ export class HostActor {
   async start(): Promise<void> {
     this.redis = await createRedis(this.cfg.redisUrl, { connectionName: this.id, urlSource: 'STARQ_REDIS_URL' });
     this.bull = await createRedis(this.cfg.redisUrl, { forBullmq: true, connectionName: `${this.id}-bull`, urlSource: 'STARQ_REDIS_URL' });
-    this.engine = await ModelEngine.load(this.cfg.modelDir, this.model, { threads: this.cfg.threads });
+    this.health = new HealthServer({
+      host: this.cfg.lifecycle.healthHost,
+      port: this.cfg.lifecycle.healthPort,
+      metrics: this.metrics.registry,
+      readiness: () => actorReadiness({ redis: () => this.redis, registry: () => this.registry, warmed: () => this.warmed, draining: () => this.draining }),
+      describe: () => ({ actor: this.id, role: 'host', draining: this.draining, executionProvider: this.provider?.provider ?? null }),
+    });
+    this.healthPort = await this.health.start(); // /health answers during the model load; /ready waits for it
+    this.provider = await resolveExecutionProvider(this.cfg.executionProvider);
+    this.engine = await ModelEngine.load(this.cfg.modelDir, this.model, { threads: this.cfg.threads, executionProvider: this.provider });
     this.local = new LocalHost(this.id, this.engine);
+    await this.local.encodeBlock({ cacheId: WARMUP_CACHE, ids: Int32Array.of(0), positions: Int32Array.of(0), keepFrom: 0 });
+    await this.local.release([WARMUP_CACHE]);
+    this.warmed = true;
     this.directory = new KvDirectory(this.redis, this.keys);
     this.registry = new ClusterRegistry(this.redis, { keys: this.keys, heartbeatMs: this.cfg.heartbeatMs, ttlMs: this.cfg.ttlMs });
     this.server = new ActorServer(this.redis, { actorId: this.id, keys: this.keys, link: this.cfg.link ?? undefined });
     this.server.method(HOST_METHODS.attend, (req: AttendRequest) => this.attend(req));
     this.server.method(HOST_METHODS.attendMany, (a: { items: AttendRequest[] }) => this.attendMany(a.items));
-    this.server.method(HOST_METHODS.encodeBlock, (req: EncodeBlockRequest) => this.encode(req));
+    this.server.method(HOST_METHODS.encodeBlock, (req: EncodeBlockRequest) => this.metrics.track('encode_call', () => this.encode(req)));
     this.server.method(HOST_METHODS.ringStart, (a: { cacheId: string; ids: Int32Array; positions: Int32Array }) => this.ringStart(a));
     this.server.method(HOST_METHODS.ringQkv, (a: { cacheId: string; layer: number }) => this.local.ringQkv(a.cacheId, a.layer));
     this.server.method(HOST_METHODS.ringAttend, (a: { cacheId: string; layer: number; kv: KvBlock }) => this.local.ringAttend(a.cacheId, a.layer, a.kv));
@@ -70,6 +105,10 @@ export class HostActor {
     this.server.method(HOST_METHODS.ringEnd, (a: { cacheId: string }) => this.local.ringEnd(a.cacheId));
     this.server.method(HOST_METHODS.release, (a: { cacheIds: string[] }) => this.release(a.cacheIds));
     this.server.method(HOST_METHODS.stats, () => this.stats());
+    this.server.method(HOST_METHODS.drain, () => {
+      this.onDrainCommand?.();
+      return { draining: true };
+    });
     await this.server.start();
     await this.registry.register({
       id: this.id,
@@ -81,9 +120,11 @@ export class HostActor {
         threads: this.cfg.threads,
         kvBytesPerToken: this.bytesPerToken,
         maxPositions: Math.min(this.model.maxPositionEmbeddings, this.model.slidingWindow ?? Infinity),
+        executionProvider: this.provider.provider,
+        ...(this.provider.provider === 'cuda' ? { cudaDeviceId: this.provider.cudaDeviceId } : {}),
       },
     });
-    this.worker = createWorker<BlockJobData>(this.keys.queues.blocks, (job) => this.processBlockJob(job), {
+    this.worker = createWorker<BlockJobData>(this.keys.queues.blocks, (job) => this.metrics.track('block_job', () => this.processBlockJob(job)), {
       connection: this.bull,
       prefix: this.keys.bullPrefix,
       concurrency: 1,
@@ -93,9 +134,29 @@ export class HostActor {
     });
   }
 
+  /**
+   * Drain: marked draining in the registry (and /ready turns 503), no new block jobs (the one
+   * running finishes), then every block this host holds is re-encoded on another live host and
+   * its handle moved there. Attend calls keep being answered until {@link stop}.
+   */
+  async drain(deadline: number): Promise<HandoffResult> {
+    this.draining = true;
+    await this.registry?.update({ draining: true }).catch(() => undefined);
+    await this.worker?.close().catch(() => undefined);
+    this.drainClient = new ActorClient(this.redis, { keys: this.keys, registry: this.registry, defaultTimeoutMs: this.cfg.attendTimeoutMs });
+    const blocks = new Map([...this.held].filter(([, h]) => h.input !== null).map(([id, h]) => [id, h.input!]));
+    const r = await handOffBlocks({ selfId: this.id, blocks, registry: this.registry, directory: this.directory, client: this.drainClient, deadline, log: (l) => process.stderr.write(`host ${this.id}: ${l}\n`) });
+    this.metrics.handedOffBlocks(r.handed);
+    process.stderr.write(`host ${this.id}: drain handed ${r.handed} block(s) to other hosts in ${r.ms} ms (${r.skipped} left to on-demand re-encoding)\n`);
+    return r;
+  }
+
   async stop(): Promise<void> {
+    this.draining = true;
     await this.worker?.close().catch(() => undefined);
     await this.server?.stop({ drainMs: 2000 }).catch(() => undefined);
+    await this.drainClient?.close().catch(() => undefined);
+    await this.health?.stop().catch(() => undefined);
     await this.directory?.dropHost(this.id).catch(() => undefined);
     await this.registry?.deregister().catch(() => undefined);
     await this.engine?.close().catch(() => undefined);
@@ -144,22 +205,37 @@ export class HostActor {
     // The block's rows, plus its anchor's when this host does not hold that anchor yet (LocalHost
     // encodes an anchor once and keeps it until its last block is released).
     await this.makeRoom(() => (tokens + this.local.newAnchorTokens(req)) * this.bytesPerToken, req.cacheId);
+    const t0 = performance.now();
     const handle = await this.local.encodeBlock(req);
-    this.held.set(req.cacheId, { bytes: handle.bytes, tokens: handle.tokens, lastUsed: Date.now() });
+    this.metrics.encoded(req.ids.length, (performance.now() - t0) / 1000);
+    this.held.set(req.cacheId, { bytes: handle.bytes, tokens: handle.tokens, lastUsed: Date.now(), input: { cacheId: req.cacheId, ids: req.ids, positions: req.positions, keepFrom: req.keepFrom } });
     await this.publishStatus();
     return handle;
   }
 
   private async attend(req: AttendRequest) {
     this.touch(req.cacheIds);
-    return this.local.attend(req);
+    return this.timedAttend(() => this.local.attend(req));
   }
 
   /** Every item's caches are checked before any work: a missing block fails the whole call. */
   private async attendMany(items: AttendRequest[]) {
     if (!Array.isArray(items)) throw new StarqError('malformed_call', 'attendMany expects {items: AttendRequest[]}', { param: 'items' });
     for (const it of items) this.touch(it.cacheIds);
-    return this.local.attendMany(items);
+    return this.timedAttend(() => this.local.attendMany(items));
+  }
+
+  /** An attend call counted in flight and timed (starq_host_attend_seconds). */
+  private async timedAttend<T>(fn: () => Promise<T>): Promise<T> {
+    const t0 = performance.now();
+    let ok = false;
+    try {
+      const r = await this.metrics.track('attend_call', fn);
+      ok = true;
+      return r;
+    } finally {
+      this.metrics.attended((performance.now() - t0) / 1000, ok);
+    }
   }
 
   /** Mark blocks used now; throws `KvNotFoundError` for one not held here. */
@@ -175,7 +251,7 @@ export class HostActor {
   private async ringStart(a: { cacheId: string; ids: Int32Array; positions: Int32Array }): Promise<void> {
     await this.makeRoom(() => a.ids.length * this.bytesPerToken, a.cacheId);
     await this.local.ringStart(a.cacheId, a.ids, a.positions);
-    this.held.set(a.cacheId, { bytes: a.ids.length * this.bytesPerToken, tokens: a.ids.length, lastUsed: Date.now() });
+    this.held.set(a.cacheId, { bytes: a.ids.length * this.bytesPerToken, tokens: a.ids.length, lastUsed: Date.now(), input: null });
     await this.publishStatus();
   }
 

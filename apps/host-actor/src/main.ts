@@ -1,18 +1,28 @@
 /**
  * host-actor process entry point (configured by STARQ_* environment variables, see
- * libs/cluster/src/actor-config.ts). Prints one line `registered <id>` on stdout when ready;
- * stops cleanly on SIGTERM/SIGINT (deregisters, releases its KV handles).
+ * libs/cluster/src/actor-config.ts). Prints `registered <id>` and `health http://HOST:PORT` on
+ * stdout when ready. SIGTERM/SIGINT or a `drain` command start its drain (bounded by
+ * STARQ_DRAIN_TIMEOUT_MS), then it stops (deregisters, closes its connections) and exits 0.
  */
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
+import { Drain } from '@starq/cluster';
 import { StarqError } from '@starq/protocol';
 import { HostActorModule, HostActorService } from './host-actor.module';
 
 export async function main(): Promise<void> {
   try {
     const app = await NestFactory.createApplicationContext(HostActorModule, { logger: ['error', 'warn'] });
-    app.enableShutdownHooks();
-    process.stdout.write(`registered ${app.get(HostActorService).actor.id}\n`);
+    const actor = app.get(HostActorService).actor;
+    const drain = new Drain({
+      timeoutMs: actor.cfg.lifecycle.drainTimeoutMs,
+      drain: async (deadline) => void (await actor.drain(deadline)),
+      stop: () => app.close(),
+      log: (line) => process.stderr.write(`host-actor ${actor.id}: ${line}\n`),
+    });
+    drain.installSignalHandlers();
+    actor.onDrainCommand = () => void drain.start('drain command');
+    process.stdout.write(`registered ${actor.id}\nhealth http://${actor.cfg.lifecycle.healthHost}:${actor.healthPort}\n`);
   } catch (e) {
     if (e instanceof StarqError) {
       process.stderr.write(`host-actor: error [${e.code}]: ${e.message}\n`);

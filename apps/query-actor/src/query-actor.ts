@@ -9,7 +9,7 @@
  * K/V are rolled back from the query cache, and the step is retried. Ring mode runs its phase 1
  * here (layer-synchronous over the hosts).
  */
-import { UnrecoverableError, type Job, type Worker } from 'bullmq';
+import { UnrecoverableError, WaitingError, type Job, type Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
   blockCacheId,
@@ -23,13 +23,29 @@ import {
   type StarPlan,
 } from '@starq/attention';
 import { ActorClient, ActorDiedError, ActorTimeoutError, createRedis, createWorker } from '@starq/actors';
-import { ClusterRegistry, fetchContextIds, isKvNotFound, KvDirectory, RemoteHost, requestCancelKey, type ActorConfig, type RequestEvent, type RequestJobData, type RequestResult } from '@starq/cluster';
+import {
+  actorReadiness,
+  ClusterRegistry,
+  fetchContextIds,
+  HealthServer,
+  isKvNotFound,
+  KvDirectory,
+  RemoteHost,
+  requestCancelKey,
+  type ActorConfig,
+  type RequestEvent,
+  type RequestJobData,
+  type RequestResult,
+} from '@starq/cluster';
 import { decodeLoop } from '@starq/model/generate';
 import { EngineQueryBackend } from '@starq/model/serving/query-backend';
+import { LocalHost } from '@starq/model/local/local-host';
 import { loadConfig } from '@starq/model/config';
 import { ModelEngine } from '@starq/model/runtime/engine';
+import { resolveExecutionProvider, type ExecutionProviderChoice } from '@starq/model/runtime/execution-provider';
 import type { ModelConfig } from '@starq/model/types';
 import { RedisKeys, StarqError } from '@starq/protocol';
+import { QueryMetrics } from './query-metrics';
 
 /** Step failures that re-encoding lost blocks can fix. */
 function isRecoverable(err: unknown): boolean {
@@ -38,6 +54,17 @@ function isRecoverable(err: unknown): boolean {
 }
 
 const MAX_RECOVERIES = 3;
+
+/** Thrown inside a request when the drain timeout runs out: the job goes back to the queue. */
+class HandBack extends Error {
+  constructor(requestId: string) {
+    super(`request ${requestId} handed back to the queue: this query actor is draining`);
+    this.name = 'HandBack';
+  }
+}
+
+/** Time kept at the end of a drain to move running requests back to the queue. */
+const HAND_BACK_MARGIN_MS = 3000;
 
 function cancelledError(requestId: string): StarqError {
   return new StarqError('cancelled', `request ${requestId} was cancelled`, { status: 409 });
@@ -54,10 +81,20 @@ export class QueryActor {
   private readonly keys: RedisKeys;
   private readonly model: ModelConfig;
   private active = 0;
+  private health: HealthServer | null = null;
+  private warmed = false;
+  private draining = false;
+  private handingBack = false;
+  /** The execution provider this actor computes on (resolved at start). */
+  provider: ExecutionProviderChoice | null = null;
+  readonly metrics: QueryMetrics;
+  /** Port of the health server once started. */
+  healthPort: number | null = null;
 
   constructor(readonly cfg: ActorConfig) {
     this.keys = new RedisKeys(cfg.prefix);
     this.model = loadConfig(cfg.modelDir);
+    this.metrics = new QueryMetrics(cfg.actorId, () => ({ active: this.active, draining: this.draining }));
   }
 
   get id(): string {
@@ -67,13 +104,33 @@ export class QueryActor {
   async start(): Promise<void> {
     this.redis = await createRedis(this.cfg.redisUrl, { connectionName: this.id, urlSource: 'STARQ_REDIS_URL' });
     this.bull = await createRedis(this.cfg.redisUrl, { forBullmq: true, connectionName: `${this.id}-bull`, urlSource: 'STARQ_REDIS_URL' });
-    this.engine = await ModelEngine.load(this.cfg.modelDir, this.model, { threads: this.cfg.threads });
+    this.health = new HealthServer({
+      host: this.cfg.lifecycle.healthHost,
+      port: this.cfg.lifecycle.healthPort,
+      metrics: this.metrics.registry,
+      readiness: () => actorReadiness({ redis: () => this.redis, registry: () => this.registry, warmed: () => this.warmed, draining: () => this.draining }),
+      describe: () => ({ actor: this.id, role: 'query', draining: this.draining, executionProvider: this.provider?.provider ?? null }),
+    });
+    this.healthPort = await this.health.start(); // /health answers during the model load; /ready waits for it
+    this.provider = await resolveExecutionProvider(this.cfg.executionProvider);
+    this.engine = await ModelEngine.load(this.cfg.modelDir, this.model, { threads: this.cfg.threads, executionProvider: this.provider });
+    const warm = new LocalHost(`${this.id}-warmup`, this.engine);
+    await warm.encodeBlock({ cacheId: '__warmup__', ids: Int32Array.of(0), positions: Int32Array.of(0), keepFrom: 0 });
+    await warm.release(['__warmup__']);
+    this.warmed = true;
     this.directory = new KvDirectory(this.redis, this.keys);
     this.registry = new ClusterRegistry(this.redis, { keys: this.keys, heartbeatMs: this.cfg.heartbeatMs, ttlMs: this.cfg.ttlMs });
     this.client = new ActorClient(this.redis, { keys: this.keys, registry: this.registry, defaultTimeoutMs: this.cfg.attendTimeoutMs });
     await this.client.start();
-    await this.registry.register({ id: this.id, type: 'query', capacity: { model: this.cfg.modelId, freeKvBytes: 0, threads: this.cfg.threads } });
-    this.worker = createWorker<RequestJobData, RequestResult>(this.keys.queues.requests, (job) => this.run(job), {
+    await this.registry.register({ id: this.id, type: 'query', capacity: {
+        model: this.cfg.modelId,
+        freeKvBytes: 0,
+        threads: this.cfg.threads,
+        executionProvider: this.provider.provider,
+        ...(this.provider.provider === 'cuda' ? { cudaDeviceId: this.provider.cudaDeviceId } : {}),
+      },
+    });
+    this.worker = createWorker<RequestJobData, RequestResult>(this.keys.queues.requests, (job, token) => this.run(job, token), {
       connection: this.bull,
       prefix: this.keys.bullPrefix,
       concurrency: this.cfg.concurrency,
@@ -82,8 +139,32 @@ export class QueryActor {
     });
   }
 
+  /**
+   * Drain: marked draining, no new requests; the requests in flight run to their end. Those still
+   * running shortly before `deadline` are moved back to the queue (another query actor reruns
+   * them from their blocks; the gateway forwards each token index once, so a client sees no
+   * duplicate).
+   */
+  async drain(deadline: number): Promise<{ handedBack: number }> {
+    this.draining = true;
+    await this.registry?.update({ draining: true }).catch(() => undefined);
+    const closed = this.worker ? this.worker.close() : Promise.resolve();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), Math.max(0, deadline - HAND_BACK_MARGIN_MS - Date.now()))));
+    const outcome = await Promise.race([closed.then(() => 'closed' as const), late]);
+    clearTimeout(timer);
+    const running = this.active;
+    if (outcome === 'late' && running > 0) {
+      this.handingBack = true;
+      await closed.catch(() => undefined);
+    }
+    return { handedBack: outcome === 'late' ? running : 0 };
+  }
+
   async stop(): Promise<void> {
+    this.draining = true;
     await this.worker?.close().catch(() => undefined);
+    await this.health?.stop().catch(() => undefined);
     await this.client?.close().catch(() => undefined);
     await this.registry?.deregister().catch(() => undefined);
     await this.engine?.close().catch(() => undefined);
@@ -92,7 +173,7 @@ export class QueryActor {
   }
 
   /** One request, start to finish. */
-  async run(job: Job<RequestJobData>): Promise<RequestResult> {
+  async run(job: Job<RequestJobData>, token?: string): Promise<RequestResult> {
     const d = job.data;
     // A malformed job's requestId may be unusable as a key part (not a string, whitespace): then
     // its events go to the job id's stream, so that building the key cannot mask the real error.
@@ -104,6 +185,12 @@ export class QueryActor {
       }
       return await this.runValid(job, d, emit);
     } catch (e) {
+      if (e instanceof HandBack) {
+        // Back to the queue as it is (no error event, no attempt used): another query actor reruns it.
+        await job.moveToWait(token);
+        this.metrics.handBack();
+        throw new WaitingError();
+      }
       const { code, param } = e as { code?: unknown; param?: unknown };
       await emit({
         type: 'error',
@@ -154,13 +241,17 @@ export class QueryActor {
       const resilientStep = async (ids: Int32Array, positions: Int32Array): Promise<Float32Array> => {
         for (;;) {
           try {
+            if (this.handingBack) throw new HandBack(d.requestId);
             const cancelled = this.isCancelled(d.requestId); // checked alongside the step, off the hot path
+            const t0 = performance.now();
             const logits = await step(ids, positions);
+            this.metrics.step((performance.now() - t0) / 1000);
             cached += ids.length;
             if (await cancelled) throw cancelledError(d.requestId);
             return logits;
           } catch (e) {
             if (!isRecoverable(e) || d.mode === 'ring' || ++recoveries > MAX_RECOVERIES) throw e instanceof HostCallError ? e.cause : e;
+            this.metrics.recovered();
             await this.engine.truncateCache(qcache, cached);
             const cause = e instanceof HostCallError ? e.cause : e;
             if (cause instanceof ActorDiedError || cause instanceof ActorTimeoutError) suspects.add(cause.actorId);
@@ -175,6 +266,7 @@ export class QueryActor {
         stopIds: d.stopIds,
         ignoreEos: d.ignoreEos,
         onToken: (id, index) => {
+          this.metrics.token();
           void emit({ type: 'token', index, id });
           void job.updateProgress({ tokens: index + 1 }).catch(() => undefined);
         },
@@ -236,7 +328,9 @@ export class QueryActor {
     });
     if (lost.length > 0) {
       if (hosts.length === 0) throw new StarqError('cluster_unavailable', 'no live host actor to encode the context on: start hosts with `starq cluster up`', { status: 503 });
-      const load = new Map(hosts.map((h) => [h.id, h.status.kvBytes]));
+      // Re-encode on hosts that are not draining (a draining host is handing its own blocks away).
+      const targets = hosts.filter((h) => !h.status.draining);
+      const load = new Map((targets.length > 0 ? targets : hosts).map((h) => [h.id, h.status.kvBytes]));
       for (const k of lost) {
         const target = [...load.entries()].sort((a, b) => a[1] - b[1])[0][0];
         const b = plan.blocks[k];

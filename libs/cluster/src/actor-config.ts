@@ -23,12 +23,18 @@
  * callers on other machines listen on a routable interface (`tcp://0.0.0.0:7400`) and advertise
  * the address they reach it by (`tcp://10.0.0.5:7400`). With `off` (or an address a caller cannot
  * reach) calls go through Redis pub/sub.
+ *
+ * Also read here, documented where they are parsed: STARQ_HEALTH_PORT, STARQ_HEALTH_HOST,
+ * STARQ_DRAIN_TIMEOUT_MS (lifecycle-config.ts) and STARQ_EXECUTION_PROVIDER, STARQ_CUDA_DEVICE_ID
+ * (libs/model/src/runtime/execution-provider.ts).
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { parseExecutionProvider, type ExecutionProviderRequest } from '@starq/model/runtime/execution-provider';
 import { InvalidInputError } from '@starq/protocol';
 import { parseLinkAddress } from '@starq/actors';
+import { parseLifecycleConfig, type LifecycleConfig } from './lifecycle-config';
 
 export interface ActorConfig {
   redisUrl: string;
@@ -46,6 +52,10 @@ export interface ActorConfig {
   link: string | null;
   /** Address advertised for the link (null: the bound address). */
   linkAdvertise: string | null;
+  /** Health server and drain settings. */
+  lifecycle: LifecycleConfig;
+  /** Execution providers to try, in order (resolved at start-up). */
+  executionProvider: ExecutionProviderRequest;
 }
 
 export function parseActorConfig(kind: 'host' | 'query', env: NodeJS.ProcessEnv = process.env): ActorConfig {
@@ -81,6 +91,8 @@ export function parseActorConfig(kind: 'host' | 'query', env: NodeJS.ProcessEnv 
     attendTimeoutMs: int('STARQ_ATTEND_TIMEOUT_MS', 15000, 10),
     link: env.STARQ_LINK === 'off' ? null : env.STARQ_LINK || 'tcp://127.0.0.1:0',
     linkAdvertise: env.STARQ_LINK_ADVERTISE || null,
+    lifecycle: parseLifecycleConfig(env, problems),
+    executionProvider: parseExecutionProvider(env, problems),
   };
   for (const [name, v] of [
     ['STARQ_LINK', cfg.link],

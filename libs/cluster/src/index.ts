@@ -14,5 +14,6 @@ export * from './actor-config';
 export * from './lifecycle-config';
 export * from './health-server';
 export * from './drain';
+export * from './actor-health';
 export * from './launcher/gateway-process';
 export * from './launcher/process-cluster';

@@ -23,6 +23,10 @@ export interface ClusterActorCapacity {
   kvBytesPerToken?: number;
   /** The model's position limit (max_position_embeddings, or the sliding window if smaller). */
   maxPositions?: number;
+  /** ONNX Runtime execution provider the actor computes on (hosts, query actors). */
+  executionProvider?: 'cpu' | 'cuda';
+  /** CUDA device ordinal, when the provider is `cuda`. */
+  cudaDeviceId?: number;
 }
 
 /** What an actor is doing now (updated with {@link ClusterRegistry.update}). */
@@ -32,6 +36,11 @@ export interface ClusterActorStatus {
   /** Bytes of KV held. */
   kvBytes: number;
   busy: boolean;
+  /**
+   * Draining: takes no new work (a host: no block jobs, no re-encodes of others' blocks) and is
+   * about to leave; what it holds is being handed to other actors. @defaultValue false
+   */
+  draining?: boolean;
 }
 
 export type ClusterActorRecord = ActorRecord<ClusterActorKind, ClusterActorCapacity, ClusterActorStatus>;

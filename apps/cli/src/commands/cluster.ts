@@ -49,6 +49,8 @@ export function registerCluster(program: Command): void {
           blocks: a.status.blocks,
           kvBytes: a.status.kvBytes,
           busy: a.status.busy,
+          draining: a.status.draining === true,
+          executionProvider: a.capacity.executionProvider ? (a.capacity.executionProvider === 'cuda' ? `cuda:${a.capacity.cudaDeviceId ?? 0}` : a.capacity.executionProvider) : null,
           pid: a.pid,
           hostname: a.hostname,
           lastHeartbeatMsAgo: now - a.heartbeatAt,
@@ -59,7 +61,7 @@ export function registerCluster(program: Command): void {
         }
         if (actors.length === 0) process.stdout.write(`no live actors under prefix ${f.prefix} at ${f.redis}\n`);
         for (const a of actors) {
-          process.stdout.write(`${a.id.padEnd(28)} ${a.type.padEnd(6)} alive  model ${a.model}  blocks ${a.blocks}  kv ${a.kvBytes} B  ${a.busy ? 'busy' : 'idle'}  heartbeat ${a.lastHeartbeatMsAgo} ms ago  (${a.hostname}:${a.pid})\n`);
+          process.stdout.write(`${a.id.padEnd(28)} ${a.type.padEnd(6)} alive  model ${a.model}  ${a.executionProvider ?? '-'}  blocks ${a.blocks}  kv ${a.kvBytes} B  ${a.draining ? 'draining' : a.busy ? 'busy' : 'idle'}  heartbeat ${a.lastHeartbeatMsAgo} ms ago  (${a.hostname}:${a.pid})\n`);
         }
       } finally {
         redis.disconnect();

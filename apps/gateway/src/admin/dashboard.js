@@ -329,7 +329,8 @@
         setCell(td[0], a.type);
         setCell(td[1], a.id, 'mono');
         setCell(td[2], a.hostname + ':' + a.pid, 'mono');
-        setCell(td[3], fmtInt(a.threads), 'num');
+        setCell(td[3], fmtInt(a.threads) + (a.executionProvider ? ' · ' + a.executionProvider : ''), 'num');
+        td[3].setAttribute('data-field', 'threads');
         // KV used / limit with a bar (hosts only)
         td[4].textContent = '';
         td[4].className = '';
