@@ -131,6 +131,11 @@ describe.each(Object.keys(RENDERS))('%s', (name) => {
       } else {
         const cfg = parseActorConfig(r as 'host' | 'query', env);
         expect(cfg.actorId).toBe(`${w.metadata.name}-0`); // the pod name: one actor id per pod
+        if (r === 'host') {
+          // The direct link listens on the port the pod declares and advertises the pod's IP.
+          expect(cfg.link).toBe(`tcp://0.0.0.0:${resolvePort(c, 'link')}`);
+          expect(cfg.linkAdvertise).toBe(`tcp://10.0.0.5:${resolvePort(c, 'link')}`);
+        }
         expect(lifecycle.healthHost).toBe('0.0.0.0');
         port = lifecycle.healthPort;
         expect(port).toBeGreaterThan(0);

@@ -115,11 +115,11 @@ function secretData(objs: K8sObject[], name: string, fallback: Record<string, Re
 }
 
 /**
- * The environment the kubelet would give `c` in pod `podName`: envFrom first, then env in order
+ * The environment the kubelet would give `c` in pod `podName` (IP `podIp`): envFrom first, then env in order
  * (later wins), `$(VAR)` expanded from variables defined before it (`$$` escapes), as Kubernetes does.
  * Secrets not in the render (created by the operator) come from `secrets`.
  */
-export function containerEnv(objs: K8sObject[], c: Container, podName: string, secrets: Record<string, Record<string, string>> = {}): Record<string, string> {
+export function containerEnv(objs: K8sObject[], c: Container, podName: string, secrets: Record<string, Record<string, string>> = {}, podIp = '10.0.0.5'): Record<string, string> {
   const env: Record<string, string> = {};
   for (const from of c.envFrom ?? []) {
     if (from.configMapRef) Object.assign(env, configMapData(objs, from.configMapRef.name));
@@ -140,8 +140,10 @@ export function containerEnv(objs: K8sObject[], c: Container, podName: string, s
       if (v === undefined && !r.optional) throw new Error(`${c.name}: Secret ${r.name} key ${r.key} is required but not provided`);
       if (v !== undefined) env[e.name] = v;
     } else if (e.valueFrom?.fieldRef) {
-      if (e.valueFrom.fieldRef.fieldPath !== 'metadata.name') throw new Error(`${c.name}: fieldRef ${e.valueFrom.fieldRef.fieldPath} is not simulated`);
-      env[e.name] = podName;
+      const field = e.valueFrom.fieldRef.fieldPath;
+      if (field === 'metadata.name') env[e.name] = podName;
+      else if (field === 'status.podIP') env[e.name] = podIp;
+      else throw new Error(`${c.name}: fieldRef ${field} is not simulated`);
     }
   }
   return env;
