@@ -1,11 +1,13 @@
 /**
  * `starq generate --redis URL`: the same request on a running cluster — submit the flow, follow
- * its event stream (phase-1 progress, tokens), return the result.
+ * its event stream (phase-1 progress, tokens), return the result. Interrupted (SIGINT/SIGTERM),
+ * it cancels the request on the cluster before it gives up.
  */
 import path from 'node:path';
 import { StarqClient, type RequestResult } from '@starq/cluster';
 import type { Mode } from '@starq/attention';
 import type { GenerateOptions } from '@starq/model/generate';
+import { interruptible, InterruptedError } from './interrupt';
 
 export interface ClusterRunRequest {
   redisUrl: string;
@@ -36,10 +38,19 @@ export async function runOnCluster(req: ClusterRunRequest): Promise<RequestResul
       stopIds: req.generate.stopIds,
       ignoreEos: req.generate.ignoreEos,
     });
-    return await client.wait(sub.requestId, {
+    const done = client.wait(sub.requestId, {
       token: (id, index) => req.generate.onToken?.(id, index),
       phase1: (done, total) => req.generate.onProgress?.(done, total),
     });
+    try {
+      return await interruptible(done);
+    } catch (e) {
+      if (e instanceof InterruptedError) {
+        done.catch(() => undefined);
+        await client.cancel(sub.requestId, `request ${sub.requestId} was cancelled (starq generate got ${e.signal})`).catch(() => undefined);
+      }
+      throw e;
+    }
   } finally {
     await client.close();
   }

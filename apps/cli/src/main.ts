@@ -1,9 +1,13 @@
 /**
  * The `starq` command line. Exit codes: 0 success, 2 bad input (one clear line on stderr),
- * 1 internal failure.
+ * 1 internal failure, 130 / 143 interrupted by SIGINT / SIGTERM. Whatever the outcome, every model
+ * engine the command started is shut down before `main()` returns (see ./interrupt.ts and
+ * `ModelEngine.close`).
  */
 import { Command, CommanderError } from 'commander';
+import { closeAllEngines } from '@starq/model/runtime/engine';
 import { StarqError } from '@starq/protocol/errors';
+import { CommandInterrupt } from './interrupt';
 import { registerGenerate } from './commands/generate';
 import { registerInspect } from './commands/inspect';
 import { registerEvalFidelity } from './commands/eval-fidelity';
@@ -32,11 +36,27 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  const interrupt = CommandInterrupt.install();
+  let code: number;
+  try {
+    code = await run(argv, interrupt);
+  } finally {
+    await closeAllEngines(); // no engine outlives the command, whatever its outcome
+    await interrupt.uninstall();
+  }
+  return interrupt.exitCode ?? code;
+}
+
+async function run(argv: string[], interrupt: CommandInterrupt): Promise<number> {
   const program = buildProgram();
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;
   } catch (e) {
+    if (interrupt.received) {
+      process.stderr.write(`starq: error [interrupted]: stopped by ${interrupt.received}\n`);
+      return 1; // main() answers 128 + the signal number
+    }
     if (e instanceof CommanderError) {
       if (e.exitCode === 0) return 0; // --help, --version
       process.stderr.write(`starq: error [${commanderCode(e.code)}]: ${e.message.replace(/^error: /, '').split('\n')[0]}\n`);

@@ -1,30 +1,28 @@
 /**
- * `starq generate` (docs/DESIGN.md §10): one generation, in-process hosts (or a cluster with --redis).
+ * `starq generate` (docs/DESIGN.md §10): one generation, in-process hosts (or a running cluster
+ * with --redis). The position budget is checked before any engine starts; every engine is closed
+ * before the command returns (see ../interrupt.ts).
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import type { Command } from 'commander';
 import { InvalidInputError } from '@starq/protocol/errors';
 import { loadConfig } from '@starq/model/config';
-import { resolvePrompt, type PromptInput } from '@starq/model/prompt';
+import { checkPositionBudget, positionLimit } from '@starq/model/limits';
+import { resolvePrompt } from '@starq/model/prompt';
 import { StarqTokenizer } from '@starq/model/tokenizer';
 import { validateSamplingParams } from '@starq/model/sampling';
-import { floatFlag, idsFlag, intFlag, readTextFile } from '../options';
+import { floatFlag, intFlag } from '../options';
+import { addInputFlags, readInputFlags, type InputFlags } from '../input-flags';
+import { defaultPrefix, envHelp, PREFIX_HELP, PREFIX_VAR } from '../cluster-flags';
 import { Progress } from '../progress';
 import { MODES, type Mode } from '@starq/attention';
 import { runLocal, type LocalRunResult } from '../local-runner';
 import type { GenerateOptions } from '@starq/model/generate';
 import { runOnCluster } from '../cluster-runner';
 
-interface GenerateFlags {
+interface GenerateFlags extends InputFlags {
   model?: string;
-  prompt?: string;
-  promptFile?: string;
-  context?: string;
-  contextFile?: string;
-  query?: string;
-  queryFile?: string;
-  contextIds?: string;
-  queryIds?: string;
   mode: string;
   blockSize?: string;
   anchorSize?: string;
@@ -36,23 +34,17 @@ interface GenerateFlags {
   seed: string;
   ignoreEos?: boolean;
   redis?: string;
+  prefix?: string;
   threads?: string;
   json?: boolean;
 }
 
 export function registerGenerate(program: Command): void {
-  program
+  const cmd = program
     .command('generate')
     .description('generate tokens for a prompt, or for a long context plus a query')
-    .option('--model <dir>', 'Hugging Face model directory')
-    .option('--prompt <text>', 'prompt text (its last token is the query)')
-    .option('--prompt-file <file>', 'read the prompt from a file')
-    .option('--context <text>', 'context text (BOS added when the tokenizer adds it)')
-    .option('--context-file <file>', 'read the context from a file')
-    .option('--query <text>', 'query text (no special tokens added)')
-    .option('--query-file <file>', 'read the query from a file')
-    .option('--context-ids <ids>', 'context token ids, comma-separated, used verbatim')
-    .option('--query-ids <ids>', 'query token ids, comma-separated, used verbatim')
+    .option('--model <dir>', 'Hugging Face model directory (without tokenizer.json: ids in, ids out)');
+  addInputFlags(cmd)
     .option('--mode <mode>', 'star | global | ring', 'star')
     .option('--block-size <n>', 'context block size (default ⌈N/4⌉)')
     .option('--anchor-size <n>', 'anchor size (default = block size)')
@@ -64,11 +56,13 @@ export function registerGenerate(program: Command): void {
     .option('--seed <s>', 'sampling seed', '0')
     .option('--ignore-eos', 'do not stop at end-of-sequence tokens')
     .option('--threads <n>', 'ORT threads per engine (default: CPU cores / engines)')
-    .option('--redis <url>', 'run on a running cluster instead of in-process hosts')
+    .option('--redis <url>', 'run on a running cluster (e.g. redis://127.0.0.1:6379) instead of in-process hosts')
+    .option('--prefix <p>', `${PREFIX_HELP}; with --redis`)
     .option('--json', 'print exactly one JSON object on stdout')
     .action(async (flags: GenerateFlags) => {
       await generateCommand(flags);
     });
+  envHelp(cmd, [PREFIX_VAR]);
 }
 
 async function generateCommand(f: GenerateFlags): Promise<void> {
@@ -76,17 +70,20 @@ async function generateCommand(f: GenerateFlags): Promise<void> {
   if (!(MODES as readonly string[]).includes(f.mode)) {
     throw new InvalidInputError('invalid_mode', `--mode must be one of ${MODES.join(', ')}, got "${f.mode}"`, 'mode');
   }
+  if (f.prefix !== undefined && f.redis === undefined) {
+    throw new InvalidInputError('invalid_flag', '--prefix names a running cluster\'s keys: give it together with --redis URL', 'prefix');
+  }
   if (!fs.existsSync(f.model)) throw new InvalidInputError('model_not_found', `model directory ${f.model} does not exist`, 'model');
   const config = loadConfig(f.model);
-  const tokenizer = StarqTokenizer.load(f.model);
-  const input: PromptInput = {
-    prompt: f.prompt ?? (f.promptFile !== undefined ? readTextFile(f.promptFile, 'prompt-file') : undefined),
-    context: f.context ?? (f.contextFile !== undefined ? readTextFile(f.contextFile, 'context-file') : undefined),
-    query: f.query ?? (f.queryFile !== undefined ? readTextFile(f.queryFile, 'query-file') : undefined),
-    contextIds: idsFlag(f.contextIds, 'context-ids'),
-    queryIds: idsFlag(f.queryIds, 'query-ids'),
-  };
+  // A checkpoint without tokenizer.json still runs on token ids (text output is then null).
+  const tokenizer = fs.existsSync(path.join(f.model, 'tokenizer.json')) ? StarqTokenizer.load(f.model) : null;
+  const input = readInputFlags(f);
   const { contextIds, queryIds } = resolvePrompt(input, tokenizer, config.vocabSize);
+  const maxNewTokens = intFlag(f.maxNewTokens, 'max-new-tokens')!;
+  checkPositionBudget({ contextTokens: contextIds.length, queryTokens: queryIds.length, maxNewTokens }, positionLimit(config), {
+    context: input.contextIds !== undefined ? 'context-ids' : input.prompt !== undefined ? 'prompt' : 'context',
+    maxNewTokens: 'max-new-tokens',
+  });
   const sampling = {
     temperature: floatFlag(f.temperature, 'temperature')!,
     topP: floatFlag(f.topP, 'top-p')!,
@@ -106,27 +103,29 @@ async function generateCommand(f: GenerateFlags): Promise<void> {
     anchorSize: intFlag(f.anchorSize, 'anchor-size', 0),
     hosts: intFlag(f.hosts, 'hosts', 1),
   };
+  const decode = (ids: number[]): string | null => (tokenizer ? tokenizer.decode(ids, { skipSpecialTokens: false }) : null);
   const generate: GenerateOptions = {
-      maxNewTokens: intFlag(f.maxNewTokens, 'max-new-tokens')!,
-      sampling,
-      stopIds: tokenizer.eosTokenIds,
-      ignoreEos: !!f.ignoreEos,
-      onProgress: (done, total) => progress.update(done, total),
-      onToken: (id) => {
-        progress.done();
-        if (f.json) return;
-        allIds.push(id);
-        const text = tokenizer.decode(allIds, { skipSpecialTokens: false });
-        const delta = safeDelta(text, streamed.length);
-        streamed += delta;
-        process.stdout.write(delta);
-      },
+    maxNewTokens,
+    sampling,
+    stopIds: tokenizer ? tokenizer.eosTokenIds : config.eosTokenIds,
+    ignoreEos: !!f.ignoreEos,
+    onProgress: (done, total) => progress.update(done, total),
+    onToken: (id) => {
+      progress.done();
+      if (f.json) return;
+      allIds.push(id);
+      // Without a tokenizer the ids are the output: one per token, space-separated.
+      const text = decode(allIds) ?? `${allIds.length > 1 ? ' ' : ''}${id}`;
+      const delta = tokenizer ? safeDelta(text, streamed.length) : text;
+      streamed += delta;
+      process.stdout.write(delta);
+    },
   };
   const result = f.redis
-    ? toResult(await runOnCluster({ ...common, redisUrl: f.redis, prefix: process.env.STARQ_PREFIX || 'starq', generate }))
+    ? toResult(await runOnCluster({ ...common, redisUrl: f.redis, prefix: f.prefix ?? defaultPrefix(), generate }))
     : fromLocal(await runLocal({ ...common, config, threads: intFlag(f.threads, 'threads', 1), generate }));
   progress.done();
-  const text = tokenizer.decode(result.generatedIds, { skipSpecialTokens: false });
+  const text = decode(result.generatedIds);
   if (f.json) {
     process.stdout.write(
       JSON.stringify({
@@ -143,7 +142,7 @@ async function generateCommand(f: GenerateFlags): Promise<void> {
       }) + '\n',
     );
   } else {
-    if (text.length > streamed.length && text.startsWith(streamed)) process.stdout.write(text.slice(streamed.length));
+    if (text !== null && text.length > streamed.length && text.startsWith(streamed)) process.stdout.write(text.slice(streamed.length));
     process.stdout.write('\n');
     const t = result.timings;
     process.stderr.write(

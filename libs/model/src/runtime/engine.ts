@@ -5,6 +5,15 @@
  *
  * Restart semantics: if the worker dies, every pending and later call rejects with
  * `EngineDiedError` and the KV caches it held are lost; create a new engine.
+ *
+ * Shutdown: `close()` never stops the worker inside an ORT call. Terminating a worker thread
+ * while `InferenceSession.run` executes makes onnxruntime-node's binding throw a C++
+ * `Napi::Error` it cannot hand back to the dying JavaScript context, and the whole process aborts
+ * (exit 134, `terminate called after throwing an instance of 'Napi::Error'`); `process.exit()` with
+ * a busy worker risks the same. So `close()` refuses new calls at once, waits for the calls in
+ * flight to answer, and only then stops the idle worker. Every engine a process starts is tracked
+ * until closed: `closeAllEngines()` is the exit path's safety net (the CLI calls it before it exits,
+ * on success, error and SIGINT/SIGTERM).
  */
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -13,6 +22,8 @@ import { StarqError } from '@starq/protocol/errors';
 import type { ModelConfig } from '../types';
 import type { ExecutorOptions, ExecutorStats, ForwardRequest, QkvOut } from './executor';
 import type { SerializedError, WorkerRequest, WorkerResponse } from './worker';
+import { EXIT_OP } from './worker-exit';
+import { assertOrtSafeCommandLine } from './command-line';
 
 export class EngineDiedError extends Error {
   constructor(reason: string) {
@@ -34,28 +45,56 @@ function rebuildError(e: SerializedError): Error {
   return err;
 }
 
+/** Engines started and not yet closed, in this process. */
+const live = new Set<ModelEngine>();
+
+/**
+ * Close every engine of this process that is still open (each waits for its calls in flight; see
+ * `ModelEngine.close`). Resolves when all their workers have stopped.
+ */
+export async function closeAllEngines(): Promise<void> {
+  await Promise.all([...live].map((e) => e.close()));
+}
+
+/** Engines of this process not yet closed (0 once every owner shut its engines down). */
+export function liveEngineCount(): number {
+  return live.size;
+}
+
 export class ModelEngine {
   private readonly worker: Worker;
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private dead: Error | null = null;
+  private exited = false;
+  private closing: Promise<void> | null = null;
+  /** Woken whenever the last call in flight answers. */
+  private idleWaiters: (() => void)[] = [];
 
   private constructor(readonly config: ModelConfig, readonly modelDir: string) {
+    assertOrtSafeCommandLine();
     this.worker = new Worker(path.join(__dirname, 'worker-entry.js'));
+    live.add(this);
     this.worker.on('message', (msg: WorkerResponse) => {
       const p = this.pending.get(msg.id);
       if (!p) return;
       this.pending.delete(msg.id);
       if (msg.ok) p.resolve(msg.result);
       else p.reject(rebuildError(msg.error));
+      if (this.pending.size === 0) this.wakeIdle();
     });
     const die = (reason: string) => {
-      this.dead = new EngineDiedError(reason);
-      for (const p of this.pending.values()) p.reject(this.dead);
+      this.dead ??= new EngineDiedError(reason);
+      for (const p of this.pending.values()) p.reject(new EngineDiedError(reason));
       this.pending.clear();
+      this.wakeIdle();
     };
     this.worker.on('error', (e) => die(e.message));
-    this.worker.on('exit', (code) => die(`exit code ${code}`));
+    this.worker.on('exit', (code) => {
+      this.exited = true;
+      live.delete(this);
+      die(`exit code ${code}`);
+    });
   }
 
   /** Start a worker and load the model directory into it (weights never cross the thread boundary). */
@@ -139,10 +178,34 @@ export class ModelEngine {
     return this.dead === null;
   }
 
-  /** Stop the worker; its caches are freed. */
-  async close(): Promise<void> {
-    if (!this.dead) this.dead = new EngineDiedError('closed');
-    await this.worker.terminate();
+  /**
+   * Stop the worker; its caches are freed. From the first call on, new calls reject with
+   * `EngineDiedError`; the calls already in flight finish (their results are delivered), then the
+   * worker exits from its own event loop. Idempotent: every call returns the same promise.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.dead ??= new EngineDiedError('closed');
+    while (this.pending.size > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    if (!this.exited) {
+      // The worker leaves by itself, from its own event loop: between two tasks, so never inside
+      // an ORT call (work an op left behind, e.g. a sibling of a failed Promise.all, is dropped).
+      const gone = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+      const msg: WorkerRequest = { id: 0, op: EXIT_OP, args: [] };
+      this.worker.postMessage(msg);
+      await gone;
+    }
+    live.delete(this);
+  }
+
+  private wakeIdle(): void {
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
   }
 
   private call(op: string, ...args: unknown[]): Promise<unknown> {

@@ -7,6 +7,7 @@ import { parentPort } from 'node:worker_threads';
 import { StarqError } from '@starq/protocol/errors';
 import { loadModelDir } from '../weights';
 import { ModelExecutor, type ExecutorOptions } from './executor';
+import { EXIT_OP } from './worker-exit';
 
 export interface WorkerRequest {
   id: number;
@@ -84,6 +85,7 @@ function serializeError(e: unknown): SerializedError {
 }
 
 parentPort!.on('message', async (msg: WorkerRequest) => {
+  if (msg.op === EXIT_OP) process.exit(0);
   let response: WorkerResponse;
   let transfer: ArrayBuffer[] = [];
   try {

@@ -1,0 +1,5 @@
+/**
+ * The message op that ends an engine worker: the worker exits from its own event loop, between
+ * two tasks, so never while an ORT call runs on its thread (see `ModelEngine.close`).
+ */
+export const EXIT_OP = '__exit';
