@@ -1,26 +1,21 @@
 /**
  * `starq submit` — a client of the HTTP gateway's native jobs API: POST /v1/jobs, then follow the
  * job's SSE events. With --stream: a progress bar on stderr during phase 1 and the generated text
- * on stdout as it arrives. Ctrl-C cancels the job (DELETE /v1/jobs/:id). Errors from the gateway
- * keep their code: 4xx → exit 2, 5xx / unreachable → exit 1.
+ * on stdout as it arrives. SIGINT / SIGTERM cancel the job (DELETE /v1/jobs/:id) and exit 130 / 143.
+ * Errors from the gateway keep their code: 4xx → exit 2, 5xx / unreachable → exit 1.
  */
 import type { Command } from 'commander';
 import { InvalidInputError, StarqError } from '@starq/protocol/errors';
-import { floatFlag, idsFlag, intFlag, readTextFile } from '../options';
+import { floatFlag, intFlag } from '../options';
+import { addInputFlags, readInputFlags, type InputFlags } from '../input-flags';
+import { envHelp } from '../cluster-flags';
+import { interruptSignal } from '../interrupt';
 import { Progress } from '../progress';
 
-interface SubmitFlags {
+interface SubmitFlags extends InputFlags {
   url: string;
   apiKey?: string;
   model?: string;
-  prompt?: string;
-  promptFile?: string;
-  context?: string;
-  contextFile?: string;
-  query?: string;
-  queryFile?: string;
-  contextIds?: string;
-  queryIds?: string;
   mode?: string;
   blockSize?: string;
   anchorSize?: string;
@@ -37,20 +32,13 @@ interface SubmitFlags {
 }
 
 export function registerSubmit(program: Command): void {
-  program
+  const cmd = program
     .command('submit')
     .description('submit a job to a starq HTTP gateway and follow it')
     .requiredOption('--url <url>', 'gateway URL, e.g. http://127.0.0.1:8080')
-    .option('--api-key <key>', 'API key (default: STARQ_API_KEY)')
-    .option('--model <name>', 'model name (default: the one the gateway serves)')
-    .option('--prompt <text>', 'prompt text (its last token is the query)')
-    .option('--prompt-file <file>', 'read the prompt from a file')
-    .option('--context <text>', 'context text')
-    .option('--context-file <file>', 'read the context from a file')
-    .option('--query <text>', 'query text')
-    .option('--query-file <file>', 'read the query from a file')
-    .option('--context-ids <ids>', 'context token ids, comma-separated')
-    .option('--query-ids <ids>', 'query token ids, comma-separated')
+    .option('--api-key <key>', 'API key (default: $STARQ_API_KEY; prefer the variable: flags show in `ps`)')
+    .option('--model <name>', 'model name (default: the one the gateway serves)');
+  addInputFlags(cmd)
     .option('--mode <mode>', 'star | global | ring')
     .option('--block-size <n>', 'context block size')
     .option('--anchor-size <n>', 'anchor size')
@@ -67,6 +55,7 @@ export function registerSubmit(program: Command): void {
     .action(async (f: SubmitFlags) => {
       await submitCommand(f);
     });
+  envHelp(cmd, [['STARQ_API_KEY', 'API key when --api-key is not given']]);
 }
 
 function gatewayError(status: number, body: unknown, what: string): StarqError {
@@ -95,11 +84,7 @@ async function submitCommand(f: SubmitFlags): Promise<void> {
   const headers: Record<string, string> = { 'Content-Type': 'application/json', ...(key ? { Authorization: `Bearer ${key}` } : {}) };
   const body: Record<string, unknown> = {
     model: f.model,
-    prompt: f.prompt ?? (f.promptFile !== undefined ? readTextFile(f.promptFile, 'prompt-file') : undefined),
-    context: f.context ?? (f.contextFile !== undefined ? readTextFile(f.contextFile, 'context-file') : undefined),
-    query: f.query ?? (f.queryFile !== undefined ? readTextFile(f.queryFile, 'query-file') : undefined),
-    contextIds: idsFlag(f.contextIds, 'context-ids'),
-    queryIds: idsFlag(f.queryIds, 'query-ids'),
+    ...readInputFlags(f),
     mode: f.mode,
     blockSize: intFlag(f.blockSize, 'block-size', 1),
     anchorSize: intFlag(f.anchorSize, 'anchor-size', 0),
@@ -118,16 +103,18 @@ async function submitCommand(f: SubmitFlags): Promise<void> {
   const id = created.id;
   if (!f.json) process.stderr.write(`job ${id} submitted\n`);
 
-  let cancelled = false;
-  const onSigint = () => {
-    cancelled = true;
-    void request(`${root}/v1/jobs/${id}`, { method: 'DELETE', headers }).catch(() => undefined);
+  // Interrupted: cancel the job on the gateway, stop following it; main() exits 130 / 143.
+  const signal = interruptSignal();
+  let cancelling: Promise<unknown> | null = null;
+  const onInterrupt = () => {
+    cancelling = request(`${root}/v1/jobs/${id}`, { method: 'DELETE', headers }).catch(() => undefined);
   };
-  process.once('SIGINT', onSigint);
+  if (signal.aborted) onInterrupt();
+  else signal.addEventListener('abort', onInterrupt, { once: true });
   const progress = new Progress(process.stderr, 'phase 1');
   let streamed = '';
   try {
-    const events = await request(`${root}/v1/jobs/${id}/events`, { headers: { ...headers, Accept: 'text/event-stream' } });
+    const events = await request(`${root}/v1/jobs/${id}/events`, { headers: { ...headers, Accept: 'text/event-stream' }, signal });
     if (events.status !== 200 || !events.body) throw gatewayError(events.status, await events.json().catch(() => null), 'following the job failed');
     let final: { name: string; data: any } | null = null;
     for await (const ev of sseEvents(events.body)) {
@@ -148,7 +135,7 @@ async function submitCommand(f: SubmitFlags): Promise<void> {
     if (!final) throw new StarqError('stream_ended', `the event stream of job ${id} ended without a result`, { status: 502 });
     if (final.name === 'error') {
       const e = final.data.error ?? { code: 'job_failed', message: `job ${id} failed`, param: null };
-      throw new StarqError(e.code, cancelled ? `job ${id} cancelled (Ctrl-C)` : e.message, { param: e.param ?? null, status: e.code === 'cancelled' ? 409 : 500 });
+      throw new StarqError(e.code, e.message, { param: e.param ?? null, status: e.code === 'cancelled' ? 409 : 500 });
     }
     const result = final.data.result;
     if (f.json) {
@@ -162,8 +149,15 @@ async function submitCommand(f: SubmitFlags): Promise<void> {
       `[${result.mode}] context ${result.contextTokens} + query ${result.queryTokens} tokens, ${result.generatedIds.length} generated (${result.finishReason}); ` +
         `phase 1 ${t.phase1Ms.toFixed(1)} ms, first token ${t.firstTokenMs.toFixed(1)} ms, ${t.decodeTokensPerSec.toFixed(1)} tok/s\n`,
     );
+  } catch (e) {
+    if (signal.aborted) {
+      progress.done();
+      await cancelling;
+      throw signal.reason as Error;
+    }
+    throw e;
   } finally {
-    process.off('SIGINT', onSigint);
+    signal.removeEventListener('abort', onInterrupt);
   }
 }
 
