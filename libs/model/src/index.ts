@@ -7,7 +7,6 @@ export * from './sampling';
 export * from './rope';
 export * from './prompt';
 export * from './generate';
-export * from './limits';
 export * from './runtime/engine';
 export * from './runtime/command-line';
 export type { ExecutorOptions, ExecutorStats, ForwardRequest, QkvOut } from './runtime/executor';

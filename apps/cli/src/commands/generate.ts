@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { InvalidInputError } from '@starq/protocol/errors';
 import { loadConfig } from '@starq/model/config';
-import { checkPositionBudget, positionLimit } from '@starq/model/limits';
+import { checkPositions } from '@starq/model/positions';
 import { resolvePrompt } from '@starq/model/prompt';
 import { StarqTokenizer } from '@starq/model/tokenizer';
 import { validateSamplingParams } from '@starq/model/sampling';
@@ -80,7 +80,7 @@ async function generateCommand(f: GenerateFlags): Promise<void> {
   const input = readInputFlags(f);
   const { contextIds, queryIds } = resolvePrompt(input, tokenizer, config.vocabSize);
   const maxNewTokens = intFlag(f.maxNewTokens, 'max-new-tokens')!;
-  checkPositionBudget({ contextTokens: contextIds.length, queryTokens: queryIds.length, maxNewTokens }, positionLimit(config), {
+  checkPositions({ contextTokens: contextIds.length, queryTokens: queryIds.length, maxNewTokens }, config, {
     context: input.contextIds !== undefined ? 'context-ids' : input.prompt !== undefined ? 'prompt' : 'context',
     maxNewTokens: 'max-new-tokens',
   });

@@ -12,7 +12,7 @@ import { blockCacheId, phase1Positions, phase1Tokens, planMode, type ContextPlac
 import { contextKey } from '@starq/protocol/context-key';
 import { encodeContext, queryLogitsOnHosts } from '../distributed';
 import type { GenerateOptions, GenerationResult } from '../generate';
-import { checkPositionBudget, positionLimit } from '../limits';
+import { checkPositions } from '../positions';
 import { ModelEngine } from '../runtime/engine';
 import type { ExecutorOptions } from '../runtime/executor';
 import type { BlockLocator, EncodedContext, Relocation } from '../serving/block-locator';
@@ -95,7 +95,7 @@ export class LocalCluster implements BlockLocator {
 
   /** Phase 1, then phase 2 in the serving loop (batched with whatever else is running). */
   async generate(req: LocalRequest, gen: GenerateOptions, control: LocalGenerateControl = {}): Promise<LocalResult> {
-    checkPositionBudget({ contextTokens: req.contextIds.length, queryTokens: req.queryIds.length, maxNewTokens: gen.maxNewTokens }, positionLimit(this.config));
+    checkPositions({ contextTokens: req.contextIds.length, queryTokens: req.queryIds.length, maxNewTokens: gen.maxNewTokens }, this.config);
     const plan = this.plan(req);
     const key = this.requestKey(req, plan);
     const ids = plan.blocks.map((b) => blockCacheId(key, b.index));
