@@ -10,6 +10,9 @@ export const PREFIX_ENV = 'STARQ_PREFIX';
 /** The key prefix when neither --prefix nor STARQ_PREFIX is given. */
 export const DEFAULT_PREFIX = 'starq';
 
+/** Redis of a cluster when --redis is not given (commands that reach an existing cluster). */
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+
 /** `--prefix` value when the flag is absent: STARQ_PREFIX, else "starq". */
 export function defaultPrefix(): string {
   return process.env[PREFIX_ENV] || DEFAULT_PREFIX;

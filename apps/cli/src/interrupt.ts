@@ -6,6 +6,8 @@
  * blocks (temporary models removed, clusters it started stopped). `main()` then exits with
  * 128 + the signal number: 130 for SIGINT, 143 for SIGTERM. Further signals while shutting down
  * are noted and otherwise ignored: stopping a worker inside an ORT call would abort the process.
+ * A command that runs until stopped (`cluster up`) waits in `untilStopped()`: a signal from then
+ * on is its normal end, and it exits 0 once it has stopped what it started.
  */
 import { closeAllEngines } from '@starq/model/runtime/engine';
 import { StarqError } from '@starq/protocol/errors';
@@ -29,6 +31,16 @@ let current: CommandInterrupt | null = null;
  */
 export function interruptSignal(): AbortSignal {
   return current?.signal ?? new AbortController().signal;
+}
+
+/**
+ * Resolves with the signal that stops a command which runs until stopped; from this call on, such
+ * a signal is the command's normal end (exit 0 when it then finishes cleanly, not 130 / 143).
+ */
+export function untilStopped(): Promise<InterruptSignal> {
+  const c = current;
+  if (!c) return new Promise(() => undefined); // outside main(): nothing can stop it
+  return c.untilStopped();
 }
 
 /** Resolves like `p`, or rejects with `InterruptedError` as soon as the command is interrupted. */
@@ -74,9 +86,24 @@ export class CommandInterrupt {
     return this.controller.signal;
   }
 
-  /** 130 (SIGINT) or 143 (SIGTERM) once a signal arrived, else null. */
+  /** Set when the command declared a signal its normal end (`untilStopped`) before one arrived. */
+  private stopIsNormal = false;
+
+  /** 130 (SIGINT) or 143 (SIGTERM) once a signal interrupted the command, else null. */
   get exitCode(): number | null {
-    return this.received ? INTERRUPT_EXIT_CODES[this.received] : null;
+    return this.received && !this.stopIsNormal ? INTERRUPT_EXIT_CODES[this.received] : null;
+  }
+
+  /** See the module function `untilStopped`. */
+  untilStopped(): Promise<InterruptSignal> {
+    if (this.received) return Promise.resolve(this.received); // interrupted before: stays 130 / 143
+    this.stopIsNormal = true;
+    return new Promise((resolve) => this.signal.addEventListener('abort', () => resolve(this.received!), { once: true }));
+  }
+
+  /** True when a signal interrupted the command (not when it was the end the command waited for). */
+  get interrupted(): boolean {
+    return this.received !== null && !this.stopIsNormal;
   }
 
   /** Waits for the engines the signal closed, removes the handlers. */

@@ -53,7 +53,7 @@ async function run(argv: string[], interrupt: CommandInterrupt): Promise<number>
     await program.parseAsync(argv, { from: 'user' });
     return 0;
   } catch (e) {
-    if (interrupt.received) {
+    if (interrupt.interrupted) {
       process.stderr.write(`starq: error [interrupted]: stopped by ${interrupt.received}\n`);
       return 1; // main() answers 128 + the signal number
     }

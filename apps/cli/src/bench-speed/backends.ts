@@ -17,6 +17,7 @@ import type { GenerateOptions, Timings } from '@starq/model/generate';
 import { LocalCluster } from '@starq/model/local/local-cluster';
 import { peakRssBytes, resetPeakRss } from '@starq/model/perf/peak-rss';
 import type { ModelConfig } from '@starq/model/types';
+import { interruptible } from '../interrupt';
 import type { SpeedCellSpec } from './cells';
 
 export interface CellRun {
@@ -108,10 +109,10 @@ export class ClusterBackend implements SpeedBackend {
         ignoreEos: gen.ignoreEos,
         cache: false,
       });
-      const r = await client.wait(sub.requestId, {
+      const r = await interruptible(client.wait(sub.requestId, {
         token: (id, index) => gen.onToken?.(id, index),
         phase1: (done, total) => gen.onProgress?.(done, total),
-      });
+      }));
       const rss = cluster.actorPids.reduce((s, pid) => s + peakRssBytes(pid), 0);
       return { generatedIds: r.generatedIds, timings: r.timings, peakRssBytes: rss };
     } finally {

@@ -3,7 +3,7 @@
  * Redis (the given one, the default 127.0.0.1:6379, or — when none is reachable — a
  * `redis-server` it starts on a free loopback port). Prints one `ready {...}` line on stdout when
  * every actor has registered, stays in the foreground, and on SIGINT/SIGTERM stops every process it
- * started (hosts release their KV handles).
+ * started (hosts release their KV handles) and exits 0 (a signal before `ready` exits 130 / 143).
  *
  * `starq cluster status` — the live actors of a cluster.
  */
@@ -12,31 +12,35 @@ import { createRedis } from '@starq/actors';
 import { ClusterRegistry, startProcessCluster } from '@starq/cluster';
 import { RedisKeys } from '@starq/protocol';
 import { intFlag } from '../options';
+import { DEFAULT_REDIS_URL, defaultPrefix, envHelp, PREFIX_HELP, PREFIX_VAR } from '../cluster-flags';
+import { untilStopped } from '../interrupt';
 
 export function registerCluster(program: Command): void {
   const cluster = program.command('cluster').description('run or inspect a starq cluster');
-  cluster
+  const up = cluster
     .command('up')
-    .description('start N host actors and a query actor (and Redis if none is reachable)')
+    .description('start N host actors and a query actor (and Redis if none is reachable); runs until SIGINT/SIGTERM, then stops them and exits 0')
     .option('--hosts <n>', 'host actor processes', '2')
-    .option('--redis <url>', 'Redis URL (default: 127.0.0.1:6379, else a private redis-server)')
+    .option('--redis <url>', `Redis URL (default: ${DEFAULT_REDIS_URL}, else a private redis-server on a free port)`)
     .option('--model <dir>', 'model directory (default: ../shared/models/stories260K, else a generated tiny model)')
     .option('--threads <n>', 'ORT threads per actor', '1')
-    .option('--prefix <p>', 'Redis key prefix of this cluster', process.env.STARQ_PREFIX || 'starq')
+    .option('--prefix <p>', PREFIX_HELP)
     .option('--kv-limit <bytes>', 'KV memory limit per host in bytes')
     .option('--port <p>', 'HTTP gateway port (0 = any free port)', '8080')
-    .option('--api-key <key>', 'gateway API key (repeatable; default: STARQ_API_KEYS)', (v: string, acc: string[]) => [...acc, ...v.split(',')], [] as string[])
+    .option('--api-key <key>', 'gateway API key (repeatable; default: $STARQ_API_KEYS)', (v: string, acc: string[]) => [...acc, ...v.split(',')], [] as string[])
     .option('--no-gateway', 'do not start the HTTP gateway')
     .action(async (f: ClusterUpFlags) => {
       await clusterUp(f);
     });
-  cluster
+  envHelp(up, [PREFIX_VAR, ['STARQ_API_KEYS', 'gateway API keys, comma-separated, when no --api-key is given'], ['STARQ_*', 'every other variable is passed on to the actors and the gateway (see docs/DEPLOY.md)']]);
+  const status = cluster
     .command('status')
     .description('list the live actors of a cluster')
-    .option('--redis <url>', 'Redis URL', 'redis://127.0.0.1:6379')
-    .option('--prefix <p>', 'Redis key prefix of the cluster', process.env.STARQ_PREFIX || 'starq')
+    .option('--redis <url>', `Redis URL (default: ${DEFAULT_REDIS_URL})`)
+    .option('--prefix <p>', PREFIX_HELP)
     .option('--json', 'print one JSON object')
-    .action(async (f: { redis: string; prefix: string; json?: boolean }) => {
+    .action(async (flags: { redis?: string; prefix?: string; json?: boolean }) => {
+      const f = { redis: flags.redis ?? DEFAULT_REDIS_URL, prefix: flags.prefix ?? defaultPrefix(), json: flags.json };
       const redis = await createRedis(f.redis, { urlSource: '--redis' });
       try {
         const registry = new ClusterRegistry(redis, { keys: new RedisKeys(f.prefix) });
@@ -67,6 +71,7 @@ export function registerCluster(program: Command): void {
         redis.disconnect();
       }
     });
+  envHelp(status, [PREFIX_VAR]);
 }
 
 interface ClusterUpFlags {
@@ -74,7 +79,7 @@ interface ClusterUpFlags {
   redis?: string;
   model?: string;
   threads: string;
-  prefix: string;
+  prefix?: string;
   kvLimit?: string;
   port: string;
   apiKey: string[];
@@ -86,18 +91,15 @@ async function clusterUp(f: ClusterUpFlags): Promise<void> {
     hosts: intFlag(f.hosts, 'hosts', 1)!,
     threads: intFlag(f.threads, 'threads', 1)!,
     kvLimit: intFlag(f.kvLimit, 'kv-limit', 1),
-    prefix: f.prefix,
+    prefix: f.prefix ?? defaultPrefix(),
     redisUrl: f.redis,
     modelDir: f.model ?? null,
     gateway: f.gateway ? { port: intFlag(f.port, 'port', 0)!, apiKeys: f.apiKey.map((k) => k.trim()).filter((k) => k.length > 0) } : undefined,
   });
   try {
     process.stdout.write(`ready ${JSON.stringify({ redis: cluster.redisUrl, prefix: cluster.prefix, model: cluster.modelDir, hosts: cluster.hostIds, queryActors: cluster.queryIds, ...(cluster.gatewayUrl ? { gateway: cluster.gatewayUrl } : {}) })}\n`);
-    await new Promise<void>((resolve) => {
-      process.once('SIGINT', () => resolve());
-      process.once('SIGTERM', () => resolve());
-    });
-    process.stderr.write('cluster: stopping\n');
+    const sig = await untilStopped();
+    process.stderr.write(`cluster: ${sig}: stopping\n`);
   } finally {
     await cluster.stop();
   }

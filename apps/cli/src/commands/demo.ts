@@ -15,6 +15,9 @@ import { defaultModelDir } from '@starq/model/default-model';
 import { StarqTokenizer } from '@starq/model/tokenizer';
 import { LocalCluster } from '@starq/model/local/local-cluster';
 import { writeRandomCheckpoint } from '@starq/model/synthetic/random-checkpoint';
+import { DEFAULT_REDIS_URL } from '../cluster-flags';
+import { interruptible } from '../interrupt';
+import { intFlag } from '../options';
 
 const STORY =
   'Once upon a time, there was a little girl named Lily. She loved to play outside with her dog, Max. ' +
@@ -31,8 +34,9 @@ export function registerDemo(program: Command): void {
     .description('one long-context request in star, ring and global mode: in-process, then on a local cluster of actor processes')
     .option('--model <dir>', 'model directory (default: ../shared/models/stories260K, else a generated tiny model)')
     .option('--hosts <n>', 'host actor processes of the demo cluster', '2')
-    .option('--redis <url>', 'Redis URL (default: 127.0.0.1:6379, else a private redis-server)')
-    .action(async (flags: { model?: string; hosts: string; redis?: string }) => {
+    .option('--redis <url>', `Redis URL (default: ${DEFAULT_REDIS_URL}, else a private redis-server on a free port)`)
+    .option('--prefix <p>', 'Redis key prefix of the demo cluster (default: starq-demo-<pid>); every key under it is deleted at the end')
+    .action(async (flags: { model?: string; hosts: string; redis?: string; prefix?: string }) => {
       let dir = flags.model ?? defaultModelDir();
       let tmp: string | null = null;
       if (!dir) {
@@ -42,14 +46,14 @@ export function registerDemo(program: Command): void {
         process.stderr.write(`../shared/models/stories260K not found: using a generated random model in ${tmp}\n`);
       }
       try {
-        await demo(dir, Number(flags.hosts) || 2, flags.redis);
+        await demo(dir, intFlag(flags.hosts, 'hosts', 1)!, flags.redis, flags.prefix ?? `starq-demo-${process.pid}`);
       } finally {
         if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
       }
     });
 }
 
-async function demo(dir: string, hosts: number, redisUrl: string | undefined): Promise<void> {
+async function demo(dir: string, hosts: number, redisUrl: string | undefined, prefix: string): Promise<void> {
   const out = (s: string) => process.stdout.write(s);
   const config = loadConfig(dir);
   const tok = StarqTokenizer.load(dir);
@@ -74,18 +78,18 @@ async function demo(dir: string, hosts: number, redisUrl: string | undefined): P
   }
 
   out(`\n2) a cluster of processes: ${hosts} host actors + 1 query actor on Redis (BullMQ block jobs, pub/sub partials)\n`);
-  const pc = await startProcessCluster({ hosts, threads: 1, prefix: `starq-demo-${process.pid}`, redisUrl, modelDir: dir, log: () => undefined });
+  const pc = await startProcessCluster({ hosts, threads: 1, prefix, redisUrl, modelDir: dir, log: () => undefined });
   const client = await StarqClient.connect(pc.redisUrl, { prefix: pc.prefix });
   try {
     out(`   redis ${pc.redisUrl}, actors: ${[...pc.hostIds, ...pc.queryIds].join(', ')}\n`);
     for (const mode of MODES) {
       const sub = await client.submit({ model: path.basename(path.resolve(dir)), mode, contextIds, queryIds, ...modeOpts(mode), ...gen });
-      const r = await client.wait(sub.requestId);
+      const r = await interruptible(client.wait(sub.requestId));
       const same = JSON.stringify(r.generatedIds) === JSON.stringify(local.get(mode));
       out(line(mode, tok.decode(r.generatedIds), r.timings) + `         ${same ? 'same tokens as in-process' : 'DIFFERENT tokens from in-process'}; blocks encoded ${r.blocksEncoded}, reused ${r.blocksReused}\n`);
     }
     const again = await client.submit({ model: path.basename(path.resolve(dir)), mode: 'star', contextIds, queryIds: tok.encode(' The next day', { addSpecialTokens: false }), blockSize, hosts: 4, ...gen });
-    const r = await client.wait(again.requestId);
+    const r = await interruptible(client.wait(again.requestId));
     out(`\n   a second question on the same document reuses its KV blocks (encoded ${r.blocksEncoded}, reused ${r.blocksReused}):\n`);
     out(line('star', tok.decode(r.generatedIds), r.timings));
   } finally {
