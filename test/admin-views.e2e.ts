@@ -137,6 +137,41 @@ describeBrowser('admin dashboard views (browser)', () => {
     expect((await finished(after)).blocks).toMatchObject({ encoded: 4, reused: 0 });
   });
 
+  it('"Drain" on a host moves its blocks to the other host before it exits; the same question gets the same tokens', async () => {
+    const doc = [1, ...randomIds(159, OPTS.vocab, 83, 3)];
+    const q = { contextIds: doc, queryIds: [4, 5], blockSize: 40, hosts: 2, maxNewTokens: 10, ignoreEos: true };
+    const first = await finished(await submit(q));
+    expect(first.status).toBe('completed');
+    const key = await contextKeyOf(first.id);
+    const ids = [0, 1, 2, 3].map((k) => blockCacheId(key, k));
+    const before = await cluster.client.directory.getMany(ids);
+    const victim = before[0]!.hostId;
+    const other = cluster.hosts().find((h) => h.id !== victim)!.id;
+    await open('');
+    const button = page.locator(`#actors tr[data-actor-id="${victim}"] button[data-action="drain"]`);
+    await button.click();
+    await page.getByTestId('notice').waitFor({ state: 'visible' });
+    await expect(page.getByTestId('notice').textContent()).resolves.toContain(`Drain started: drain started on ${victim}`);
+    expect(dialogs.some((m) => m.includes(`Drain host ${victim}?`))).toBe(true);
+    const proc = cluster.actor(victim).proc;
+    await until(`${victim} to exit after its drain`, async () => proc.exitCode !== null || proc.signalCode !== null, 60000);
+    expect(proc.exitCode).toBe(0);
+    const after = await cluster.client.directory.getMany(ids);
+    expect(after.map((h) => h?.hostId)).toEqual([other, other, other, other]); // every block moved
+    await open('#kv');
+    const row = page.locator(`#kv-map .kv-host[data-host-id="${other}"] tr[data-context="${key}"]`);
+    await row.waitFor();
+    await expect(row.locator('[data-field="blocks"]').textContent()).resolves.toBe('0, 1, 2, 3');
+    expect(await page.locator(`#kv-map .kv-host[data-host-id="${victim}"]`).count()).toBe(0);
+    await open('#audit');
+    await expect(page.locator('#audit tr[data-action="drain_host"]').first().getAttribute('data-outcome')).resolves.toBe('ok');
+    // The moved blocks serve the same question: nothing re-encoded, the same tokens.
+    const second = await finished(await submit(q));
+    expect(second.blocks).toMatchObject({ encoded: 0, reused: 4 });
+    expect(second.result.generatedIds).toEqual(first.result.generatedIds);
+    await cluster.addHosts(1); // two hosts again for the next test
+  });
+
   it('a host killed during generation: the job completes and its Gantt marks the re-encoded blocks', async () => {
     const doc = [1, ...randomIds(159, OPTS.vocab, 82, 3)];
     const id = await submit({ contextIds: doc, queryIds: [3], blockSize: 40, hosts: 2, maxNewTokens: 600, ignoreEos: true, cache: false });
