@@ -19,6 +19,7 @@
  *     [--model-dir ../shared/models/bench-256] [--gguf <model-dir>/bench-256.gguf] [--json FILE] [--markdown]
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadConfig, ModelEngine, type ModelConfig } from '@starq/model';
 import { causalPairs, attentionFlopsPerPair, linearFlopsPerToken, lmHeadFlopsPerRow } from '@starq/model/perf/flops';
@@ -190,6 +191,7 @@ async function main(): Promise<void> {
   const starq = new Starq(engine);
 
   log(`[peers] MatMul roofline (${threads} threads)…`);
+  const loadBefore = os.loadavg()[0];
   const before = await bestRoofline(threads);
   // Warm-up: first calls allocate arenas / compute buffers.
   const warm = randomIds(512, config.vocabSize, 99);
@@ -238,6 +240,7 @@ async function main(): Promise<void> {
     log(`[peers] round ${r + 1} decode after ${decodeAfter}: starq ${tps.starq.toFixed(1)} tok/s; llama.cpp ${variants.map((v) => `${v.flash ? 'FA' : 'no FA'} ${tps[v.flash ? 'fa' : 'nofa'].toFixed(1)}`).join(', ')} tok/s`);
   }
   const after = await bestRoofline(threads);
+  const loadAfter = os.loadavg()[0];
   const roof = Math.max(before.matmulGflops, after.matmulGflops);
   for (const x of rows) if (x.starqGflops !== null) x.starqPctMatmul = (100 * x.starqGflops) / roof;
 
@@ -252,11 +255,11 @@ async function main(): Promise<void> {
     { key: 'starqGflops', title: 'starq GFLOP/s', digits: 1 },
     { key: 'starqPctMatmul', title: 'starq % MatMul', digits: 0 },
   ];
-  const head = `starq vs llama.cpp (node-llama-cpp 3.22.1, ${llama.buildType} CPU binary, batch ${batchSize}, KV cache f16) on bench-256, ${threads} threads each; MatMul roofline ${roof.toFixed(1)} GFLOP/s (before ${before.matmulGflops.toFixed(1)} / after ${after.matmulGflops.toFixed(1)})`;
+  const head = `starq vs llama.cpp (node-llama-cpp 3.22.1, ${llama.buildType} CPU binary, batch ${batchSize}, KV cache f16) on bench-256, ${threads} threads each; MatMul roofline ${roof.toFixed(1)} GFLOP/s (before ${before.matmulGflops.toFixed(1)} / after ${after.matmulGflops.toFixed(1)}); 1-min load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after (${os.cpus().length} CPUs)`;
   const table = markdown ? markdownTable(columns, rows as unknown as Record<string, number | string | null>[]) : textTable(columns, rows as unknown as Record<string, number | string | null>[]);
   process.stdout.write(`${head}\n\n${table}\n${agreement.join('\n')}\n`);
   if (jsonOut) {
-    fs.writeFileSync(jsonOut, JSON.stringify({ command: `npx tsx bench/peers/llama-cpp.ts ${process.argv.slice(2).join(' ')}`, machine: machineInfo(), threads, batchSize, roofline: { before: before.matmulGflops, after: after.matmulGflops }, rows, agreement }, null, 2));
+    fs.writeFileSync(jsonOut, JSON.stringify({ command: `npx tsx bench/peers/llama-cpp.ts ${process.argv.slice(2).join(' ')}`, machine: machineInfo(), threads, batchSize, loadAverage: { before: loadBefore, after: loadAfter }, roofline: { before: before.matmulGflops, after: after.matmulGflops }, rows, agreement }, null, 2));
   }
   await engine.close();
   for (const v of variants) await v.ctx.ctx.dispose();
