@@ -15,7 +15,7 @@
  * Speed ratios are starq's speed over llama.cpp's (llama.cpp time / starq time) in the same round.
  *
  *   npx tsx bench/peers/llama-cpp.ts [--threads 2] [--prefill 4096,16384] [--decode-after 4096]
- *     [--decode-tokens 64] [--rounds 2] [--flash-attention off|on|both] [--batch-size 512]
+ *     [--decode-tokens 64] [--rounds 2] [--flash-attention off|on|both] [--batch-size 512] [--kv-type F16|F32]
  *     [--model-dir ../shared/models/bench-256] [--gguf <model-dir>/bench-256.gguf] [--json FILE] [--markdown]
  */
 import * as fs from 'node:fs';
@@ -44,7 +44,15 @@ interface LlamaContext {
   readonly flashAttention: boolean;
 }
 interface LlamaModel {
-  createContext(opts: { contextSize: number; batchSize: number; threads: { ideal: number; min: number }; flashAttention: boolean; sequences: number }): Promise<LlamaContext>;
+  createContext(opts: {
+    contextSize: number;
+    batchSize: number;
+    threads: { ideal: number; min: number };
+    flashAttention: boolean;
+    sequences: number;
+    experimentalKvCacheKeyType: string;
+    experimentalKvCacheValueType: string;
+  }): Promise<LlamaContext>;
   dispose(): Promise<void>;
 }
 interface Llama {
@@ -167,6 +175,8 @@ async function main(): Promise<void> {
   const rounds = arg('--rounds', 2);
   const fa = argStr('--flash-attention', 'both');
   const batchSize = arg('--batch-size', 512);
+  const kvType = argStr('--kv-type', 'F16'); // llama.cpp's default K/V cache type
+  if (!['F16', 'F32'].includes(kvType)) throw new Error(`--kv-type must be F16 or F32 (got ${kvType})`);
   const modelDir = path.resolve(argStr('--model-dir', path.join(__dirname, '../../../shared/models/bench-256')));
   const gguf = path.resolve(argStr('--gguf', path.join(modelDir, 'bench-256.gguf')));
   const jsonOut = argStr('--json', '');
@@ -183,7 +193,7 @@ async function main(): Promise<void> {
   const model = await llama.loadModel({ modelPath: gguf, gpuLayers: 0 });
   const config = loadConfig(modelDir);
   const maxN = Math.max(...prefills, decodeAfter + decodeTokens);
-  const ctxOf = (flash: boolean) => model.createContext({ contextSize: maxN + 256, batchSize, threads: { ideal: threads, min: threads }, flashAttention: flash, sequences: 1 });
+  const ctxOf = (flash: boolean) => model.createContext({ contextSize: maxN + 256, batchSize, threads: { ideal: threads, min: threads }, flashAttention: flash, sequences: 1, experimentalKvCacheKeyType: kvType, experimentalKvCacheValueType: kvType });
   const variants: { flash: boolean; ctx: LlamaCpp }[] = [];
   if (fa !== 'on') variants.push({ flash: false, ctx: new LlamaCpp(await ctxOf(false)) });
   if (fa !== 'off') variants.push({ flash: true, ctx: new LlamaCpp(await ctxOf(true)) });
@@ -255,11 +265,11 @@ async function main(): Promise<void> {
     { key: 'starqGflops', title: 'starq GFLOP/s', digits: 1 },
     { key: 'starqPctMatmul', title: 'starq % MatMul', digits: 0 },
   ];
-  const head = `starq vs llama.cpp (node-llama-cpp 3.22.1, ${llama.buildType} CPU binary, batch ${batchSize}, KV cache f16) on bench-256, ${threads} threads each; MatMul roofline ${roof.toFixed(1)} GFLOP/s (before ${before.matmulGflops.toFixed(1)} / after ${after.matmulGflops.toFixed(1)}); 1-min load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after (${os.cpus().length} CPUs)`;
+  const head = `starq vs llama.cpp (node-llama-cpp 3.22.1, ${llama.buildType} CPU binary, batch ${batchSize}, KV cache ${kvType}) on bench-256, ${threads} threads each; MatMul roofline ${roof.toFixed(1)} GFLOP/s (before ${before.matmulGflops.toFixed(1)} / after ${after.matmulGflops.toFixed(1)}); 1-min load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after (${os.cpus().length} CPUs)`;
   const table = markdown ? markdownTable(columns, rows as unknown as Record<string, number | string | null>[]) : textTable(columns, rows as unknown as Record<string, number | string | null>[]);
   process.stdout.write(`${head}\n\n${table}\n${agreement.join('\n')}\n`);
   if (jsonOut) {
-    fs.writeFileSync(jsonOut, JSON.stringify({ command: `npx tsx bench/peers/llama-cpp.ts ${process.argv.slice(2).join(' ')}`, machine: machineInfo(), threads, batchSize, loadAverage: { before: loadBefore, after: loadAfter }, roofline: { before: before.matmulGflops, after: after.matmulGflops }, rows, agreement }, null, 2));
+    fs.writeFileSync(jsonOut, JSON.stringify({ command: `npx tsx bench/peers/llama-cpp.ts ${process.argv.slice(2).join(' ')}`, machine: machineInfo(), threads, batchSize, kvType, loadAverage: { before: loadBefore, after: loadAfter }, roofline: { before: before.matmulGflops, after: after.matmulGflops }, rows, agreement }, null, 2));
   }
   await engine.close();
   for (const v of variants) await v.ctx.ctx.dispose();
