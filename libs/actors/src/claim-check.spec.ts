@@ -9,7 +9,7 @@ import { RedisKeys } from '@starq/protocol';
 import { ActorClient } from './actor-client';
 import { ActorServer } from './actor-server';
 import { isPayloadRef } from './claim-check';
-import { createRedis, deleteKeysByPrefix } from './redis';
+import { closeRedis, createRedis, deleteKeysByPrefix } from './redis';
 import { ActorRegistry } from './registry';
 
 const keys = new RedisKeys(`t-claim-${randomBytes(4).toString('hex')}`);
@@ -43,7 +43,7 @@ afterAll(async () => {
   await server.stop();
   await registry.deregister();
   await deleteKeysByPrefix(redis, keys.prefix);
-  redis.disconnect();
+  await closeRedis(redis);
 });
 
 it('a 48 MiB argument and a 48 MiB result round-trip (inline pub/sub would exceed the 32 MB subscriber limit)', async () => {

@@ -184,3 +184,29 @@ export async function deleteKeysByPrefix(redis: Redis, prefix: string): Promise<
   } while (cursor !== '0');
   return n;
 }
+
+/**
+ * Closes a connection and resolves once its socket is closed: QUIT (the server answers, then
+ * closes), or `disconnect()` when that does not answer within `timeoutMs`. `disconnect()` alone
+ * returns while the socket and ioredis' disconnect timer are still alive, so a process (or a test
+ * file) that ends right after it still holds them.
+ * @param timeoutMs - @defaultValue 2000
+ */
+export async function closeRedis(redis: Redis, timeoutMs = 2000): Promise<void> {
+  if (redis.status === 'end') return;
+  if (redis.status === 'wait') {
+    redis.disconnect(); // never connected (lazy): no socket to wait for
+    return;
+  }
+  const ended = new Promise<void>((resolve) => redis.once('end', () => resolve()));
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => {
+    timer = setTimeout(() => resolve('late'), timeoutMs);
+  });
+  try {
+    if ((await Promise.race([redis.quit().catch(() => 'failed' as const), late])) !== 'OK') redis.disconnect();
+    await Promise.race([ended, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
