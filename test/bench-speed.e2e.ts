@@ -123,6 +123,6 @@ describe('starq bench speed', () => {
     const r2 = await starq(['bench', 'speed', '--model', dir, '--contexts', '64,200', '--query-tokens', '4', '--new-tokens', '4']);
     expect(r2.code).toBe(2);
     expect(r2.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r2.stderr).toMatch(/^starq: error \[context_too_long\] \(contexts\): context 200 \+ 4 query \+ 4 new tokens = 208 positions exceeds the model's max_position_embeddings 128/);
+    expect(r2.stderr).toMatch(/^starq: error \[context_too_long\] \(contexts\): context \(200\) \+ query \(4\) \+ max new tokens \(4\) = 208 exceeds the model's maximum of 128 positions/);
   }, 300000);
 });

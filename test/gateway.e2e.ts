@@ -489,7 +489,7 @@ describe('malformed and hostile requests', () => {
       { name: 'body over the limit (Content-Length)', body: 'x'.repeat(MAX_BODY + 10), status: 413, code: 'body_too_large', message: new RegExp(String(MAX_BODY)) },
       { name: 'body over the limit (chunked)', body: JSON.stringify(job({ contextIds: Array(150000).fill(5) })), chunked: true, status: 413, code: 'body_too_large' },
       { name: 'context over the cluster KV capacity', body: job({ contextIds: bigCtx, queryIds: [4], maxNewTokens: 1, blockSize: 512 }), status: 422, code: 'context_over_capacity', param: 'contextIds', message: new RegExp(`${bigCtx.length * KV_PER_TOKEN}.*${2 * KV_LIMIT}`) },
-      { name: 'context + max tokens over the position limit', body: job({ contextIds: bigCtx, queryIds: [4], maxNewTokens: 100 }), status: 422, code: 'context_too_long', message: /4151 tokens exceeds the model's maximum of 4096/ },
+      { name: 'context + max tokens over the position limit', body: job({ contextIds: bigCtx, queryIds: [4], maxNewTokens: 100 }), status: 422, code: 'context_too_long', message: /= 4151 exceeds the model's maximum of 4096 positions/ },
       { name: 'unknown job id', method: 'GET', path: '/v1/jobs/does-not-exist', status: 404, code: 'job_not_found' },
       { name: 'path traversal in the job id', method: 'GET', path: '/v1/jobs/..%2F..%2Fadmin', status: 404, code: 'job_not_found' },
       { name: "another key's job", method: 'GET', path: `/v1/jobs/${done.id}`, key: K2, status: 404, code: 'job_not_found' },

@@ -26,6 +26,7 @@
 import { planMode } from '@starq/attention';
 import { InvalidInputError, CapacityError } from '@starq/protocol/errors';
 import { LocalCluster } from '@starq/model/local/local-cluster';
+import { positionLimit, positionLimitSource } from '@starq/model/positions';
 import type { ModelEngine } from '@starq/model/runtime/engine';
 import type { ModelConfig } from '@starq/model/types';
 
@@ -107,20 +108,14 @@ export function fidelityCells(blockSizes: number[], anchors: AnchorSpec[]): Cell
   return cells;
 }
 
-/** The model's usable position limit (max_position_embeddings, or the sliding window when smaller). */
-export function positionLimit(config: ModelConfig): number {
-  return config.slidingWindow !== null ? Math.min(config.maxPositionEmbeddings, config.slidingWindow) : config.maxPositionEmbeddings;
-}
-
 /** A window of N + M + 1 tokens must fit the model: N ≥ 1, M ≥ 1, N + M + 1 ≤ position limit. */
 export function checkWindowFits(config: ModelConfig, contextTokens: number, queryTokens: number): void {
   const limit = positionLimit(config);
   const need = contextTokens + queryTokens + 1;
   if (need > limit) {
-    const what = config.slidingWindow !== null && config.slidingWindow < config.maxPositionEmbeddings ? `sliding window (${limit})` : `position limit (max_position_embeddings = ${limit})`;
     throw new CapacityError(
       'context_too_long',
-      `a window of --context-tokens ${contextTokens} + --query-tokens ${queryTokens} + 1 target = ${need} tokens exceeds the model's ${what}: lower --context-tokens or --query-tokens`,
+      `a window of --context-tokens ${contextTokens} + --query-tokens ${queryTokens} + 1 target = ${need} tokens exceeds the model's ${positionLimitSource(config)}: lower --context-tokens or --query-tokens`,
       'context-tokens',
     );
   }

@@ -7,6 +7,7 @@
 import { ActorClient } from '@starq/actors';
 import { HOST_METHODS, StarqClient } from '@starq/cluster';
 import { loadConfig } from '@starq/model/config';
+import { positionLimit } from '@starq/model/positions';
 import { StarqTokenizer } from '@starq/model/tokenizer';
 import type { ModelConfig } from '@starq/model/types';
 import { AuditLog } from './audit-log';
@@ -50,7 +51,7 @@ export class Gateway {
       this.tokenizerError = (e as Error).message; // token-id requests still work
     }
     this.tokenizer = tokenizer;
-    this.maxPositions = Math.min(this.model.maxPositionEmbeddings, this.model.slidingWindow ?? Infinity);
+    this.maxPositions = positionLimit(this.model);
     this.auth = new Authenticator(cfg);
   }
 

@@ -11,6 +11,7 @@
 import type { Redis } from 'ioredis';
 import { planMode, type Mode } from '@starq/attention';
 import { requestCancelKey, type RequestEvent, type RequestResult, type SamplingData, type StarqClient } from '@starq/cluster';
+import { checkPositions, type PositionParams } from '@starq/model/positions';
 import type { StarqTokenizer } from '@starq/model/tokenizer';
 import { CapacityError, StarqError } from '@starq/protocol';
 import type { Principal } from './auth';
@@ -34,12 +35,6 @@ export interface JobInput {
   sampling: SamplingData;
   ignoreEos: boolean;
   cache: boolean;
-}
-
-/** Names of the request fields that capacity errors point at (they differ between APIs). */
-export interface CapacityParams {
-  context: string;
-  maxNewTokens: string;
 }
 
 /** The job record kept in Redis. */
@@ -210,19 +205,12 @@ export class JobService {
    * Validate against the model and the cluster, enqueue, record. Throws 422 (position limit or KV
    * capacity), 429 (queue full), 503 (no host or query actor), 400 (bad plan options).
    */
-  async submit(input: JobInput, who: Principal, id: string, params: CapacityParams): Promise<JobMeta> {
+  async submit(input: JobInput, who: Principal, id: string, params: PositionParams): Promise<JobMeta> {
     if (this.o.draining?.()) throw new HttpError(503, 'draining', 'this gateway is shutting down and takes no new jobs: retry, another gateway replica will take it');
     const N = input.contextIds.length;
     const M = input.queryIds.length;
     const plan = planMode(input.mode, N, input); // bad sizes → 400 before anything is enqueued
-    const total = N + M + input.maxNewTokens;
-    if (total > this.o.maxPositions) {
-      throw new CapacityError(
-        'context_too_long',
-        `context (${N}) + query (${M}) + max new tokens (${input.maxNewTokens}) = ${total} tokens exceeds the model's maximum of ${this.o.maxPositions} positions`,
-        N + M >= this.o.maxPositions ? params.context : params.maxNewTokens,
-      );
-    }
+    checkPositions({ contextTokens: N, queryTokens: M, maxNewTokens: input.maxNewTokens }, this.o.maxPositions, params);
     const depth = await this.queueDepth();
     if (depth >= this.o.maxQueue) {
       throw new HttpError(429, 'queue_full', `the cluster has ${depth} unfinished requests, at or over the limit of ${this.o.maxQueue} (STARQ_MAX_QUEUE): retry later`);

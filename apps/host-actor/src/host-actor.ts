@@ -21,6 +21,7 @@ import { ActorClient, ActorServer, createRedis, createWorker } from '@starq/acto
 import { actorReadiness, ClusterRegistry, fetchContextIds, HealthServer, HOST_METHODS, KvDirectory, KvNotFoundError, type ActorConfig, type BlockJobData } from '@starq/cluster';
 import { loadConfig } from '@starq/model/config';
 import { LocalHost } from '@starq/model/local/local-host';
+import { positionLimit } from '@starq/model/positions';
 import { ModelEngine } from '@starq/model/runtime/engine';
 import { resolveExecutionProvider, type ExecutionProviderChoice } from '@starq/model/runtime/execution-provider';
 import type { ModelConfig } from '@starq/model/types';
@@ -119,7 +120,7 @@ export class HostActor {
         freeKvBytes: this.cfg.kvLimitBytes,
         threads: this.cfg.threads,
         kvBytesPerToken: this.bytesPerToken,
-        maxPositions: Math.min(this.model.maxPositionEmbeddings, this.model.slidingWindow ?? Infinity),
+        maxPositions: positionLimit(this.model),
         executionProvider: this.provider.provider,
         ...(this.provider.provider === 'cuda' ? { cudaDeviceId: this.provider.cudaDeviceId } : {}),
       },

@@ -130,7 +130,7 @@ describe('cell planning', () => {
 
   it('rejects contexts beyond the position limit, listing each', () => {
     const o = parseSpeedFlags({ ...FLAGS, model: 'x', contexts: '60,100', newTokens: '4', queryTokens: '4' });
-    expect(() => planCells(o, TINY)).toThrow(/60 \+ 4 query \+ 4 new tokens = 68 .*max_position_embeddings 64.*100 \+ 4/);
+    expect(() => planCells(o, TINY)).toThrow(/context \(60\) \+ query \(4\) \+ max new tokens \(4\) = 68 exceeds the model's maximum of 64 positions.*context \(100\)/);
   });
 });
 

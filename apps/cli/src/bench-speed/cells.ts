@@ -8,6 +8,7 @@
  */
 import { planMode, type Mode, type StarPlan } from '@starq/attention';
 import { phase1Flops, phase2Flops } from '@starq/model/perf/flops';
+import { checkPositions } from '@starq/model/positions';
 import type { ModelConfig } from '@starq/model/types';
 import { InvalidInputError, StarqError } from '@starq/protocol/errors';
 import { resolveAnchorSize, resolveBlockSize, type SpeedOptions } from './options';
@@ -59,10 +60,12 @@ export function planCells(o: SpeedOptions, config: ModelConfig): SpeedCellSpec[]
     }
   };
   for (const N of o.contexts) {
-    const need = N + o.queryTokens + o.newTokens;
-    if (need > config.maxPositionEmbeddings) {
-      problems.push(`context ${N} + ${o.queryTokens} query + ${o.newTokens} new tokens = ${need} positions exceeds the model's max_position_embeddings ${config.maxPositionEmbeddings}`);
-      first ??= new InvalidInputError('context_too_long', '', 'contexts');
+    try {
+      checkPositions({ contextTokens: N, queryTokens: o.queryTokens, maxNewTokens: o.newTokens }, config, { context: 'contexts', maxNewTokens: 'new-tokens' });
+    } catch (e) {
+      if (!(e instanceof StarqError)) throw e;
+      first ??= e;
+      problems.push(e.message);
       continue;
     }
     if (o.modes.includes('global')) add('global', N, 1, 'global');

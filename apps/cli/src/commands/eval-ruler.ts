@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { InvalidInputError } from '@starq/protocol/errors';
 import { loadConfig } from '@starq/model/config';
+import { positionLimit } from '@starq/model/positions';
 import { StarqTokenizer } from '@starq/model/tokenizer';
 import { intFlag, readTextFile } from '../options';
 import { Progress } from '../progress';
@@ -23,7 +24,6 @@ import {
   parseLengths,
   parseModes,
   parseTasks,
-  positionLimit,
 } from '../ruler/options';
 import { TASKS } from '../ruler/tasks';
 import { type CellInfo, runRuler } from '../ruler/runner';

@@ -130,11 +130,6 @@ export function modeCells(modes: RulerMode[], blocks: SizeSpec[], anchors: Ancho
   return cells;
 }
 
-/** The model's usable position limit (max_position_embeddings, or the sliding window when smaller). */
-export function positionLimit(config: { maxPositionEmbeddings: number; slidingWindow: number | null }): number {
-  return config.slidingWindow !== null ? Math.min(config.maxPositionEmbeddings, config.slidingWindow) : config.maxPositionEmbeddings;
-}
-
 /** `--max-new-tokens` if given, else the task's default. */
 export function maxNewTokensFor(task: TaskName, override?: number): number {
   return override ?? TASK_SPECS[task].maxNewTokens;

@@ -19,6 +19,7 @@ import * as ort from 'onnxruntime-node';
 import type { AttendRequest, GroupedQuery, Partial, RowGroup } from '@starq/attention';
 import { CapacityError, InvalidInputError } from '@starq/protocol/errors';
 import { buildHeadGraph, buildPostGraph, buildQkvGraph, MAX_CHAIN_TILES } from '../onnx/graphs';
+import { positionLimit, positionLimitSource } from '../positions';
 import { ropeCosSin, ropeInvFreq } from '../rope';
 import type { ModelConfig, ModelWeights } from '../types';
 import type { AttentionBackend } from './attention-backend';
@@ -509,12 +510,10 @@ export class ModelExecutor {
   }
 
   private checkPositions(positions: Int32Array): void {
-    const { maxPositionEmbeddings: maxPos, slidingWindow } = this.config;
-    const limit = slidingWindow !== null ? Math.min(maxPos, slidingWindow) : maxPos;
+    const limit = positionLimit(this.config);
     for (const p of positions) {
       if (p < 0 || p >= limit) {
-        const why = slidingWindow !== null && slidingWindow < maxPos ? `the model's sliding window (${slidingWindow})` : `the model's position limit (max_position_embeddings = ${maxPos})`;
-        throw new CapacityError('context_too_long', `position ${p} exceeds ${why}: shorten the context or the generation`, 'context');
+        throw new CapacityError('context_too_long', `position ${p} exceeds the model's ${positionLimitSource(this.config)}: shorten the context or the generation`, 'context');
       }
     }
   }
