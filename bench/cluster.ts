@@ -1,5 +1,5 @@
 /**
- * Cluster benchmark (the actor-cluster issue): real host/query actor processes on Redis.
+ * Cluster benchmark: real host/query actor processes on Redis.
  *
  *   1. per-layer exchange round trip (q → every host → one partial back), median and p99, for
  *      1..4 host processes — measured from a client with the same RemoteHost calls the query

@@ -1,5 +1,5 @@
 /**
- * Gateway benchmark (the gateway issue): what the HTTP front door costs on top of the cluster.
+ * Gateway benchmark: what the HTTP front door costs on top of the cluster.
  *
  *   (a) latency of a 1-token job (short context, maxNewTokens 1, greedy, cache off so every job
  *       encodes its blocks) along four paths, in one run and interleaved round-robin so machine

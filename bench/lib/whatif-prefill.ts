@@ -2,9 +2,9 @@
  * What-if harness: a causal prefill of the random bench model run directly on ORT sessions in this
  * thread, with the engine's own qkv/post/head graphs (libs/model/src/onnx/graphs.ts) and the same
  * chunked attention + exact LSE merge as the engine's `attendPages`, but with the attention tile
- * shape and the attend graph formulation as parameters. It measured the engine changes (now
- * implemented: ExecutorOptions.attention 'tiled') before they were made; "engine graphs" below are
- * the pre-tiling graphs, kept as the 'paged' reference path (`buildAttendGraphReference`):
+ * shape and the attend graph formulation as parameters, to predict what a tile shape or a graph
+ * formulation gains before the engine adopts it; "engine graphs" below are the graphs of the
+ * engine's 'paged' attention path (`buildAttendGraphReference`):
  *
  *   engine-like   rows 1024 × keys 4096 tiles, engine attend graphs (= the engine's defaults)
  *   tiles         rows 512 × keys 1024 tiles, engine attend graphs
