@@ -31,6 +31,7 @@ import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { createRedis, deleteKeysByPrefix } from '@starq/actors';
 import { startProcessCluster, StarqClient, type LocalProcessCluster } from '@starq/cluster';
+import { jsonData, sseEvents } from '@starq/sse';
 import { loadConfig } from '@starq/model/config';
 import { LocalCluster } from '@starq/model/local/local-cluster';
 import { writeRandomCheckpoint } from '@starq/model/synthetic/random-checkpoint';
@@ -171,32 +172,15 @@ type Runner = (seed: number) => Promise<PathResult>;
 
 const SAMPLING = { temperature: 0, topK: 0, topP: 1, seed: 0 };
 
-/** Reads an SSE response until `result` or `error`; returns the last event's data. */
+/** Reads an SSE response until `result` or `error`; returns that event with its data parsed. */
 async function sseUntilEnd(res: Response): Promise<{ name: string; data: any }> {
   if (!res.body) throw new Error('SSE: no body');
-  const decoder = new TextDecoder();
-  let buf = '';
-  const reader = res.body.getReader();
+  const body = res.body as unknown as AsyncIterable<Uint8Array>;
   try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error('SSE ended without a result');
-      buf += decoder.decode(value, { stream: true });
-      let cut: number;
-      while ((cut = buf.indexOf('\n\n')) >= 0) {
-        const block = buf.slice(0, cut);
-        buf = buf.slice(cut + 2);
-        let name = 'message';
-        let data = '';
-        for (const line of block.split('\n')) {
-          if (line.startsWith('event:')) name = line.slice(6).trim();
-          else if (line.startsWith('data:')) data += line.slice(5).trimStart();
-        }
-        if (name === 'result' || name === 'error') return { name, data: JSON.parse(data) };
-      }
-    }
+    for await (const e of sseEvents(body)) if (e.name === 'result' || e.name === 'error') return { name: e.name, data: jsonData(e) };
+    throw new Error('SSE ended without a result');
   } finally {
-    await reader.cancel().catch(() => undefined);
+    await res.body.cancel().catch(() => undefined);
   }
 }
 

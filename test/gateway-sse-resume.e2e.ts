@@ -18,6 +18,7 @@
  *   in phase 1 resumes and ends with the job's cancellation.
  */
 import * as http from 'node:http';
+import { SseParser } from '@starq/sse';
 import { REDIS_URL, stopProcess, TestCluster, until } from './helpers/cluster';
 import { request, startGateway, writeModel } from './helpers/gateway';
 import { randomIds, TmpDirs } from '@starq/testing';
@@ -36,7 +37,7 @@ let cluster: TestCluster | null = null;
 let gw: Awaited<ReturnType<typeof startGateway>> | null = null;
 let url = '';
 
-// ------------------------------------------------------------------ a raw SSE client
+// ------------------------------------------------------------------ a raw SSE client (node:http, so a test can cut the socket)
 
 interface Ev {
   id: string | null;
@@ -100,40 +101,21 @@ function openSse(path: string, o: { headers?: Record<string, string>; dropAfter?
         });
         return;
       }
-      let buf = '';
-      let id: string | null = null;
-      let name = '';
-      let data: string[] = [];
+      const parser = new SseParser();
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {
         if (conn.dropped) return;
-        buf += chunk;
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          if (line === '') {
-            if (data.length > 0) {
-              const e: Ev = { id, name: name || 'message', data: JSON.parse(data.join('\n')) };
-              if (id !== null) conn.lastEventId = id;
-              conn.events.push(e);
-              if (o.dropAfter?.(e, conn.events)) {
-                conn.drop();
-                return;
-              }
-            }
-            id = null;
-            name = '';
-            data = [];
-          } else if (line.startsWith(':')) conn.comments.push(line.slice(1).trim());
+        for (const item of parser.push(chunk)) {
+          if (item.kind === 'comment') conn.comments.push(item.text);
+          else if (item.kind === 'retry') conn.retries.push({ ms: item.ms, before: conn.events.length });
           else {
-            const colon = line.indexOf(':');
-            const field = colon < 0 ? line : line.slice(0, colon);
-            const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
-            if (field === 'id') id = value;
-            else if (field === 'event') name = value;
-            else if (field === 'data') data.push(value);
-            else if (field === 'retry') conn.retries.push({ ms: Number(value), before: conn.events.length });
+            const e: Ev = { id: item.event.id, name: item.event.name, data: JSON.parse(item.event.data) };
+            if (e.id !== null) conn.lastEventId = e.id;
+            conn.events.push(e);
+            if (o.dropAfter?.(e, conn.events)) {
+              conn.drop();
+              return;
+            }
           }
         }
       });

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { writeRandomCheckpoint, type RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
+import { jsonData, sseEvents } from '@starq/sse';
 import { ROOT, spawnTracked, until } from './cluster';
 
 export interface HttpResult {
@@ -62,6 +63,7 @@ export function request(base: string, method: string, urlPath: string, o: Reques
   });
 }
 
+/** An event of a gateway stream, its data parsed as JSON (`[DONE]` kept as the string). */
 export interface SseEvent {
   name: string;
   data: any;
@@ -78,29 +80,13 @@ export async function readSse(base: string, urlPath: string, key: string | null,
   try {
     const res = await fetch(new URL(urlPath, base), { headers: { Accept: 'text/event-stream', ...(key ? { Authorization: `Bearer ${key}` } : {}) }, signal: ctrl.signal });
     if (res.status !== 200 || !res.body) throw new Error(`SSE ${urlPath}: HTTP ${res.status}: ${await res.text()}`);
-    const decoder = new TextDecoder();
-    let buf = '';
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-      buf += decoder.decode(chunk, { stream: true });
-      let cut: number;
-      while ((cut = buf.indexOf('\n\n')) >= 0) {
-        const block = buf.slice(0, cut);
-        buf = buf.slice(cut + 2);
-        let name = 'message';
-        const data: string[] = [];
-        for (const line of block.split('\n')) {
-          if (line.startsWith('event:')) name = line.slice(6).trim();
-          else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
-        }
-        if (data.length === 0) continue;
-        const raw = data.join('\n');
-        const e: SseEvent = { name, data: raw === '[DONE]' ? raw : JSON.parse(raw) };
-        events.push(e);
-        o.onEvent?.(e);
-        if (o.stopWhen?.(e)) {
-          ctrl.abort();
-          return events;
-        }
+    for await (const raw of sseEvents(res.body as unknown as AsyncIterable<Uint8Array>)) {
+      const e: SseEvent = { name: raw.name, data: jsonData(raw) };
+      events.push(e);
+      o.onEvent?.(e);
+      if (o.stopWhen?.(e)) {
+        ctrl.abort();
+        return events;
       }
     }
     return events;

@@ -6,6 +6,7 @@
  */
 import type { Command } from 'commander';
 import { InvalidInputError, StarqError } from '@starq/protocol/errors';
+import { jsonData, sseEvents } from '@starq/sse';
 import { floatFlag, intFlag } from '../options';
 import { addInputFlags, readInputFlags, type InputFlags } from '../input-flags';
 import { envHelp } from '../cluster-flags';
@@ -117,7 +118,8 @@ async function submitCommand(f: SubmitFlags): Promise<void> {
     const events = await request(`${root}/v1/jobs/${id}/events`, { headers: { ...headers, Accept: 'text/event-stream' }, signal });
     if (events.status !== 200 || !events.body) throw gatewayError(events.status, await events.json().catch(() => null), 'following the job failed');
     let final: { name: string; data: any } | null = null;
-    for await (const ev of sseEvents(events.body)) {
+    for await (const raw of sseEvents(events.body as unknown as AsyncIterable<Uint8Array>)) {
+      const ev = { name: raw.name, data: jsonData(raw) as any };
       if (ev.name === 'job' && f.stream && !f.json) progress.update(ev.data.progress.blocks.done, ev.data.progress.blocks.total);
       else if (ev.name === 'progress' && f.stream && !f.json) progress.update(ev.data.blocks.done, ev.data.blocks.total);
       else if (ev.name === 'token') {
@@ -158,26 +160,5 @@ async function submitCommand(f: SubmitFlags): Promise<void> {
     throw e;
   } finally {
     signal.removeEventListener('abort', onInterrupt);
-  }
-}
-
-/** Parses an SSE byte stream into {name, data} events (data parsed as JSON). */
-async function* sseEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<{ name: string; data: any }> {
-  const decoder = new TextDecoder();
-  let buf = '';
-  for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
-    buf += decoder.decode(chunk, { stream: true });
-    let cut: number;
-    while ((cut = buf.indexOf('\n\n')) >= 0) {
-      const block = buf.slice(0, cut);
-      buf = buf.slice(cut + 2);
-      let name = 'message';
-      const data: string[] = [];
-      for (const line of block.split('\n')) {
-        if (line.startsWith('event:')) name = line.slice(6).trim();
-        else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
-      }
-      if (data.length > 0) yield { name, data: JSON.parse(data.join('\n')) };
-    }
   }
 }

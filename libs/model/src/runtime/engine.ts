@@ -25,6 +25,18 @@ import type { SerializedError, WorkerRequest, WorkerResponse } from './worker';
 import { EXIT_OP } from './worker-exit';
 import { assertOrtSafeCommandLine } from './command-line';
 
+/** Options of a {@link ModelEngine}: the executor's, plus a test hook. */
+export interface EngineOptions extends ExecutorOptions {
+  /**
+   * Test hook (never set it in production): block the worker thread for this many ms at the start
+   * of every context-encoding `forward` (one that returns no logits), as a slow machine would. It
+   * lets a test watch an actor during a multi-second encode on any machine, and only holds the
+   * worker thread: if compute ever ran on the main thread, the caller would stall too.
+   * @defaultValue 0
+   */
+  testEncodeDelayMs?: number;
+}
+
 export class EngineDiedError extends Error {
   constructor(reason: string) {
     super(`model worker died (${reason}); its KV caches are lost — create a new ModelEngine`);
@@ -98,7 +110,7 @@ export class ModelEngine {
   }
 
   /** Start a worker and load the model directory into it (weights never cross the thread boundary). */
-  static async load(modelDir: string, config: ModelConfig, opts: ExecutorOptions = {}): Promise<ModelEngine> {
+  static async load(modelDir: string, config: ModelConfig, opts: EngineOptions = {}): Promise<ModelEngine> {
     const engine = new ModelEngine(config, modelDir);
     try {
       await engine.call('load', modelDir, opts);

@@ -6,7 +6,8 @@
 import { parentPort } from 'node:worker_threads';
 import { StarqError } from '@starq/protocol/errors';
 import { loadModelDir } from '../weights';
-import { ModelExecutor, type ExecutorOptions } from './executor';
+import type { EngineOptions } from './engine';
+import { ModelExecutor, type ForwardRequest } from './executor';
 import { EXIT_OP } from './worker-exit';
 
 export interface WorkerRequest {
@@ -53,17 +54,26 @@ export const EXECUTOR_OPS = [
 export type ExecutorOp = (typeof EXECUTOR_OPS)[number];
 
 let executor: ModelExecutor | null = null;
+/** `EngineOptions.testEncodeDelayMs` of this worker's engine. */
+let encodeDelayMs = 0;
+
+/** Blocks this thread (not only its event loop) for `ms`, as a long computation would. */
+function blockThread(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
 
 async function handle(op: string, args: unknown[]): Promise<unknown> {
   if (op === 'load') {
-    const [dir, opts] = args as [string, ExecutorOptions];
+    const [dir, { testEncodeDelayMs, ...opts }] = args as [string, EngineOptions];
     const { config, weights } = loadModelDir(dir);
     executor = await ModelExecutor.create(config, weights, opts);
+    encodeDelayMs = testEncodeDelayMs ?? 0;
     return null;
   }
   if (op === 'stats') return executor ? { ...executor.stats, forwardMs: { ...executor.stats.forwardMs } } : null;
   if (!executor) throw new Error(`worker: "${op}" called before load`);
   if (!(EXECUTOR_OPS as readonly string[]).includes(op)) throw new Error(`worker: unknown op "${op}"`);
+  if (op === 'forward' && encodeDelayMs > 0 && (args[0] as ForwardRequest).logits === 'none') blockThread(encodeDelayMs);
   const fn = (executor as unknown as Record<string, (...a: unknown[]) => unknown>)[op];
   return fn.apply(executor, args);
 }
