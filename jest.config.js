@@ -7,8 +7,8 @@ module.exports = {
     '^.+\\.(t|j)s$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript', decorators: true }, transform: { legacyDecorator: true, decoratorMetadata: true }, target: 'es2022' }, module: { type: 'commonjs' } }],
   },
   moduleNameMapper: {
-    '^@starq/(model|attention|actors|protocol|cluster|report|testing)$': '<rootDir>/libs/$1/src/index.ts',
-    '^@starq/(model|attention|actors|protocol|cluster|report|testing)/(.*)$': '<rootDir>/libs/$1/src/$2',
+    '^@starq/(model|attention|actors|protocol|cluster|report|sse|testing)$': '<rootDir>/libs/$1/src/index.ts',
+    '^@starq/(model|attention|actors|protocol|cluster|report|sse|testing)/(.*)$': '<rootDir>/libs/$1/src/$2',
   },
   testTimeout: 120000,
 };

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { ActorClient, ActorRegistry, ActorServer, closeRedis, createRedis, deleteKeysByPrefix } from '@starq/actors';
 import { RedisKeys } from '@starq/protocol';
 import { arg, argStr } from './lib/args';
-import { markdownTable, textTable } from './lib/table';
+import { markdownTable, textTable } from '@starq/report';
 
 const CALLS = arg('--calls', 1000);
 const JSON_FILE = argStr('--json', '');
@@ -33,7 +33,7 @@ async function main(): Promise<void> {
   const keys = new RedisKeys(`bench-rpc-${randomBytes(4).toString('hex')}`);
   const redis = await createRedis(REDIS, { connectionName: 'bench-rpc' });
   const registry = new ActorRegistry(redis, { keys });
-  await registry.register({ id: 'svc', type: 'host', capacity: { model: 'none', freeKvBytes: 0, threads: 1 } });
+  await registry.register({ id: 'svc', type: 'bench', capacity: {}, status: {} });
   const server = new ActorServer(redis, { actorId: 'svc', keys });
   server.method('echo', (a: unknown) => a);
   server.method('ack', () => 1);

@@ -372,30 +372,32 @@ describeModel(randomCase);
 
 describe('host event loop while encoding (generated random checkpoint)', () => {
   /**
-   * Big enough that one block takes seconds on 2 cores (measured with the tiled attention on a
-   * Zen 5 VM: 1.8 s for 4096 tokens, 3.1 s for 8192; 12288 keeps a margin above 2 s).
+   * The host's engine blocks its worker thread for ENCODE_DELAY_MS before the encode
+   * (STARQ_TEST_ENCODE_DELAY_MS, a test hook), so phase 1 lasts seconds on any machine. Heartbeats
+   * run on the actor's main thread: they must keep the record alive throughout.
    */
-  const BIG: RandomCheckpointOptions = { ...RANDOM_OPTS, hidden: 256, intermediate: 512, layers: 4, heads: 4, kvHeads: 2, vocab: 256, maxPositions: 16384, tied: true, seed: 3 };
-  const N = 12288;
+  const ENCODE_DELAY_MS = 3000;
   const HEARTBEAT_MS = 300;
+  const TTL_MS = 1500;
+  const N = 256;
   let cluster: TestCluster;
 
   beforeAll(async () => {
-    const dir = tmp.make('starq-cluster-e2e-big-');
-    writeRandomCheckpoint(dir, BIG);
-    cluster = await TestCluster.start({ modelDir: dir, hosts: 1, heartbeatMs: HEARTBEAT_MS, ttlMs: 1500 });
+    const dir = tmp.make('starq-cluster-e2e-slow-');
+    writeRandomCheckpoint(dir, { ...RANDOM_OPTS, seed: 3 });
+    cluster = await TestCluster.start({ modelDir: dir, hosts: 1, heartbeatMs: HEARTBEAT_MS, ttlMs: TTL_MS, env: { STARQ_TEST_ENCODE_DELAY_MS: String(ENCODE_DELAY_MS) } });
   }, 120000);
 
   afterAll(async () => {
     await cluster?.stop();
   }, 60000);
 
-  it(`heartbeats keep arriving every ~${HEARTBEAT_MS} ms during a multi-second phase-1 encode`, async () => {
+  it(`heartbeats keep the host's record alive during a ${ENCODE_DELAY_MS} ms phase-1 encode`, async () => {
     const host = cluster.hosts()[0].id;
     const sub = await cluster.client.submit({
       model: cluster.model,
       mode: 'global',
-      contextIds: randomIds(N, BIG.vocab, 21, 3),
+      contextIds: randomIds(N, RANDOM_OPTS.vocab, 21, 3),
       queryIds: [5, 6, 7, 8],
       maxNewTokens: 1,
       sampling: GREEDY,
@@ -405,7 +407,6 @@ describe('host event loop while encoding (generated random checkpoint)', () => {
     let phase1 = true;
     let missing = 0;
     const beats: number[] = [];
-    const t0 = Date.now();
     const sampler = (async () => {
       while (phase1) {
         const r = await cluster.registry.get(host);
@@ -417,19 +418,15 @@ describe('host event loop while encoding (generated random checkpoint)', () => {
     })();
     const res = await cluster.client.wait(sub.requestId, { event: (e) => void (e.type === 'started' && (phase1 = false)) }, 120000).finally(() => (phase1 = false));
     await sampler;
-    const sampledMs = Date.now() - t0;
     const distinct = [...new Set(beats)].sort((x, y) => x - y);
     const gaps = distinct.slice(1).map((x, i) => x - distinct[i]);
-    const maxGap = Math.max(...gaps);
-    console.log(`phase 1 ${res.timings.phase1Ms} ms; ${distinct.length} distinct heartbeats in ${beats.length} samples; max gap ${maxGap} ms`);
-    // The encode really took seconds (else the test would prove nothing) …
+    // The encode lasted the hook's delay at least (the test hook is in force) …
     expect(res.blocksEncoded).toBe(1);
-    expect(res.timings.phase1Ms).toBeGreaterThanOrEqual(2000);
-    expect(sampledMs).toBeGreaterThanOrEqual(2000);
-    // … and the host's record never expired and was refreshed on schedule throughout.
+    expect(res.timings.phase1Ms).toBeGreaterThanOrEqual(ENCODE_DELAY_MS);
+    // … and the host's record never expired: it was refreshed, never left alone as long as its TTL.
     expect(missing).toBe(0);
-    expect(distinct.length).toBeGreaterThanOrEqual(Math.floor(res.timings.phase1Ms / HEARTBEAT_MS / 2));
-    expect(maxGap).toBeLessThan(3 * HEARTBEAT_MS);
+    expect(distinct.length).toBeGreaterThanOrEqual(Math.floor(ENCODE_DELAY_MS / TTL_MS) + 1);
+    expect(Math.max(...gaps)).toBeLessThan(TTL_MS);
   }, 120000);
 });
 

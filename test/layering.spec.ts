@@ -20,6 +20,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   actors: ['protocol'],
   cluster: ['actors', 'attention', 'model', 'protocol'],
   report: [],
+  sse: [],
   testing: ['model'],
 };
 

@@ -88,7 +88,7 @@ export class HostActor {
     });
     this.healthPort = await this.health.start(); // /health answers during the model load; /ready waits for it
     this.provider = await resolveExecutionProvider(this.cfg.executionProvider);
-    this.engine = await ModelEngine.load(this.cfg.modelDir, this.model, { threads: this.cfg.threads, executionProvider: this.provider });
+    this.engine = await ModelEngine.load(this.cfg.modelDir, this.model, { threads: this.cfg.threads, executionProvider: this.provider, testEncodeDelayMs: this.cfg.testEncodeDelayMs });
     this.local = new LocalHost(this.id, this.engine);
     await this.local.encodeBlock({ cacheId: WARMUP_CACHE, ids: Int32Array.of(0), positions: Int32Array.of(0), keepFrom: 0 });
     await this.local.release([WARMUP_CACHE]);

@@ -27,6 +27,13 @@
  * Also read here, documented where they are parsed: STARQ_HEALTH_PORT, STARQ_HEALTH_HOST,
  * STARQ_DRAIN_TIMEOUT_MS (lifecycle-config.ts) and STARQ_EXECUTION_PROVIDER, STARQ_CUDA_DEVICE_ID
  * (libs/model/src/runtime/execution-provider.ts).
+ *
+ * Test only (never set in a deployment):
+ *
+ * | variable                   | meaning                                                   | default |
+ * | -------------------------- | --------------------------------------------------------- | ------- |
+ * | STARQ_TEST_ENCODE_DELAY_MS | host: block the engine's worker thread this long before   | 0       |
+ * |                            | every block encode (`EngineOptions.testEncodeDelayMs`)    |         |
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -56,6 +63,8 @@ export interface ActorConfig {
   lifecycle: LifecycleConfig;
   /** Execution providers to try, in order (resolved at start-up). */
   executionProvider: ExecutionProviderRequest;
+  /** Test only: `EngineOptions.testEncodeDelayMs` of the host's engine. @defaultValue 0 */
+  testEncodeDelayMs: number;
 }
 
 export function parseActorConfig(kind: 'host' | 'query', env: NodeJS.ProcessEnv = process.env): ActorConfig {
@@ -93,6 +102,7 @@ export function parseActorConfig(kind: 'host' | 'query', env: NodeJS.ProcessEnv 
     linkAdvertise: env.STARQ_LINK_ADVERTISE || null,
     lifecycle: parseLifecycleConfig(env, problems),
     executionProvider: parseExecutionProvider(env, problems),
+    testEncodeDelayMs: int('STARQ_TEST_ENCODE_DELAY_MS', 0, 0),
   };
   for (const [name, v] of [
     ['STARQ_LINK', cfg.link],

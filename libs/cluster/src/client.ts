@@ -14,6 +14,7 @@ import type { FlowJob, FlowProducer, Queue } from 'bullmq';
 import { blockCacheId, planMode, type Mode, type StarPlan } from '@starq/attention';
 import { CapacityError, InvalidInputError, RedisKeys, StarqError, contextHash, contextKey } from '@starq/protocol';
 import { createFlowProducer, createQueue, createRedis } from '@starq/actors';
+import { checkPositions } from '@starq/model/positions';
 import { storeContextIds } from './context-store';
 import { ClusterRegistry, type ClusterActorRecord } from './registry';
 import type { BlockJobData, RequestEvent, RequestJobData, RequestResult, SamplingData } from './jobs';
@@ -110,14 +111,7 @@ export class StarqClient {
       throw new InvalidInputError('unknown_model', `model ${JSON.stringify(req.model)} is not served by this cluster (served: ${[...models].join(', ')})`, 'model');
     }
     const maxPositions = Math.min(...hosts.map((h) => h.capacity.maxPositions ?? Infinity));
-    const total = req.contextIds.length + req.queryIds.length + req.maxNewTokens;
-    if (total > maxPositions) {
-      throw new CapacityError(
-        'context_too_long',
-        `context (${req.contextIds.length}) + query (${req.queryIds.length}) + max new tokens (${req.maxNewTokens}) = ${total} tokens exceeds the model's maximum of ${maxPositions} positions`,
-        'context',
-      );
-    }
+    checkPositions({ contextTokens: req.contextIds.length, queryTokens: req.queryIds.length, maxNewTokens: req.maxNewTokens }, maxPositions);
     const capacity = hosts.reduce((s, h) => s + Math.max(0, h.capacity.freeKvBytes), 0);
     const need = estimateKvBytes(hosts[0], req.contextIds.length);
     if (need !== null && capacity > 0 && need > capacity) {

@@ -1,5 +1,5 @@
 /**
- * KV-cache handles in Redis (DESIGN §4): which host holds which block. Hosts write them after
+ * KV-cache handles in Redis (docs/DESIGN.md §8.4): which host holds which block. Hosts write them after
  * encoding; clients read them to skip phase 1 for an already-encoded context; query actors read
  * them to find a request's blocks. A handle whose host is no longer alive is stale.
  */
