@@ -17,6 +17,7 @@ import { planMode } from '@starq/attention';
 import { ActorClient, createRedis, deleteKeysByPrefix } from '@starq/actors';
 import { ClusterRegistry, KvDirectory, RemoteHost, startProcessCluster, StarqClient, type LocalProcessCluster } from '@starq/cluster';
 import { loadConfig } from '@starq/model/config';
+import { randomTokenIds } from '@starq/model/synthetic/token-ids';
 import { LocalCluster } from '@starq/model/local/local-cluster';
 import { writeRandomCheckpoint } from '@starq/model/synthetic/random-checkpoint';
 import { RedisKeys } from '@starq/protocol';
@@ -37,13 +38,8 @@ function benchModel(): { dir: string; cleanup: () => void } {
   return { dir, cleanup: () => fs.rmSync(dir, { recursive: true, force: true }) };
 }
 
-function ids(n: number, vocab: number, seed: number): number[] {
-  let s = seed >>> 0;
-  return Array.from({ length: n }, () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return 3 + (s % (vocab - 3));
-  });
-}
+/** Seeded token ids in [3, vocab) (no <unk>, <s>, </s>), one sequence per seed. */
+const ids = (n: number, vocab: number, seed: number): number[] => randomTokenIds(n, vocab, seed, 3);
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);

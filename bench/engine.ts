@@ -36,6 +36,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadConfig, ModelEngine, type ExecutorOptions, type ExecutorStats, type ModelConfig } from '@starq/model';
+import { randomTokenIds } from '@starq/model/synthetic/token-ids';
 import { attentionFlopsPerPairPerLayer, causalPairs, forwardFlops, linearFlopsPerToken } from './lib/flops';
 import { machineInfo, markdownTable, textTable, type Column, type MachineInfo } from '@starq/report';
 import { RANDOM_BENCH_MODEL_NAME, writeRandomBenchModel } from './lib/models';
@@ -206,14 +207,9 @@ function statsDelta(a: ExecutorStats, b: ExecutorStats): ExecutorStats {
   return { attendCalls: b.attendCalls - a.attendCalls, attendFlops: b.attendFlops - a.attendFlops, linearFlops: b.linearFlops - a.linearFlops, forwardMs: ms };
 }
 
+/** Seeded ids in [3, vocab) (no <unk>, <s>, </s>). */
 function randomIds(n: number, vocab: number, seed: number): Int32Array {
-  const ids = new Int32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    ids[i] = 3 + (s % (vocab - 3)); // skip <unk>, <s>, </s>
-  }
-  return ids;
+  return Int32Array.from(randomTokenIds(n, vocab, seed, 3));
 }
 
 function range(from: number, n: number): Int32Array {

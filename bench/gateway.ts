@@ -33,6 +33,7 @@ import { createRedis, deleteKeysByPrefix } from '@starq/actors';
 import { startProcessCluster, StarqClient, type LocalProcessCluster } from '@starq/cluster';
 import { jsonData, sseEvents } from '@starq/sse';
 import { loadConfig } from '@starq/model/config';
+import { randomTokenIds } from '@starq/model/synthetic/token-ids';
 import { LocalCluster } from '@starq/model/local/local-cluster';
 import { writeRandomCheckpoint } from '@starq/model/synthetic/random-checkpoint';
 import { machineInfo, markdownTable, textTable, type Column } from '@starq/report';
@@ -79,14 +80,8 @@ function benchModel(): { dir: string; cleanup: () => void } {
   return { dir, cleanup: () => fs.rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** Deterministic pseudo-random token ids in [3, vocab) (no BOS/EOS), one sequence per seed. */
-function ids(n: number, vocab: number, seed: number): number[] {
-  let s = (seed * 2654435761) >>> 0;
-  return Array.from({ length: n }, () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return 3 + (s % (vocab - 3));
-  });
-}
+/** Seeded token ids in [3, vocab) (no <unk>, <s>, </s>), one sequence per seed. */
+const ids = (n: number, vocab: number, seed: number): number[] => randomTokenIds(n, vocab, seed, 3);
 
 interface Summary {
   n: number;

@@ -18,7 +18,7 @@ import { type BrowserContext, type Page } from 'playwright-core';
 import { describeBrowser, launchChromium } from './helpers/browser';
 import { deletePrefix, randomPrefix, stopProcess, TestCluster, until } from './helpers/cluster';
 import { JobsApi, request, startGateway, TERMINAL_STATUSES as TERMINAL, writeModel } from './helpers/gateway';
-import { randomIds, TmpDirs } from '@starq/testing';
+import { randomTokenIds, TmpDirs } from '@starq/testing';
 import type { RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
 
 jest.setTimeout(180000);
@@ -109,7 +109,7 @@ describeBrowser('admin dashboard (browser)', () => {
     });
 
     it('with the admin key it shows the live actors, the queues and a finished job with its final status', async () => {
-      const ctxIds = [1, ...randomIds(99, OPTS.vocab, 71, 3)];
+      const ctxIds = [1, ...randomTokenIds(99, OPTS.vocab, 71, 3)];
       const id = await submit({ contextIds: ctxIds, queryIds: [5, 6], blockSize: 32, maxNewTokens: 6, ignoreEos: true });
       const done = await until(`job ${id} to finish`, async () => {
         const j = await getJob(id);
@@ -162,7 +162,7 @@ describeBrowser('admin dashboard (browser)', () => {
     });
 
     it('cancel from the page cancels a long-running job (admin key, another key\'s job)', async () => {
-      const ctxIds = [1, ...randomIds(159, OPTS.vocab, 72, 3)];
+      const ctxIds = [1, ...randomTokenIds(159, OPTS.vocab, 72, 3)];
       await ensureAdmin();
       const id = await submit({ contextIds: ctxIds, queryIds: [9, 10], blockSize: 40, maxNewTokens: 3000, ignoreEos: true, cache: false });
       const row = jobRow(id);

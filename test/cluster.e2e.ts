@@ -27,7 +27,7 @@ import { loadConfig } from '../libs/model/src/config';
 import { LocalCluster } from '../libs/model/src/local/local-cluster';
 import { writeRandomCheckpoint, type RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
 import { deletePrefix, randomPrefix, REDIS_URL, ROOT, sleep, spawnTracked, stopProcess, TestCluster, until, waitExit } from './helpers/cluster';
-import { randomIds, TmpDirs } from '@starq/testing';
+import { randomTokenIds, TmpDirs } from '@starq/testing';
 
 const STORIES = path.resolve(ROOT, '../shared/models/stories260K');
 const haveStories = fs.existsSync(path.join(STORIES, 'reference_long.json'));
@@ -85,7 +85,7 @@ const randomCase: ModelCase = {
     }
     return randomDir;
   },
-  prompt: (i) => ({ ctx: randomIds(N_CTX, RANDOM_OPTS.vocab, 11 + 2 * i, 3), query: randomIds(N_QUERY, RANDOM_OPTS.vocab, 12 + 2 * i, 3) }),
+  prompt: (i) => ({ ctx: randomTokenIds(N_CTX, RANDOM_OPTS.vocab, 11 + 2 * i, 3), query: randomTokenIds(N_QUERY, RANDOM_OPTS.vocab, 12 + 2 * i, 3) }),
   starDiffersFromGlobal: true,
 };
 
@@ -397,7 +397,7 @@ describe('host event loop while encoding (generated random checkpoint)', () => {
     const sub = await cluster.client.submit({
       model: cluster.model,
       mode: 'global',
-      contextIds: randomIds(N, RANDOM_OPTS.vocab, 21, 3),
+      contextIds: randomTokenIds(N, RANDOM_OPTS.vocab, 21, 3),
       queryIds: [5, 6, 7, 8],
       maxNewTokens: 1,
       sampling: GREEDY,

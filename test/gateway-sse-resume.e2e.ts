@@ -21,7 +21,7 @@ import * as http from 'node:http';
 import { SseParser } from '@starq/sse';
 import { REDIS_URL, stopProcess, TestCluster, until } from './helpers/cluster';
 import { request, startGateway, writeModel } from './helpers/gateway';
-import { randomIds, TmpDirs } from '@starq/testing';
+import { randomTokenIds, TmpDirs } from '@starq/testing';
 import type { RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
 
 jest.setTimeout(180000);
@@ -202,7 +202,7 @@ function expectSameStream(parts: SseConn[], ref: SseConn): void {
 
 let seed = 100;
 async function submit(extra: Record<string, unknown> = {}): Promise<string> {
-  const ctx = [1, ...randomIds(299, OPTS.vocab, ++seed, 3)];
+  const ctx = [1, ...randomTokenIds(299, OPTS.vocab, ++seed, 3)];
   const r = await request(url, 'POST', '/v1/jobs', { key: KEY, body: { contextIds: ctx, queryIds: [5, 6], blockSize: 16, hosts: 2, maxNewTokens: TOKENS, ignoreEos: true, cache: false, ...extra } });
   if (r.status !== 202) throw new Error(`POST /v1/jobs: ${r.status} ${r.text}`);
   return r.json.id;
@@ -346,7 +346,7 @@ describe('resumable job event streams', () => {
   });
 
   it('a job that fails with no stream entry (a block job failed): its final event has an `.end` id, and resumes the same way', async () => {
-    const ctx = [1, ...randomIds(2099, OPTS.vocab, 8, 3)];
+    const ctx = [1, ...randomTokenIds(2099, OPTS.vocab, 8, 3)];
     const r = await request(url, 'POST', '/v1/jobs', { key: KEY, body: { contextIds: ctx, queryIds: [4], blockSize: 2100, maxNewTokens: 2 } });
     expect(r.status).toBe(202);
     const path = `/v1/jobs/${r.json.id}/events`;
@@ -366,7 +366,7 @@ describe('resumable job event streams', () => {
 
   it('keep-alive comments flow during a long phase 1; a stream dropped in phase 1 resumes and ends with the cancellation', async () => {
     // 1000 blocks of 2 tokens: a phase 1 of several seconds with no stream entry at all.
-    const ctx = [1, ...randomIds(1999, OPTS.vocab, 7, 3)];
+    const ctx = [1, ...randomTokenIds(1999, OPTS.vocab, 7, 3)];
     const r = await request(url, 'POST', '/v1/jobs', { key: KEY, body: { contextIds: ctx, queryIds: [5], blockSize: 2, hosts: 2, maxNewTokens: 2, cache: false } });
     expect(r.status).toBe(202);
     const id = r.json.id;

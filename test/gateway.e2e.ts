@@ -27,7 +27,7 @@ import { StarqTokenizer } from '../libs/model/src/tokenizer';
 import type { RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
 import { deletePrefix, randomPrefix, REDIS_URL, ROOT, sleep, spawnTracked, stopProcess, until, waitExit } from './helpers/cluster';
 import { CHAT_TEMPLATE, readSse, request, startGateway, writeModel, type SseEvent } from './helpers/gateway';
-import { randomIds, TmpDirs } from '@starq/testing';
+import { randomTokenIds, TmpDirs } from '@starq/testing';
 
 jest.setTimeout(180000);
 
@@ -79,10 +79,10 @@ const CTX_TEXT = 'once upon a time there was a little cat who liked to sit on th
 
 /** Jobs compared with `starq generate --json` (in-process LocalCluster). */
 const PARITY: { name: string; body: Record<string, unknown>; args: string[] }[] = (() => {
-  const ctxA = [1, ...randomIds(299, VOCAB, 11, 3)];
-  const qA = randomIds(4, VOCAB, 12, 3);
-  const ctxC = [1, ...randomIds(239, VOCAB, 13, 3)];
-  const qC = randomIds(3, VOCAB, 14, 3);
+  const ctxA = [1, ...randomTokenIds(299, VOCAB, 11, 3)];
+  const qA = randomTokenIds(4, VOCAB, 12, 3);
+  const ctxC = [1, ...randomTokenIds(239, VOCAB, 13, 3)];
+  const qC = randomTokenIds(3, VOCAB, 14, 3);
   return [
     {
       name: 'star, token ids, greedy',
@@ -235,7 +235,7 @@ describe('native jobs API', () => {
   });
 
   it('SSE streams phase-1 progress, every token in order with its text, then the result', async () => {
-    const ctx = [1, ...randomIds(299, VOCAB, 21, 3)];
+    const ctx = [1, ...randomTokenIds(299, VOCAB, 21, 3)];
     const id = await submit({ contextIds: ctx, queryIds: [5, 6], blockSize: 8, hosts: 2, maxNewTokens: 20, ignoreEos: true, cache: false });
     const events = await readSse(url, `/v1/jobs/${id}/events`, K1);
     expect(events[0].name).toBe('job');
@@ -261,7 +261,7 @@ describe('native jobs API', () => {
   });
 
   it('cancel during phase 1 frees the queued block jobs, stops the request and releases its KV', async () => {
-    const ctx = [1, ...randomIds(1999, VOCAB, 31, 3)];
+    const ctx = [1, ...randomTokenIds(1999, VOCAB, 31, 3)];
     const cacheIds = jobCacheIds(ctx, 1);
     const id = await submit({ contextIds: ctx, queryIds: [7], blockSize: 1, hosts: 2, maxNewTokens: 4, cache: false });
     const seen: SseEvent[] = [];
@@ -293,7 +293,7 @@ describe('native jobs API', () => {
   });
 
   it('cancel during generation stops it within a step and releases the KV; the cluster keeps serving', async () => {
-    const ctx = [1, ...randomIds(199, VOCAB, 41, 3)];
+    const ctx = [1, ...randomTokenIds(199, VOCAB, 41, 3)];
     const cacheIds = jobCacheIds(ctx, 50);
     const id = await submit({ contextIds: ctx, queryIds: [9, 10], blockSize: 50, hosts: 2, maxNewTokens: 3000, ignoreEos: true, cache: false });
     let tokens = 0;
@@ -328,7 +328,7 @@ describe('native jobs API', () => {
 describe('jobs that fail after they were accepted', () => {
   it('a block no host can hold fails the job with the host\'s reason (status, SSE and OpenAI answer)', async () => {
     // One 2100-token block needs more KV than a host's limit (the cluster as a whole has room).
-    const ctx = [1, ...randomIds(2099, VOCAB, 61, 3)];
+    const ctx = [1, ...randomTokenIds(2099, VOCAB, 61, 3)];
     const body = { contextIds: ctx, queryIds: [4], blockSize: 2100, maxNewTokens: 2 };
     const id = await submit(body);
     const events = await readSse(url, `/v1/jobs/${id}/events`, K1);
@@ -447,9 +447,9 @@ describe('OpenAI-compatible API (official openai client)', () => {
 
 describe('malformed and hostile requests', () => {
   it('each gets its documented status and error body; a normal job right after completes', async () => {
-    const ctx = [1, ...randomIds(59, VOCAB, 51, 3)];
+    const ctx = [1, ...randomTokenIds(59, VOCAB, 51, 3)];
     const done = await waitJob(await submit({ contextIds: ctx, queryIds: [4], maxNewTokens: 2, hosts: 2 }));
-    const bigCtx = [1, ...randomIds(4049, VOCAB, 52, 3)];
+    const bigCtx = [1, ...randomTokenIds(4049, VOCAB, 52, 3)];
     type Case = { name: string; method?: string; path?: string; key?: string | null; body?: unknown; headers?: Record<string, string>; chunked?: boolean; status: number; code: string; param?: string | null; message?: RegExp; base?: () => string };
     const job = (extra: Record<string, unknown>) => ({ contextIds: ctx, queryIds: [4], maxNewTokens: 2, ...extra });
     const chat = (extra: Record<string, unknown>) => ({ model: modelId, messages: [{ role: 'user', content: 'hi' }], ...extra });
@@ -551,8 +551,8 @@ describe('load', () => {
   it('50 concurrent small jobs all complete with the right tokens; none lost or duplicated', async () => {
     const N = 50;
     const jobs = Array.from({ length: N }, (_, i) => {
-      const ctx = [1, ...randomIds(20 + (i % 5) * 10, VOCAB, 1000 + i, 3)];
-      return { ctx, query: randomIds(2, VOCAB, 2000 + i, 3), mode: i % 3 === 2 ? ('global' as const) : ('star' as const) };
+      const ctx = [1, ...randomTokenIds(20 + (i % 5) * 10, VOCAB, 1000 + i, 3)];
+      return { ctx, query: randomTokenIds(2, VOCAB, 2000 + i, 3), mode: i % 3 === 2 ? ('global' as const) : ('star' as const) };
     });
     const before = await queueCounts();
     const ids = await Promise.all(

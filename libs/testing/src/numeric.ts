@@ -5,7 +5,6 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { mulberry32 } from '@starq/model/synthetic/random-checkpoint';
 
 /** max |a[i] − b[i]|; throws when the lengths differ (a silent length mismatch would hide bugs). */
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -41,11 +40,8 @@ export function top2(x: ArrayLike<number>, V: number, row: number): { argmax: nu
   return { argmax: best, gap: bv - second };
 }
 
-/** `n` seeded pseudo-random token ids in [lo, vocab). */
-export function randomIds(n: number, vocab: number, seed: number, lo = 0): number[] {
-  const rand = mulberry32(seed);
-  return Array.from({ length: n }, () => lo + Math.floor(rand() * (vocab - lo)));
-}
+/** Seeded token ids (the one implementation, shared with benchmarks). */
+export { randomTokenIds } from '@starq/model/synthetic/token-ids';
 
 /** Int32Array [start, start + n). */
 export function range(start: number, n: number): Int32Array {

@@ -17,7 +17,7 @@
  * and the phase-2 figures. `roofline.matmulGflops` is the best plain ORT MatMul rate with the
  * run's thread count, measured before the first cell and after the last (the higher counts).
  */
-import { mulberry32 } from '@starq/model/synthetic/random-checkpoint';
+import { randomTokenIds } from '@starq/model/synthetic/token-ids';
 import { bestRoofline, type RooflineResult } from '@starq/model/perf/roofline';
 import type { GenerateOptions } from '@starq/model/generate';
 import type { SpeedCellSpec } from './cells';
@@ -73,13 +73,6 @@ export interface RunSpeedOptions {
   onToken?: (index: number, total: number) => void;
 }
 
-/** Seeded token ids in [firstId, vocab). */
-export function randomIds(n: number, vocab: number, firstId: number, seed: number): number[] {
-  const rnd = mulberry32(seed);
-  const span = vocab - firstId;
-  return Array.from({ length: n }, () => firstId + Math.floor(rnd() * span));
-}
-
 export async function runSpeed(o: RunSpeedOptions): Promise<SpeedResult> {
   // The MatMul rate moves with the machine's load and clock: measure it before and after the cells
   // and take the higher (the figure any cell could at best have reached).
@@ -98,8 +91,8 @@ export async function runSpeed(o: RunSpeedOptions): Promise<SpeedResult> {
     const elapsed = performance.now() - t0;
     o.onCell?.(n, spec, doneFlops > 0 ? (elapsed * (totalFlops - doneFlops)) / doneFlops : null);
     // The same context for every cell of a context length (and the same query), so only the mode differs.
-    const contextIds = randomIds(spec.contextTokens, o.vocabSize, o.firstId, o.seed * 7919 + spec.contextTokens);
-    const queryIds = randomIds(o.queryTokens, o.vocabSize, o.firstId, o.seed * 7919 + 1);
+    const contextIds = randomTokenIds(spec.contextTokens, o.vocabSize, o.seed * 7919 + spec.contextTokens, o.firstId);
+    const queryIds = randomTokenIds(o.queryTokens, o.vocabSize, o.seed * 7919 + 1, o.firstId);
     const gen: GenerateOptions = {
       maxNewTokens: o.newTokens,
       sampling: { temperature: 0, topK: 0, topP: 1, seed: o.seed },

@@ -31,7 +31,7 @@ import { planStar, phase1Positions, phase1Tokens, type EncodeBlockRequest } from
 import { linearFlopsPerToken } from '../perf/flops';
 import { LocalCluster, type LocalRequest } from './local-cluster';
 import { LocalHost } from './local-host';
-import { TmpDirs, maxAbsDiff, randomIds, range } from '@starq/testing';
+import { TmpDirs, maxAbsDiff, randomTokenIds, range } from '@starq/testing';
 
 const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0 };
 const gen = (maxNewTokens: number): GenerateOptions => ({ maxNewTokens, sampling: GREEDY, stopIds: [] });
@@ -89,8 +89,8 @@ describe('Star / Ring / Global on a random Llama checkpoint (LocalCluster vs eng
     config = loaded.config;
     V = config.vocabSize;
     ref = new ReferenceModel(config, loaded.weights);
-    contextIds = [1, ...randomIds(N - 1, V, 7001, 3)];
-    queryIds = randomIds(M, V, 7002, 3);
+    contextIds = [1, ...randomTokenIds(N - 1, V, 7001, 3)];
+    queryIds = randomTokenIds(M, V, 7002, 3);
     cluster = await LocalCluster.start(dir, config, { hosts: 3 });
     engine = await ModelEngine.load(dir, config, { threads: 1 });
     globalLogits = await engineGlobalQueryLogits(engine, contextIds, queryIds, V);
@@ -212,7 +212,7 @@ describe('Anchor once per host (LocalHost): exact, shared, counted once, release
     const dir = tmp.make('starq-anchor-spec-');
     writeRandomCheckpoint(dir, RANDOM);
     config = loadModelDir(dir).config;
-    contextIds = [1, ...randomIds(N - 1, config.vocabSize, 7101, 3)];
+    contextIds = [1, ...randomTokenIds(N - 1, config.vocabSize, 7101, 3)];
     engine = await ModelEngine.load(dir, config, { threads: 1 });
   });
   afterAll(async () => {

@@ -13,7 +13,7 @@ import type { ModelConfig } from '../types';
 import { loadModelDir } from '../weights';
 import { ModelEngine } from './engine';
 import type { ExecutorOptions } from './executor';
-import { TmpDirs, maxAbsDiff, randomIds, range, rowsOf } from '@starq/testing';
+import { TmpDirs, maxAbsDiff, randomTokenIds, range, rowsOf } from '@starq/testing';
 
 const OPTS: RandomCheckpointOptions = {
   architecture: 'llama',
@@ -46,7 +46,7 @@ beforeAll(async () => {
   writeRandomCheckpoint(dir, OPTS);
   config = loadConfig(dir);
   V = config.vocabSize;
-  ids = randomIds(N, V, 99);
+  ids = randomTokenIds(N, V, 99);
   base = await ModelEngine.load(dir, config, { threads: 1 });
   oneShot = (await base.forward({ cacheId: 'oneshot', ids: Int32Array.from(ids), positions: range(0, N), logits: 'all' }))!;
   await base.dropCache('oneshot');

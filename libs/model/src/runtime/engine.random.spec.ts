@@ -8,7 +8,7 @@ import { ReferenceModel } from '../reference-forward';
 import { writeRandomCheckpoint, type RandomCheckpointOptions } from '../synthetic/random-checkpoint';
 import { loadModelDir } from '../weights';
 import { ModelEngine } from './engine';
-import { TmpDirs, maxAbsDiff, randomIds, range, rowsOf } from '@starq/testing';
+import { TmpDirs, maxAbsDiff, randomTokenIds, range, rowsOf } from '@starq/testing';
 
 const TOL = 1e-4;
 
@@ -46,7 +46,7 @@ describe.each(VARIANTS)('ModelEngine vs float64 reference: %s', (_name, opts) =>
     expect(config.vocabSize).toBe(opts.vocab);
     ref = new ReferenceModel(config, weights);
     V = config.vocabSize;
-    ids = randomIds(T, V, opts.seed * 7 + 1);
+    ids = randomTokenIds(T, V, opts.seed * 7 + 1);
     refLogits = ref.forward(ids); // positions 0..T-1
     engine = await ModelEngine.load(dir, loadConfig(dir), { threads: 1 });
   });

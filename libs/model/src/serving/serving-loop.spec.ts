@@ -19,7 +19,7 @@ import type { ModelConfig } from '../types';
 import { loadModelDir } from '../weights';
 import { EngineQueryBackend } from './query-backend';
 import { ServingLoop, type ServingEvent } from './serving-loop';
-import { TmpDirs, randomIds } from '@starq/testing';
+import { TmpDirs, randomTokenIds } from '@starq/testing';
 
 const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0 };
 const gen = (maxNewTokens: number, extra: Partial<GenerateOptions> = {}): GenerateOptions => ({ maxNewTokens, sampling: GREEDY, stopIds: [], ...extra });
@@ -38,13 +38,13 @@ afterAll(() => tmp.cleanup());
 /** A mixed set: context/query lengths, modes, block sizes, host counts. */
 function mixedRequests(): (LocalRequest & { name: string; maxNew: number })[] {
   const V = config.vocabSize;
-  const ctx = (n: number, seed: number) => [1, ...randomIds(n - 1, V, seed, 3)];
+  const ctx = (n: number, seed: number) => [1, ...randomTokenIds(n - 1, V, seed, 3)];
   return [
-    { name: 'star-b64-3h', mode: 'star', contextIds: ctx(300, 11), queryIds: randomIds(9, V, 12, 3), blockSize: 64, anchorSize: 32, hosts: 3, maxNew: 14 },
-    { name: 'star-b100-2h', mode: 'star', contextIds: ctx(200, 21), queryIds: randomIds(3, V, 22, 3), blockSize: 100, anchorSize: 100, hosts: 2, maxNew: 20 },
-    { name: 'global', mode: 'global', contextIds: ctx(150, 31), queryIds: randomIds(17, V, 32, 3), maxNew: 8 },
-    { name: 'ring-b50-3h', mode: 'ring', contextIds: ctx(180, 41), queryIds: randomIds(5, V, 42, 3), blockSize: 50, hosts: 3, maxNew: 12 },
-    { name: 'star-long-query', mode: 'star', contextIds: ctx(120, 51), queryIds: randomIds(40, V, 52, 3), blockSize: 40, anchorSize: 20, hosts: 3, maxNew: 10 },
+    { name: 'star-b64-3h', mode: 'star', contextIds: ctx(300, 11), queryIds: randomTokenIds(9, V, 12, 3), blockSize: 64, anchorSize: 32, hosts: 3, maxNew: 14 },
+    { name: 'star-b100-2h', mode: 'star', contextIds: ctx(200, 21), queryIds: randomTokenIds(3, V, 22, 3), blockSize: 100, anchorSize: 100, hosts: 2, maxNew: 20 },
+    { name: 'global', mode: 'global', contextIds: ctx(150, 31), queryIds: randomTokenIds(17, V, 32, 3), maxNew: 8 },
+    { name: 'ring-b50-3h', mode: 'ring', contextIds: ctx(180, 41), queryIds: randomTokenIds(5, V, 42, 3), blockSize: 50, hosts: 3, maxNew: 12 },
+    { name: 'star-long-query', mode: 'star', contextIds: ctx(120, 51), queryIds: randomTokenIds(40, V, 52, 3), blockSize: 40, anchorSize: 20, hosts: 3, maxNew: 10 },
   ];
 }
 
@@ -65,7 +65,7 @@ describe('engine row independence (the property batching rests on)', () => {
     const positions = lens.map((n, g) => Int32Array.from({ length: n }, (_, i) => 50 * g + i));
     const batched = lens.map((_, g) => ({ cacheId: `b${g}`, positions: positions[g] }));
     for (let g = 0; g < lens.length; g++) for (const id of [`b${g}`, `a${g}`]) await engine.createCache(id, 64);
-    const x = await engine.embed(Int32Array.from(randomIds(T, V, 99, 3))); // (T, hidden)
+    const x = await engine.embed(Int32Array.from(randomTokenIds(T, V, 99, 3))); // (T, hidden)
     // batched: layer 0, then post(0) + layer 1 over the stacked own partials, then head
     const b0 = await engine.queryLayer(0, x, batched);
     const attn = new Float32Array(H * T * D); // (H, T, D) stacked from per-group (H, n, D)
