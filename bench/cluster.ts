@@ -18,6 +18,7 @@ import { ActorClient, createRedis, deleteKeysByPrefix } from '@starq/actors';
 import { ClusterRegistry, KvDirectory, RemoteHost, startProcessCluster, StarqClient, type LocalProcessCluster } from '@starq/cluster';
 import { loadConfig } from '@starq/model/config';
 import { randomTokenIds } from '@starq/model/synthetic/token-ids';
+import { sharedModel } from '@starq/model/shared-fixtures';
 import { LocalCluster } from '@starq/model/local/local-cluster';
 import { writeRandomCheckpoint } from '@starq/model/synthetic/random-checkpoint';
 import { RedisKeys } from '@starq/protocol';
@@ -30,8 +31,8 @@ const REDIS = process.env.STARQ_REDIS_URL || 'redis://127.0.0.1:6379';
 const log = (s: string) => process.stderr.write(s + '\n');
 
 function benchModel(): { dir: string; cleanup: () => void } {
-  const shared = path.resolve(__dirname, '../../shared/models/bench-256');
-  if (fs.existsSync(path.join(shared, 'config.json'))) return { dir: shared, cleanup: () => undefined };
+  const shared = sharedModel('bench-256');
+  if (shared.present) return { dir: shared.path, cleanup: () => undefined };
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'starq-bench-cluster-'));
   writeRandomCheckpoint(dir, { architecture: 'llama', hidden: 256, intermediate: 688, layers: 4, heads: 8, kvHeads: 2, vocab: 512, maxPositions: 65536, dtype: 'F32', tied: false, sharded: false, seed: 0 });
   log(`bench-256 not found: using a random model of the same shape in ${dir}`);

@@ -37,6 +37,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadConfig, ModelEngine, type ExecutorOptions, type ExecutorStats, type ModelConfig } from '@starq/model';
 import { randomTokenIds } from '@starq/model/synthetic/token-ids';
+import { sharedModel } from '@starq/model/shared-fixtures';
 import { attentionFlopsPerPairPerLayer, causalPairs, forwardFlops, linearFlopsPerToken } from './lib/flops';
 import { machineInfo, markdownTable, textTable, type Column, type MachineInfo } from '@starq/report';
 import { RANDOM_BENCH_MODEL_NAME, writeRandomBenchModel } from './lib/models';
@@ -97,7 +98,7 @@ function parseArgs(argv: string[]): Args {
     modelContexts: [16384, 65536],
     stories: true,
     random: true,
-    storiesDir: path.resolve(__dirname, '../../shared/models/stories260K'),
+    storiesDir: sharedModel('stories260K').path,
   };
   let contextsGiven = false;
   let repsGiven = false;

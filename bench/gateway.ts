@@ -34,6 +34,7 @@ import { startProcessCluster, StarqClient, type LocalProcessCluster } from '@sta
 import { jsonData, sseEvents } from '@starq/sse';
 import { loadConfig } from '@starq/model/config';
 import { randomTokenIds } from '@starq/model/synthetic/token-ids';
+import { sharedModel } from '@starq/model/shared-fixtures';
 import { LocalCluster } from '@starq/model/local/local-cluster';
 import { writeRandomCheckpoint } from '@starq/model/synthetic/random-checkpoint';
 import { machineInfo, markdownTable, textTable, type Column } from '@starq/report';
@@ -72,8 +73,8 @@ const table = (cols: Column[], rows: Record<string, string | number | null>[]) =
 // ---------- helpers ----------
 
 function benchModel(): { dir: string; cleanup: () => void } {
-  const shared = path.resolve(__dirname, '../../shared/models/stories260K');
-  if (fs.existsSync(path.join(shared, 'config.json'))) return { dir: shared, cleanup: () => undefined };
+  const shared = sharedModel('stories260K');
+  if (shared.present) return { dir: shared.path, cleanup: () => undefined };
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'starq-bench-gateway-'));
   writeRandomCheckpoint(dir, { architecture: 'llama', hidden: 64, intermediate: 172, layers: 5, heads: 8, kvHeads: 4, vocab: 512, maxPositions: 512, dtype: 'F32', tied: true, sharded: false, seed: 0 });
   log(`stories260K not found: using a random checkpoint of its shape in ${dir}`);

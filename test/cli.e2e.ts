@@ -14,10 +14,9 @@ import { randomCheckpointTensors, writeRandomCheckpoint, type RandomCheckpointOp
 import { layerTensorNames } from '../libs/model/src/weights';
 import { TmpDirs } from '@starq/testing';
 import { pool, type Run } from './helpers/cli';
+import { sharedModel } from '@starq/model/shared-fixtures';
 
-const ROOT = path.resolve(__dirname, '..');
-const STORIES = path.resolve(ROOT, '../shared/models/stories260K');
-const haveStories = fs.existsSync(path.join(STORIES, 'greedy_samples.json'));
+const { path: STORIES, present: haveStories } = sharedModel('stories260K', 'greedy_samples.json');
 const itStories = haveStories ? it : it.skip;
 
 const OPTS: RandomCheckpointOptions = {

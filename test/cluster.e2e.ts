@@ -26,11 +26,11 @@ import { contextKey, RedisKeys } from '../libs/protocol/src';
 import { loadConfig } from '../libs/model/src/config';
 import { LocalCluster } from '../libs/model/src/local/local-cluster';
 import { writeRandomCheckpoint, type RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
-import { deletePrefix, randomPrefix, REDIS_URL, ROOT, sleep, spawnTracked, stopProcess, TestCluster, until, waitExit } from './helpers/cluster';
+import { deletePrefix, randomPrefix, REDIS_URL, sleep, spawnTracked, stopProcess, TestCluster, until, waitExit } from './helpers/cluster';
 import { randomTokenIds, TmpDirs } from '@starq/testing';
+import { sharedModel } from '@starq/model/shared-fixtures';
 
-const STORIES = path.resolve(ROOT, '../shared/models/stories260K');
-const haveStories = fs.existsSync(path.join(STORIES, 'reference_long.json'));
+const { path: STORIES, present: haveStories } = sharedModel('stories260K', 'reference_long.json');
 
 /** Untied random Llama on which Star (default b, a) and Global generate different ids. */
 const RANDOM_OPTS: RandomCheckpointOptions = {

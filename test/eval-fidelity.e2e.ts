@@ -24,11 +24,13 @@ import {
 } from '../apps/cli/src/fidelity';
 import { TmpDirs } from '@starq/testing';
 import { pool, type Run } from './helpers/cli';
+import { sharedData, sharedModel } from '@starq/model/shared-fixtures';
 
-const ROOT = path.resolve(__dirname, '..');
-const STORIES = path.resolve(ROOT, '../shared/models/stories260K');
-const SAMPLE_TEXT = path.resolve(ROOT, '../shared/data/tinystories_sample.txt');
-const haveStories = fs.existsSync(path.join(STORIES, 'config.json')) && fs.existsSync(SAMPLE_TEXT);
+const stories = sharedModel('stories260K');
+const sample = sharedData('tinystories_sample.txt');
+const STORIES = stories.path;
+const SAMPLE_TEXT = sample.path;
+const haveStories = stories.present && sample.present;
 const itStories = haveStories ? it : it.skip;
 
 const OPTS: RandomCheckpointOptions = {

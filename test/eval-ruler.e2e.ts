@@ -10,11 +10,13 @@ import * as path from 'path';
 import { writeRandomCheckpoint, type RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
 import { TmpDirs } from '@starq/testing';
 import { pool, type Run } from './helpers/cli';
+import { sharedData, sharedModel } from '@starq/model/shared-fixtures';
 
-const ROOT = path.resolve(__dirname, '..');
-const NIAH = path.resolve(ROOT, '../shared/models/niah-1M');
-const SAMPLE_TEXT = path.resolve(ROOT, '../shared/data/tinystories_sample.txt');
-const haveShared = fs.existsSync(path.join(NIAH, 'config.json')) && fs.existsSync(SAMPLE_TEXT);
+const niah = sharedModel('niah-1M');
+const sample = sharedData('tinystories_sample.txt');
+const NIAH = niah.path;
+const SAMPLE_TEXT = sample.path;
+const haveShared = niah.present && sample.present;
 const itShared = haveShared ? it : it.skip;
 
 const OPTS: RandomCheckpointOptions = {

@@ -25,14 +25,14 @@ import { loadConfig } from '../libs/model/src/config';
 import { LocalCluster } from '../libs/model/src/local/local-cluster';
 import { StarqTokenizer } from '../libs/model/src/tokenizer';
 import type { RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
-import { deletePrefix, randomPrefix, REDIS_URL, ROOT, sleep, spawnTracked, stopProcess, until, waitExit } from './helpers/cluster';
+import { deletePrefix, randomPrefix, REDIS_URL, sleep, spawnTracked, stopProcess, until, waitExit } from './helpers/cluster';
 import { CHAT_TEMPLATE, readSse, request, startGateway, writeModel, type SseEvent } from './helpers/gateway';
 import { randomTokenIds, TmpDirs } from '@starq/testing';
+import { sharedModel } from '@starq/model/shared-fixtures';
 
 jest.setTimeout(180000);
 
-const STORIES = path.resolve(ROOT, '../shared/models/stories260K');
-const haveStories = fs.existsSync(path.join(STORIES, 'config.json'));
+const { path: STORIES, present: haveStories } = sharedModel('stories260K');
 
 const OPTS: RandomCheckpointOptions = {
   architecture: 'llama',

@@ -27,6 +27,7 @@ import {
 } from './synthetic/random-checkpoint';
 import { layerTensorNames, loadModelDir, loadWeights } from './weights';
 import type { LayerWeights } from './types';
+import { sharedModel } from './shared-fixtures';
 
 const tmpDirs: string[] = [];
 function tmpDir(): string {
@@ -343,8 +344,8 @@ describe('F16 / BF16 conversions', () => {
 // -------------------------------------------------------------------------------------------------
 
 describe('stories260K (real checkpoint from ../shared)', () => {
-  const dir = path.resolve(__dirname, '../../../../shared/models/stories260K');
-  const maybe = fs.existsSync(dir) ? it : it.skip;
+  const { path: dir, present } = sharedModel('stories260K');
+  const maybe = present ? it : it.skip;
 
   maybe('loads stories260K: shapes and tied embeddings', () => {
     const { config, weights } = loadModelDir(dir);

@@ -1,8 +1,7 @@
-import fs from 'node:fs';
-import path from 'node:path';
+import { sharedModel } from './shared-fixtures';
 
-/** The embedded default model: ../shared/models/stories260K next to the repository, if present. */
+/** The default model of `starq demo` and `starq cluster up`: the shared stories260K, if present. */
 export function defaultModelDir(): string | null {
-  const dir = path.resolve(__dirname, '../../../../shared/models/stories260K');
-  return fs.existsSync(path.join(dir, 'config.json')) ? dir : null;
+  const m = sharedModel('stories260K');
+  return m.present ? m.path : null;
 }

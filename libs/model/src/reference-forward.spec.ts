@@ -6,9 +6,9 @@ import { applyRopeInPlace, ropeCosSin, ropeCosSin64, ropeInvFreq } from './rope'
 import type { LayerWeights, ModelConfig, ModelWeights } from './types';
 import { loadModelDir } from './weights';
 import { mulberry32 } from '@starq/testing';
+import { sharedModel } from './shared-fixtures';
 
-const STORIES = path.resolve(__dirname, '../../../../shared/models/stories260K');
-const haveStories = fs.existsSync(path.join(STORIES, 'model.safetensors'));
+const { path: STORIES, present: haveStories } = sharedModel('stories260K', 'model.safetensors');
 
 const rng = mulberry32;
 

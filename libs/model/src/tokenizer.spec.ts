@@ -3,9 +3,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { InvalidInputError, ModelLoadError } from '@starq/protocol/errors';
 import { StarqTokenizer } from './tokenizer';
+import { sharedModel } from './shared-fixtures';
 
-const STORIES_DIR = path.resolve(__dirname, '../../../../shared/models/stories260K');
-const HAVE_STORIES = fs.existsSync(path.join(STORIES_DIR, 'tokenizer_fixtures.json'));
+const { path: STORIES_DIR, present: HAVE_STORIES } = sharedModel('stories260K', 'tokenizer_fixtures.json');
 
 // ---------------------------------------------------------------------------------------------
 // A tiny Llama-style BPE tokenizer built in a temp dir (no ../shared needed).

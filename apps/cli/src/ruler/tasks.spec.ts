@@ -4,7 +4,6 @@
  * present in the context, context ++ query = the prompt's tokenization.
  */
 import * as fs from 'fs';
-import * as path from 'path';
 import { StarqTokenizer } from '@starq/model/tokenizer';
 import { writeRandomCheckpoint } from '@starq/model/synthetic/random-checkpoint';
 import { TmpDirs } from '@starq/testing';
@@ -12,11 +11,13 @@ import { type Haystack, NoiseHaystack, TextHaystack, endsSentence, toWords } fro
 import { PromptFormat } from './prompt';
 import { contains } from './scoring';
 import { CWE_COMMON, LENGTH_TOLERANCE, MULTI_NEEDLES, TASKS, VT_HOPS, type RulerSample, type TaskName, evenDepth, generateSample, joinKeys } from './tasks';
+import { sharedData, sharedModel } from '@starq/model/shared-fixtures';
 
-const SHARED = path.resolve(__dirname, '../../../../../shared');
-const NIAH = path.join(SHARED, 'models/niah-1M');
-const SAMPLE_TEXT = path.join(SHARED, 'data/tinystories_sample.txt');
-const haveShared = fs.existsSync(path.join(NIAH, 'tokenizer.json')) && fs.existsSync(SAMPLE_TEXT);
+const niah = sharedModel('niah-1M', 'tokenizer.json');
+const sample = sharedData('tinystories_sample.txt');
+const NIAH = niah.path;
+const SAMPLE_TEXT = sample.path;
+const haveShared = niah.present && sample.present;
 const itShared = haveShared ? it : it.skip;
 
 const tmp = new TmpDirs();

@@ -32,6 +32,7 @@ import { linearFlopsPerToken } from '../perf/flops';
 import { LocalCluster, type LocalRequest } from './local-cluster';
 import { LocalHost } from './local-host';
 import { TmpDirs, maxAbsDiff, randomTokenIds, range } from '@starq/testing';
+import { sharedModel } from '../shared-fixtures';
 
 const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0 };
 const gen = (maxNewTokens: number): GenerateOptions => ({ maxNewTokens, sampling: GREEDY, stopIds: [] });
@@ -280,8 +281,7 @@ describe('Anchor once per host (LocalHost): exact, shared, counted once, release
 // ==============================================================================================
 // Part 2: stories260K from ../shared
 
-const STORIES = path.resolve(__dirname, '../../../../../shared/models/stories260K');
-const haveStories = fs.existsSync(path.join(STORIES, 'model.safetensors')) && fs.existsSync(path.join(STORIES, 'reference_long.json'));
+const { path: STORIES, present: haveStories } = sharedModel('stories260K', 'model.safetensors', 'reference_long.json');
 const describeStories = haveStories ? describe : describe.skip;
 
 describeStories('Star on stories260K (requires ../shared): ORT vs float64 reference, KL(global‖star), anchor ablation', () => {

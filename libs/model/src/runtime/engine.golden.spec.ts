@@ -10,9 +10,9 @@ import { ReferenceModel } from '../reference-forward';
 import { loadModelDir } from '../weights';
 import { ModelEngine } from './engine';
 import { maxAbsDiff, range, rowsOf, top2 } from '@starq/testing';
+import { sharedModel } from '../shared-fixtures';
 
-const MODEL_DIR = path.resolve(__dirname, '../../../../../shared/models/stories260K');
-const present = fs.existsSync(path.join(MODEL_DIR, 'reference.json'));
+const { path: MODEL_DIR, present } = sharedModel('stories260K', 'reference.json');
 const describeShared = present ? describe : describe.skip;
 
 interface Fixture {
