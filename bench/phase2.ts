@@ -41,6 +41,8 @@ import { LocalCluster } from '@starq/model/local/local-cluster';
 import { ModelEngine } from '@starq/model/runtime/engine';
 import { EngineQueryBackend } from '@starq/model/serving';
 import { writeRandomCheckpoint } from '@starq/model/synthetic/random-checkpoint';
+import { randomTokenIds } from '@starq/model/synthetic/token-ids';
+import { sharedModel } from '@starq/model/shared-fixtures';
 import { StarqTokenizer } from '@starq/model/tokenizer';
 import type { ModelConfig } from '@starq/model/types';
 import { RedisKeys, contextKey } from '@starq/protocol';
@@ -334,20 +336,15 @@ function benchShapeModel(maxPositions: number): string {
   return dir;
 }
 
-function randomIds(n: number, vocab: number, seed: number): number[] {
-  let x = seed >>> 0;
-  return Array.from({ length: n }, () => {
-    x = (x * 1664525 + 1013904223) >>> 0;
-    return 3 + (x % (vocab - 3));
-  });
-}
+/** Seeded token ids in [3, vocab) (no <unk>, <s>, </s>). */
+const randomIds = (n: number, vocab: number, seed: number): number[] => randomTokenIds(n, vocab, seed, 3);
 
 async function main(): Promise<void> {
   const scenarios: Scenario[] = [];
   const temp: string[] = [];
-  const stories = path.resolve(__dirname, '../../shared/models/stories260K');
+  const { path: stories, present: haveStories } = sharedModel('stories260K');
   if (only !== 'bench') {
-    if (!fs.existsSync(path.join(stories, 'config.json'))) log(`stories260K not found at ${stories}: skipping its scenarios`);
+    if (!haveStories) log(`stories260K not found at ${stories}: skipping its scenarios`);
     else {
       const tok = StarqTokenizer.load(stories);
       const contextIds = tok.encode(STORY);

@@ -18,7 +18,7 @@ import * as path from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
 import { blockCacheId } from '@starq/attention';
 import type { RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
-import { randomIds, TmpDirs } from '@starq/testing';
+import { randomTokenIds, TmpDirs } from '@starq/testing';
 import { describeBrowser, launchChromium } from './helpers/browser';
 import { deletePrefix, randomPrefix, stopProcess, TestCluster, until } from './helpers/cluster';
 import { JobsApi, request, startGateway, writeModel } from './helpers/gateway';
@@ -82,7 +82,7 @@ describeBrowser('admin dashboard views (browser)', () => {
     tmp.cleanup();
   }, 60000);
 
-  const DOC = [1, ...randomIds(159, OPTS.vocab, 81, 3)]; // 160 tokens: 4 blocks of 40 on 2 hosts
+  const DOC = [1, ...randomTokenIds(159, OPTS.vocab, 81, 3)]; // 160 tokens: 4 blocks of 40 on 2 hosts
 
   it('job detail: every block in the Gantt on the host that encoded it, events and per-token chart', async () => {
     const id = await submit({ contextIds: DOC, queryIds: [5, 6], blockSize: 40, hosts: 2, maxNewTokens: 12, ignoreEos: true });
@@ -173,7 +173,7 @@ describeBrowser('admin dashboard views (browser)', () => {
   });
 
   it('a host killed during generation: the job completes and its Gantt marks the re-encoded blocks', async () => {
-    const doc = [1, ...randomIds(159, OPTS.vocab, 82, 3)];
+    const doc = [1, ...randomTokenIds(159, OPTS.vocab, 82, 3)];
     const id = await submit({ contextIds: doc, queryIds: [3], blockSize: 40, hosts: 2, maxNewTokens: 600, ignoreEos: true, cache: false });
     await until(`job ${id} to generate`, async () => (await getJob(id)).progress.tokens >= 3, 120000, 20);
     const key = await contextKeyOf(id);
