@@ -13,7 +13,7 @@ import { ActorClient } from '@starq/actors';
 import { HOST_METHODS, type RequestResult } from '@starq/cluster';
 import { writeRandomCheckpoint } from '@starq/model/synthetic/random-checkpoint';
 import { contextKey } from '@starq/protocol';
-import { randomIds, TmpDirs } from '@starq/testing';
+import { randomTokenIds, TmpDirs } from '@starq/testing';
 import { REDIS_URL, ROOT, TestCluster, until, waitExit } from '../helpers/cluster';
 
 const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0 };
@@ -35,8 +35,8 @@ afterAll(async () => {
   tmp.cleanup();
 });
 
-const ctx = randomIds(N_CTX, 128, 17);
-const query = randomIds(4, 128, 18);
+const ctx = randomTokenIds(N_CTX, 128, 17);
+const query = randomTokenIds(4, 128, 18);
 const request = () => ({ model: cluster.model, mode: 'star' as const, hosts: 2, contextIds: ctx, queryIds: query, maxNewTokens: N_NEW, sampling: GREEDY, stopIds: [], ignoreEos: true });
 
 /** Runs the request; `during` is called once after `afterTokens` tokens arrived. */
