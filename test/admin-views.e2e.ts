@@ -138,7 +138,7 @@ describeBrowser('admin dashboard views (browser)', () => {
   });
 
   it('"Drain" on a host moves its blocks to the other host before it exits; the same question gets the same tokens', async () => {
-    const doc = [1, ...randomIds(159, OPTS.vocab, 83, 3)];
+    const doc = [1, ...randomTokenIds(159, OPTS.vocab, 83, 3)];
     const q = { contextIds: doc, queryIds: [4, 5], blockSize: 40, hosts: 2, maxNewTokens: 10, ignoreEos: true };
     const first = await finished(await submit(q));
     expect(first.status).toBe('completed');
