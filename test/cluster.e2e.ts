@@ -8,6 +8,7 @@
  *   and always a generated random checkpoint on which Star's output differs from Global's, so the
  *   comparison really checks Star semantics).
  * - Reuse: a second query on the same context runs no phase-1 job.
+ * - Batching: requests in flight together share the query actor's steps and keep their ids.
  * - Faults: a SIGKILLed host's blocks are re-encoded elsewhere mid-generation; malformed jobs fail
  *   with a clear reason without harming the actors or other requests.
  * - Responsiveness: a host's heartbeats keep coming while it encodes a long block.
@@ -246,6 +247,29 @@ function describeModel(mc: ModelCase): void {
       expect(after.requests.completed).toBe(before.requests.completed + 1);
       expect(r2.res.generatedIds).toEqual(await reference({ mode, hosts: 3, prompt: second }));
     }, 90000);
+
+    it('requests in flight together are batched by the query actor, each with the ids it gets alone in-process', async () => {
+      await ensureHosts(3);
+      const asks: Ask[] = [
+        { mode: 'star', hosts: 3, prompt: mc.prompt(3), maxNewTokens: 96 },
+        { mode: 'global', hosts: 3, prompt: mc.prompt(2), maxNewTokens: 24 },
+        { mode: 'ring', hosts: 3, prompt: mc.prompt(0), maxNewTokens: 16 },
+        { mode: 'star', hosts: 3, prompt: mc.prompt(1), maxNewTokens: 16 },
+      ];
+      const want = await Promise.all(asks.map((a) => reference(a)));
+      const admitted: number[] = [];
+      const on = { event: (e: RequestEvent) => void (e.type === 'admitted' && admitted.push(e.running)) };
+      let firstToken!: () => void;
+      const started = new Promise<void>((r) => (firstToken = r));
+      const long = run(asks[0], { cache: false }, { ...on, token: (_id, i) => i === 0 && firstToken() });
+      await started; // the others join while the long one decodes
+      const rest = await Promise.all(asks.slice(1).map((a) => run(a, { cache: false }, on)));
+      const all = [await long, ...rest];
+      all.forEach((r, i) => expect(r.res.generatedIds).toEqual(want[i]));
+      expect(Math.max(...admitted)).toBeGreaterThanOrEqual(2);
+      const [q] = await cluster.client.actors('query');
+      expect(q.status.serving?.steps).toBeGreaterThan(0);
+    }, 120000);
 
     it('malformed request and block jobs fail with a clear reason; actors and other requests are unaffected', async () => {
       await ensureHosts(3);

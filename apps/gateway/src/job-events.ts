@@ -81,6 +81,8 @@ class EntryMapper {
         return { name: 'token', data: { index: e.index, id: e.id, text: this.decoder ? this.decoder.push(e.id) : '' } };
       case 'recovered':
         return { name: 'recovered', data: { blocks: e.blocks, fromHost: e.fromHost } };
+      case 'queued':
+        return { name: 'queued', data: { reason: e.reason, position: e.position } };
       case 'done':
       case 'error':
         this.terminal = true;

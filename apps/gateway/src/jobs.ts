@@ -90,6 +90,12 @@ export interface JobView {
   result: GenerateJson | null;
   error: { code: string; message: string; param: string | null } | null;
   blocks: { encoded: number; reused: number; recovered: number } | null;
+  /**
+   * Why phase 2 has not started computing: the query actor's running set is full
+   * (`running_set_full`) or its KV budget is taken (`kv_memory`), with the place in its queue;
+   * null otherwise.
+   */
+  waiting: { reason: 'running_set_full' | 'kv_memory'; position: number } | null;
 }
 
 /** A job as the admin endpoints show it: the view plus its record's owner and sizes. */
@@ -134,10 +140,12 @@ interface StreamState {
   phase1: { done: number; total: number } | null;
   result: RequestResult | null;
   error: Terminal & { kind: 'error' } | null;
+  /** The last `queued` event, until an `admitted` one. */
+  waiting: { reason: 'running_set_full' | 'kv_memory'; position: number } | null;
 }
 
 function foldEvents(entries: [string, string[]][]): StreamState {
-  const st: StreamState = { tokens: [], startedAt: null, firstTokenAt: null, phase1: null, result: null, error: null };
+  const st: StreamState = { tokens: [], startedAt: null, firstTokenAt: null, phase1: null, result: null, error: null, waiting: null };
   for (const [id, fields] of entries) {
     if (st.result || st.error) break; // the first terminal event decides
     let e: RequestEvent;
@@ -379,6 +387,7 @@ export class JobService {
       result: result ? this.generateJson(result) : null,
       error: status === 'completed' ? null : error,
       blocks: result ? { encoded: result.blocksEncoded, reused: result.blocksReused, recovered: result.blocksRecovered } : null,
+      waiting: finished ? null : st.waiting,
     };
   }
 

@@ -26,6 +26,8 @@ export class Metrics {
   private readonly kvBytes: Gauge<'host'>;
   private readonly kvBlocks: Gauge<'host'>;
   private readonly probeFailures: Gauge;
+  /** Per query actor, from its serving loop's published snapshot. */
+  private readonly serving: Record<'running' | 'waiting' | 'batch' | 'stepP50' | 'stepP99' | 'tokensPerSec', Gauge<'actor'>>;
   readonly http: Counter<'method' | 'status'>;
 
   constructor(private readonly deps: { client: StarqClient; registry: ClusterRegistry; actors: ActorClient; jobs: () => JobService }) {
@@ -82,6 +84,15 @@ export class Metrics {
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
       registers,
     });
+    const g = (name: string, help: string) => new Gauge({ name, help, labelNames: ['actor'], registers });
+    this.serving = {
+      running: g('starq_serving_running', 'Requests in the query actor running set (advanced together, one batched step each)'),
+      waiting: g('starq_serving_waiting', 'Requests waiting for a place in the query actor running set'),
+      batch: g('starq_serving_batch_size', 'Mean requests per phase-2 step over the last 10 s'),
+      stepP50: g('starq_serving_step_seconds_p50', 'Median phase-2 step latency over the last 10 s'),
+      stepP99: g('starq_serving_step_seconds_p99', 'p99 phase-2 step latency over the last 10 s'),
+      tokensPerSec: g('starq_serving_tokens_per_second', 'Generated tokens/s of the query actor over the last 10 s'),
+    };
     this.probeFailures = new Gauge({ name: 'starq_exchange_probe_failures', help: 'Hosts that did not answer the stats probe of the last scrape', registers });
   }
 
@@ -111,6 +122,18 @@ export class Metrics {
     const actors = await this.deps.registry.list();
     this.actorsGauge.reset();
     for (const t of ['host', 'query'] as const) this.actorsGauge.set({ type: t }, actors.filter((a) => a.type === t).length);
+    for (const gauge of Object.values(this.serving)) gauge.reset();
+    for (const q of actors) {
+      const s = q.type === 'query' ? q.status.serving : undefined;
+      if (!s) continue;
+      const actor = { actor: q.id };
+      this.serving.running.set(actor, s.running);
+      this.serving.waiting.set(actor, s.waiting);
+      this.serving.batch.set(actor, s.meanBatch);
+      this.serving.stepP50.set(actor, s.stepMsP50 / 1000);
+      this.serving.stepP99.set(actor, s.stepMsP99 / 1000);
+      this.serving.tokensPerSec.set(actor, s.tokensPerSec);
+    }
     this.kvBytes.reset();
     this.kvBlocks.reset();
     let failures = 0;

@@ -1,61 +1,58 @@
 /**
- * A query actor process: takes request jobs (flow parents, released by BullMQ once their block
- * jobs are done) and runs phase 2 — per layer, q is broadcast to the hosts holding the request's
- * blocks, their partials come back over actor calls and are merged exactly with the query actor's
- * own partial (libs/attention star.ts) — streaming tokens to the request's event stream.
+ * A query actor process: the cluster adapter of the serving loop (libs/model serving/). It takes
+ * request jobs (flow parents, released by BullMQ once their block jobs are done), finds each
+ * request's blocks (KV directory; Ring mode runs its phase 1 here), and submits the request to one
+ * `ServingLoop` that advances every running request together — per layer one engine call for all
+ * their rows and one `attendMany` actor call per host — streaming each request's tokens and
+ * serving events to its event stream.
  *
- * Faults: a host that dies (or lost a block) during phase 2 is detected by the failing call; its
- * blocks are re-encoded on live hosts from the request's context (lineage), the step's partial
- * K/V are rolled back from the query cache, and the step is retried. Ring mode runs its phase 1
- * here (layer-synchronous over the hosts).
+ * Faults: lost hosts and lost blocks are the loop's recovery (`ClusterBlockLocator` re-encodes on
+ * live hosts, the failed step is rolled back and retried); cancellation (`StarqClient.cancel`) is
+ * polled and aborts the request, which leaves the running set at the next step. Draining: no new
+ * jobs; requests still running when the drain timeout nears leave the loop and go back to the
+ * queue.
  */
 import { UnrecoverableError, WaitingError, type Job, type Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import {
-  blockCacheId,
-  phase1Positions,
-  phase1Tokens,
-  planMode,
-  ringPhase1,
-  HostCallError,
-  starStep,
-  type ContextPlacement,
-  type StarPlan,
-} from '@starq/attention';
-import { ActorClient, ActorDiedError, ActorTimeoutError, createRedis, createWorker } from '@starq/actors';
+import { blockCacheId, planMode, ringPhase1, type ContextPlacement, type StarPlan } from '@starq/attention';
+import { ActorClient, createRedis, createWorker } from '@starq/actors';
 import {
   actorReadiness,
+  classifyActorFailure,
+  ClusterBlockLocator,
   ClusterRegistry,
   fetchContextIds,
   HealthServer,
-  isKvNotFound,
   KvDirectory,
   RemoteHost,
   requestCancelKey,
   type ActorConfig,
+  type ClusterContext,
   type RequestEvent,
   type RequestJobData,
   type RequestResult,
 } from '@starq/cluster';
-import { decodeLoop } from '@starq/model/generate';
-import { EngineQueryBackend } from '@starq/model/serving/query-backend';
-import { LocalHost } from '@starq/model/local/local-host';
 import { loadConfig } from '@starq/model/config';
+import { LocalHost } from '@starq/model/local/local-host';
 import { ModelEngine } from '@starq/model/runtime/engine';
 import { resolveExecutionProvider, type ExecutionProviderChoice } from '@starq/model/runtime/execution-provider';
+import { EngineQueryBackend } from '@starq/model/serving/query-backend';
+import { RequestCancelledError, ServingLoop } from '@starq/model/serving/serving-loop';
 import type { ModelConfig } from '@starq/model/types';
 import { RedisKeys, StarqError } from '@starq/protocol';
 import { QueryMetrics } from './query-metrics';
 
-/** Step failures that re-encoding lost blocks can fix. */
-function isRecoverable(err: unknown): boolean {
-  const e = err instanceof HostCallError ? err.cause : err;
-  return e instanceof ActorDiedError || e instanceof ActorTimeoutError || isKvNotFound(e);
+/** The host a placement puts a block cache on ('' when none). */
+function hostOfBlock(placement: ContextPlacement[], cacheId: string): string {
+  return placement.find((p) => p.cacheIds.includes(cacheId))?.host.id ?? '';
 }
 
-const MAX_RECOVERIES = 3;
+/** How often a running request's cancel flag is checked. */
+const CANCEL_POLL_MS = 200;
+/** Most often the serving statistics are published in the registry. */
+const STATUS_EVERY_MS = 1000;
 
-/** Thrown inside a request when the drain timeout runs out: the job goes back to the queue. */
+/** A running request's rejection when the drain timeout runs out: the job goes back to the queue. */
 class HandBack extends Error {
   constructor(requestId: string) {
     super(`request ${requestId} handed back to the queue: this query actor is draining`);
@@ -66,10 +63,6 @@ class HandBack extends Error {
 /** Time kept at the end of a drain to move running requests back to the queue. */
 const HAND_BACK_MARGIN_MS = 3000;
 
-function cancelledError(requestId: string): StarqError {
-  return new StarqError('cancelled', `request ${requestId} was cancelled`, { status: 409 });
-}
-
 export class QueryActor {
   private redis!: Redis;
   private bull!: Redis;
@@ -78,13 +71,18 @@ export class QueryActor {
   private client!: ActorClient;
   private worker!: Worker;
   private directory!: KvDirectory;
+  private locator!: ClusterBlockLocator;
+  private loop!: ServingLoop<ClusterContext>;
   private readonly keys: RedisKeys;
   private readonly model: ModelConfig;
   private active = 0;
+  private lastStatus = 0;
+  private statusTimer: NodeJS.Timeout | null = null;
   private health: HealthServer | null = null;
   private warmed = false;
   private draining = false;
-  private handingBack = false;
+  /** Set when the drain timeout runs out: every running request is aborted with `HandBack`. */
+  private readonly handBack = new AbortController();
   /** The execution provider this actor computes on (resolved at start). */
   provider: ExecutionProviderChoice | null = null;
   readonly metrics: QueryMetrics;
@@ -122,14 +120,31 @@ export class QueryActor {
     this.registry = new ClusterRegistry(this.redis, { keys: this.keys, heartbeatMs: this.cfg.heartbeatMs, ttlMs: this.cfg.ttlMs });
     this.client = new ActorClient(this.redis, { keys: this.keys, registry: this.registry, defaultTimeoutMs: this.cfg.attendTimeoutMs });
     await this.client.start();
-    await this.registry.register({ id: this.id, type: 'query', capacity: {
+    this.locator = new ClusterBlockLocator({ directory: this.directory, registry: this.registry, host: (id) => this.remote(id), numLayers: this.model.numLayers });
+    this.loop = new ServingLoop(new EngineQueryBackend(this.engine), {
+      batching: this.cfg.batching,
+      maxRunning: this.cfg.maxRunning,
+      kvBudgetBytes: this.cfg.queryKvBytes,
+      locator: this.locator,
+      classifyFailure: classifyActorFailure,
+      onStep: (s) => {
+        this.metrics.step(s.ms / 1000, s.batch);
+        void this.publishStatus(false);
+      },
+    });
+    await this.registry.register({
+      id: this.id,
+      type: 'query',
+      capacity: {
         model: this.cfg.modelId,
-        freeKvBytes: 0,
+        freeKvBytes: this.cfg.queryKvBytes,
         threads: this.cfg.threads,
         executionProvider: this.provider.provider,
         ...(this.provider.provider === 'cuda' ? { cudaDeviceId: this.provider.cudaDeviceId } : {}),
       },
     });
+    this.statusTimer = setInterval(() => void this.publishStatus(false), STATUS_EVERY_MS); // the window moves on while idle
+    this.statusTimer.unref();
     this.worker = createWorker<RequestJobData, RequestResult>(this.keys.queues.requests, (job, token) => this.run(job, token), {
       connection: this.bull,
       prefix: this.keys.bullPrefix,
@@ -155,7 +170,7 @@ export class QueryActor {
     clearTimeout(timer);
     const running = this.active;
     if (outcome === 'late' && running > 0) {
-      this.handingBack = true;
+      this.handBack.abort();
       await closed.catch(() => undefined);
     }
     return { handedBack: outcome === 'late' ? running : 0 };
@@ -163,6 +178,7 @@ export class QueryActor {
 
   async stop(): Promise<void> {
     this.draining = true;
+    if (this.statusTimer) clearInterval(this.statusTimer);
     await this.worker?.close().catch(() => undefined);
     await this.health?.stop().catch(() => undefined);
     await this.client?.close().catch(() => undefined);
@@ -206,163 +222,96 @@ export class QueryActor {
 
   private async runValid(job: Job<RequestJobData>, d: RequestJobData, emit: (e: RequestEvent) => Promise<void>): Promise<RequestResult> {
     this.active++;
-    await this.registry.update({ busy: true }).catch(() => undefined);
+    void this.publishStatus(true);
     const plan = planMode(d.mode, d.contextLength, { blockSize: d.blockSize, anchorSize: d.anchorSize, hosts: d.hosts });
-    const ctx = await this.contextIds(d);
-    const N = d.contextLength;
-    const M = d.queryIds.length;
-    const qcache = `${d.requestId}/query`;
-    await this.engine.createCache(qcache, M + d.maxNewTokens);
-    const stats = { encoded: 0, reused: 0, recovered: 0 };
+    const ctx: ClusterContext = { mode: d.mode, plan, contextKey: d.contextKey, contextIds: await this.contextIds(d), model: d.model, contextHash: d.contextHash };
+    const cancel = new AbortController();
+    const poll = setInterval(() => void this.isCancelled(d.requestId).then((c) => c && cancel.abort()), CANCEL_POLL_MS);
+    const handBack = () => cancel.abort(new HandBack(d.requestId));
+    if (this.handBack.signal.aborted) handBack();
+    else this.handBack.signal.addEventListener('abort', handBack, { once: true });
     let placement: ContextPlacement[] = [];
     try {
       if (await this.isCancelled(d.requestId)) {
         if (!d.cache && d.mode !== 'ring') await this.releaseBlocks(plan, d); // blocks encoded before the cancel
-        throw cancelledError(d.requestId);
+        throw new RequestCancelledError(d.requestId);
       }
+      let encoded = 0;
+      let recovered = 0;
       if (d.mode === 'ring') {
         const hosts = await this.pickHosts(plan.effectiveHosts);
-        placement = await ringPhase1(plan, ctx, hosts, d.contextKey, this.model.numLayers, (done, total) => void emit({ type: 'phase1', done, total }));
-        stats.encoded = plan.numBlocks;
+        placement = await ringPhase1(plan, ctx.contextIds, hosts, d.contextKey, this.model.numLayers, (done, total) => void emit({ type: 'phase1', done, total }));
+        encoded = plan.numBlocks;
       } else {
-        placement = await this.locate(plan, d, ctx, stats, emit);
+        const r = await this.locator.locate(ctx, new Set());
+        placement = r.placement;
+        recovered = r.reencoded.length;
+        if (recovered > 0) await emit({ type: 'recovered', blocks: r.reencoded, fromHost: r.fromHost, toHosts: r.reencoded.map((k) => hostOfBlock(placement, blockCacheId(d.contextKey, k))) });
       }
       const children = await job.getDependenciesCount({ processed: true }).catch(() => ({ processed: 0 }));
-      stats.encoded = Math.max(stats.encoded, children.processed ?? 0);
-      stats.reused = d.mode === 'ring' ? 0 : plan.numBlocks - stats.encoded - stats.recovered;
-      await emit({ type: 'started', queryActor: this.id, blocks: plan.numBlocks, reused: stats.reused });
+      encoded = Math.max(encoded, children.processed ?? 0);
+      const reused = d.mode === 'ring' ? 0 : plan.numBlocks - encoded - recovered;
+      await emit({ type: 'started', queryActor: this.id, blocks: plan.numBlocks, reused });
       const phase1Ms = Date.now() - d.submittedAt;
-
-      const qm = new EngineQueryBackend(this.engine);
-      const step = async (ids: Int32Array, positions: Int32Array) => (await starStep(qm, [{ context: placement, cacheId: qcache, ids, positions, logits: 'last' }]))[0]!;
-      let cached = 0; // rows in the query cache before the current step
-      let recoveries = 0;
-      const suspects = new Set<string>(); // hosts that failed a call: treated as dead for this request
-      const resilientStep = async (ids: Int32Array, positions: Int32Array): Promise<Float32Array> => {
-        for (;;) {
-          try {
-            if (this.handingBack) throw new HandBack(d.requestId);
-            const cancelled = this.isCancelled(d.requestId); // checked alongside the step, off the hot path
-            const t0 = performance.now();
-            const logits = await step(ids, positions);
-            this.metrics.step((performance.now() - t0) / 1000);
-            cached += ids.length;
-            if (await cancelled) throw cancelledError(d.requestId);
-            return logits;
-          } catch (e) {
-            if (!isRecoverable(e) || d.mode === 'ring' || ++recoveries > MAX_RECOVERIES) throw e instanceof HostCallError ? e.cause : e;
-            this.metrics.recovered();
-            await this.engine.truncateCache(qcache, cached);
-            const cause = e instanceof HostCallError ? e.cause : e;
-            if (cause instanceof ActorDiedError || cause instanceof ActorTimeoutError) suspects.add(cause.actorId);
-            const fresh = await this.locate(plan, d, ctx, stats, emit, suspects);
-            placement.splice(0, placement.length, ...fresh); // starStep reads the same array
-          }
-        }
-      };
-      const r = await decodeLoop(resilientStep, N, d.queryIds, {
-        maxNewTokens: d.maxNewTokens,
-        sampling: d.sampling,
-        stopIds: d.stopIds,
-        ignoreEos: d.ignoreEos,
-        onToken: (id, index) => {
-          this.metrics.token();
-          void emit({ type: 'token', index, id });
-          void job.updateProgress({ tokens: index + 1 }).catch(() => undefined);
+      const r = await this.loop.submit({
+        id: d.requestId,
+        contextLength: d.contextLength,
+        queryIds: d.queryIds,
+        placement,
+        context: ctx,
+        generate: {
+          maxNewTokens: d.maxNewTokens,
+          sampling: d.sampling,
+          stopIds: d.stopIds,
+          ignoreEos: d.ignoreEos,
+          onToken: (id, index) => {
+            this.metrics.token();
+            void emit({ type: 'token', index, id });
+            void job.updateProgress({ tokens: index + 1 }).catch(() => undefined);
+          },
+        },
+        signal: cancel.signal,
+        onEvent: (e) => {
+          if (e.type === 'recovered') this.metrics.recovered();
+          void emit(e);
         },
       });
+      placement = r.placement;
+      const { queuedMs: _queued, ...timings } = r.timings;
       const result: RequestResult = {
         requestId: d.requestId,
         mode: d.mode,
-        contextTokens: N,
-        queryTokens: M,
+        contextTokens: d.contextLength,
+        queryTokens: d.queryIds.length,
         blockSize: plan.blockSize,
         anchorSize: plan.anchorSize,
         hosts: new Set(placement.map((p) => p.host.id)).size,
         generatedIds: r.generatedIds,
         finishReason: r.finishReason,
-        timings: { phase1Ms, ...r.timings },
-        blocksEncoded: stats.encoded,
-        blocksReused: stats.reused,
-        blocksRecovered: stats.recovered,
+        timings: { phase1Ms, ...timings },
+        blocksEncoded: encoded,
+        blocksReused: reused,
+        blocksRecovered: recovered + r.recoveredBlocks,
       };
       await emit({ type: 'done', result });
       return result;
     } finally {
+      clearInterval(poll);
+      this.handBack.signal.removeEventListener('abort', handBack);
       this.active--;
-      await this.engine.dropCache(qcache).catch(() => undefined);
       if (!d.cache || d.mode === 'ring') {
         await Promise.all(placement.map((p) => p.host.release(p.cacheIds).catch(() => undefined)));
       }
-      await this.registry.update({ busy: this.active > 0 }).catch(() => undefined);
+      void this.publishStatus(true);
     }
   }
 
-  /**
-   * Where the request's blocks are: read their KV handles; re-encode every block whose handle is
-   * missing or whose host is not alive on a live host (least KV first). Placement is in block
-   * order, one entry per host.
-   */
-  private async locate(
-    plan: StarPlan,
-    d: RequestJobData,
-    ctx: Int32Array,
-    stats: { recovered: number },
-    emit: (e: RequestEvent) => Promise<void>,
-    suspects: ReadonlySet<string> = new Set(),
-  ): Promise<ContextPlacement[]> {
-    const cacheIds = plan.blocks.map((b) => blockCacheId(d.contextKey, b.index));
-    const handles = await this.directory.getMany(cacheIds);
-    const hosts = (await this.registry.list('host')).filter((h) => !suspects.has(h.id));
-    const alive = new Set(hosts.map((h) => h.id));
-    const owner: string[] = [];
-    const lost: number[] = [];
-    let lostFrom = '';
-    plan.blocks.forEach((b, i) => {
-      const h = handles[i];
-      if (h && alive.has(h.hostId)) owner[i] = h.hostId;
-      else {
-        lost.push(b.index);
-        if (h) lostFrom = h.hostId;
-      }
-    });
-    if (lost.length > 0) {
-      if (hosts.length === 0) throw new StarqError('cluster_unavailable', 'no live host actor to encode the context on: start hosts with `starq cluster up`', { status: 503 });
-      // Re-encode on hosts that are not draining (a draining host is handing its own blocks away).
-      const targets = hosts.filter((h) => !h.status.draining);
-      const load = new Map((targets.length > 0 ? targets : hosts).map((h) => [h.id, h.status.kvBytes]));
-      for (const k of lost) {
-        const target = [...load.entries()].sort((a, b) => a[1] - b[1])[0][0];
-        const b = plan.blocks[k];
-        const host = this.remote(target);
-        const handle = await host.encodeBlock({ cacheId: cacheIds[k], ids: Int32Array.from(phase1Tokens(ctx, b.phase1)), positions: phase1Positions(b.phase1), keepFrom: b.phase1.keepFrom });
-        await this.directory.putEncoded({
-          cacheId: cacheIds[k],
-          model: d.model,
-          contextHash: d.contextHash,
-          blockIndex: k,
-          blockSize: plan.blockSize,
-          anchorSize: plan.anchorSize,
-          tokenStart: b.start,
-          tokenEnd: b.end,
-          layers: this.model.numLayers,
-          bytes: handle.bytes,
-          hostId: target,
-        });
-        load.set(target, (load.get(target) ?? 0) + handle.bytes);
-        owner[k] = target;
-      }
-      stats.recovered += lost.length;
-      await emit({ type: 'recovered', blocks: lost, fromHost: lostFrom, toHosts: lost.map((k) => owner[k]) });
-    }
-    await this.directory.touch(cacheIds);
-    const placement: ContextPlacement[] = [];
-    owner.forEach((hostId, k) => {
-      const last = placement[placement.length - 1];
-      if (last && last.host.id === hostId) last.cacheIds.push(cacheIds[k]);
-      else placement.push({ host: this.remote(hostId), cacheIds: [cacheIds[k]] });
-    });
-    return placement;
+  /** Busy flag and the serving loop's statistics in the registry (throttled unless `now`). */
+  private async publishStatus(now: boolean): Promise<void> {
+    const t = Date.now();
+    if (!now && t - this.lastStatus < STATUS_EVERY_MS) return;
+    this.lastStatus = t;
+    await this.registry.update({ busy: this.active > 0, serving: this.loop.snapshot() }).catch(() => undefined);
   }
 
   /** Set by StarqClient.cancel (DELETE /v1/jobs/:id). */

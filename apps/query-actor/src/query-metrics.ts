@@ -8,6 +8,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export class QueryMetrics {
   readonly registry = new Registry();
   private readonly steps: Histogram;
+  private readonly batch: Histogram;
   private readonly tokens: Counter;
   private readonly handedBack: Counter;
   private readonly recoveries: Counter;
@@ -34,8 +35,14 @@ export class QueryMetrics {
     });
     this.steps = new Histogram({
       name: 'starq_query_step_seconds',
-      help: 'One phase-2 step (query rows or one generated token): every layer attended on the hosts and merged',
+      help: 'One phase-2 step of the running set (every request: a query chunk or one generated token): every layer attended on the hosts and merged',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.batch = new Histogram({
+      name: 'starq_query_step_batch_size',
+      help: 'Requests advanced together by one phase-2 step (the serving loop running set)',
+      buckets: [1, 2, 4, 8, 16, 32, 64],
       registers,
     });
     this.tokens = new Counter({ name: 'starq_query_generated_tokens_total', help: 'Tokens generated (rate() = tokens/s)', registers });
@@ -43,8 +50,10 @@ export class QueryMetrics {
     this.recoveries = new Counter({ name: 'starq_query_step_recoveries_total', help: 'Steps retried after a host failed or moved its blocks', registers });
   }
 
-  step(seconds: number): void {
+  /** One step of the running set: its latency and how many requests it advanced. */
+  step(seconds: number, batch: number): void {
     this.steps.observe(seconds);
+    this.batch.observe(batch);
   }
 
   token(): void {

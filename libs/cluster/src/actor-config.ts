@@ -11,7 +11,13 @@
  * | STARQ_ACTOR_ID           | actor id (unique in the cluster)               | <type>-<hostname>-<pid>   |
  * | STARQ_THREADS            | ORT threads of this actor's engine             | 1                         |
  * | STARQ_KV_LIMIT_BYTES     | host: KV memory limit (LRU eviction above it)  | 2147483648 (2 GiB)        |
- * | STARQ_CONCURRENCY        | query actor: requests in parallel              | 2                         |
+ * | STARQ_MAX_RUNNING        | query actor: requests in the running set       | 16                        |
+ * | STARQ_CONCURRENCY        | query actor: request jobs taken at once (the   | STARQ_MAX_RUNNING         |
+ * |                          | ones beyond the running set wait in its queue) |                           |
+ * | STARQ_QUERY_KV_BYTES     | query actor: KV budget of the running set's    | 1073741824 (1 GiB)        |
+ * |                          | own caches (query + generated tokens)          |                           |
+ * | STARQ_BATCHING           | query actor: 1 = one batched step for the      | 1                         |
+ * |                          | running set, 0 = each request its own steps    |                           |
  * | STARQ_HEARTBEAT_MS       | registry heartbeat period                      | 1000                      |
  * | STARQ_TTL_MS             | registry record TTL (dead after this)          | 5000                      |
  * | STARQ_ATTEND_TIMEOUT_MS  | query actor: per-layer host call timeout       | 15000                     |
@@ -52,6 +58,12 @@ export interface ActorConfig {
   threads: number;
   kvLimitBytes: number;
   concurrency: number;
+  /** Query actor: most requests advanced together (the running set). */
+  maxRunning: number;
+  /** Query actor: KV bytes the running set's own caches may reserve. */
+  queryKvBytes: number;
+  /** Query actor: batch the running set's steps (false: each request steps alone, for comparison). */
+  batching: boolean;
   heartbeatMs: number;
   ttlMs: number;
   attendTimeoutMs: number;
@@ -94,7 +106,10 @@ export function parseActorConfig(kind: 'host' | 'query', env: NodeJS.ProcessEnv 
     actorId: env.STARQ_ACTOR_ID || `${kind}-${os.hostname()}-${process.pid}`,
     threads: int('STARQ_THREADS', 1, 1),
     kvLimitBytes: int('STARQ_KV_LIMIT_BYTES', 2 * 1024 ** 3, 1),
-    concurrency: int('STARQ_CONCURRENCY', 2, 1),
+    concurrency: 0,
+    maxRunning: int('STARQ_MAX_RUNNING', 16, 1),
+    queryKvBytes: int('STARQ_QUERY_KV_BYTES', 1024 ** 3, 1),
+    batching: true,
     heartbeatMs: int('STARQ_HEARTBEAT_MS', 1000, 10),
     ttlMs: int('STARQ_TTL_MS', 5000, 20),
     attendTimeoutMs: int('STARQ_ATTEND_TIMEOUT_MS', 15000, 10),
@@ -118,6 +133,10 @@ export function parseActorConfig(kind: 'host' | 'query', env: NodeJS.ProcessEnv 
   if (cfg.link && !cfg.linkAdvertise && /^tcp:\/\/(0\.0\.0\.0|\[::\]):/.test(cfg.link)) {
     problems.push(`STARQ_LINK=${cfg.link} listens on every interface: set STARQ_LINK_ADVERTISE to the address callers reach this host by (e.g. tcp://10.0.0.5:7400)`);
   }
+  cfg.concurrency = int('STARQ_CONCURRENCY', cfg.maxRunning, 1);
+  const batching = env.STARQ_BATCHING;
+  if (batching !== undefined && batching !== '' && batching !== '0' && batching !== '1') problems.push(`STARQ_BATCHING must be 1 or 0 (got ${JSON.stringify(batching)})`);
+  cfg.batching = batching !== '0';
   if (cfg.ttlMs <= cfg.heartbeatMs) problems.push(`STARQ_TTL_MS (${cfg.ttlMs}) must exceed STARQ_HEARTBEAT_MS (${cfg.heartbeatMs})`);
   if (problems.length > 0) {
     throw new InvalidInputError('invalid_config', `invalid ${kind} actor configuration:\n  - ${problems.join('\n  - ')}`, 'env');

@@ -17,3 +17,4 @@ export * from './drain';
 export * from './actor-health';
 export * from './launcher/gateway-process';
 export * from './launcher/process-cluster';
+export * from './cluster-block-locator';

@@ -75,5 +75,9 @@ export type RequestEvent =
   | { type: 'token'; index: number; id: number }
   /** Blocks re-encoded after their host was lost; `toHosts[i]` re-encoded `blocks[i]`. */
   | { type: 'recovered'; blocks: number[]; fromHost: string; toHosts?: string[] }
+  /** Phase 2 waits for a place in the query actor's running set (see `ServingLoop` admission). */
+  | { type: 'queued'; reason: 'running_set_full' | 'kv_memory'; position: number }
+  /** Phase 2 joined the running set after `queuedMs`; `running` requests are now batched together. */
+  | { type: 'admitted'; queuedMs: number; running: number }
   | { type: 'done'; result: RequestResult }
   | { type: 'error'; error: { code: string; message: string; param: string | null } };

@@ -4,6 +4,7 @@
  * limit) and what it reports while running (blocks and bytes of KV held, busy).
  */
 import type { Redis } from 'ioredis';
+import type { ServingSnapshot } from '@starq/model/serving/serving-metrics';
 import { ActorRegistry, type ActorRecord, type ActorRegistryOptions, type RegisterInput } from '@starq/actors';
 
 /** Host actors hold KV blocks; query actors run phase 2; gateways serve HTTP. */
@@ -41,6 +42,8 @@ export interface ClusterActorStatus {
    * about to leave; what it holds is being handed to other actors. @defaultValue false
    */
   draining?: boolean;
+  /** Query actors: the serving loop's running set, queue and step statistics. */
+  serving?: ServingSnapshot;
 }
 
 export type ClusterActorRecord = ActorRecord<ClusterActorKind, ClusterActorCapacity, ClusterActorStatus>;

@@ -42,6 +42,8 @@ export interface StartClusterOptions {
   redisUrl?: string;
   modelDir?: string | null;
   kvLimit?: number;
+  /** Extra environment of the query actor (e.g. STARQ_BATCHING, STARQ_MAX_RUNNING). */
+  queryEnv?: Record<string, string>;
   /** Also start the HTTP gateway (apps/gateway) on this port. */
   gateway?: { port: number; apiKeys?: string[] };
   /** Where actor output goes. @defaultValue process.stderr */
@@ -104,6 +106,7 @@ export async function startProcessCluster(o: StartClusterOptions): Promise<Local
           STARQ_THREADS: String(app === 'query-actor' ? (o.queryThreads ?? o.threads) : o.threads),
           STARQ_ACTOR_ID: id,
           ...(o.kvLimit ? { STARQ_KV_LIMIT_BYTES: String(o.kvLimit) } : {}),
+          ...(app === 'query-actor' ? o.queryEnv : {}),
         };
         const c = spawn(process.execPath, [ACTOR_BIN, app], { env, stdio: ['ignore', 'pipe', 'pipe'] });
         const name = `${app}-${i}`;

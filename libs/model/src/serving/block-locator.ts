@@ -24,14 +24,17 @@ export interface Relocation {
 }
 
 /**
+ * `C` is what the locator needs to know about a context (a cluster adds the model and the context's
+ * hash for the KV directory).
+ *
  * Contract: `locate(ctx, lost)` returns a placement of every block of `ctx.plan` on live hosts (one
  * entry per run of blocks on the same host, in block order), re-encoding by lineage (Star phase 1 of
  * that block: anchor ++ block) each block whose holder is in `lost`, is not alive, or no longer holds
  * it. Hosts in `lost` get no block. It throws when no live host is left. Ring contexts are not
  * re-encodable by lineage (their K/V come from the exact ring pass): callers do not ask.
  */
-export interface BlockLocator {
-  locate(ctx: EncodedContext, lost: ReadonlySet<string>): Promise<Relocation>;
+export interface BlockLocator<C extends EncodedContext = EncodedContext> {
+  locate(ctx: C, lost: ReadonlySet<string>): Promise<Relocation>;
 }
 
 /**

@@ -31,7 +31,7 @@ import type { BlockLocator, EncodedContext, HostFailureKind } from './block-loca
 import type { QueryBackend } from './query-backend';
 import { ServingMetrics, type ServingSnapshot, type StepRecord } from './serving-metrics';
 
-export interface ServingOptions extends Partial<AdmissionLimits> {
+export interface ServingOptions<C extends EncodedContext = EncodedContext> extends Partial<AdmissionLimits> {
   /**
    * Advance all running requests in one batched step (true), or each request in its own steps,
    * concurrently (false: the unbatched baseline for benchmarks). @defaultValue true
@@ -42,7 +42,7 @@ export interface ServingOptions extends Partial<AdmissionLimits> {
   /** Lost-host recoveries per request before it fails. @defaultValue 3 */
   maxRecoveries?: number;
   /** Finds and re-encodes lost blocks; without it no request recovers. */
-  locator?: BlockLocator;
+  locator?: BlockLocator<C>;
   /**
    * What a host call's error means (see `HostFailureKind`).
    * @defaultValue `EngineDiedError` (an in-process host's engine is gone) → 'host-lost', else null
@@ -59,7 +59,7 @@ export type ServingEvent =
   | { type: 'recovered'; blocks: number[]; fromHost: string; toHosts: string[] };
 
 /** A request whose context is encoded (phase 1 done), ready for phase 2. */
-export interface ServingRequest {
+export interface ServingRequest<C extends EncodedContext = EncodedContext> {
   /** Unique among the loop's requests (names its own cache). */
   id: string;
   /** N: the query's rows sit at positions N, N+1, … */
@@ -68,10 +68,14 @@ export interface ServingRequest {
   /** Where the context K/V live. */
   placement: ContextPlacement[];
   /** For lost-host recovery; without it (or in ring mode) the request fails on a lost host. */
-  context?: EncodedContext;
+  context?: C;
   /** `maxNewTokens`, `sampling`, `stopIds`, `ignoreEos`, `onToken` are used. */
   generate: GenerateOptions;
-  /** Aborting cancels the request (it leaves at the next step boundary, or at once if waiting). */
+  /**
+   * Aborting cancels the request (it leaves at the next step boundary, or at once if waiting) and
+   * rejects it with `RequestCancelledError` — or with the abort reason when that is an Error of
+   * the caller's (e.g. a hand-back to the queue).
+   */
   signal?: AbortSignal;
   onEvent?: (e: ServingEvent) => void;
 }
@@ -102,7 +106,7 @@ export class LoopClosedError extends StarqError {
 const defaultClassify = (e: unknown): HostFailureKind => (e instanceof EngineDiedError ? 'host-lost' : null);
 
 /** One request inside the loop. */
-class Running {
+class Running<C extends EncodedContext> {
   readonly cacheId: string;
   readonly reserveTokens: number;
   readonly rng: Rng;
@@ -129,7 +133,7 @@ class Running {
   readonly result: Promise<ServingResult>;
 
   constructor(
-    readonly req: ServingRequest,
+    readonly req: ServingRequest<C>,
     readonly bytes: number,
   ) {
     this.cacheId = `${req.id}/query`;
@@ -162,10 +166,10 @@ class Running {
   }
 }
 
-export class ServingLoop {
+export class ServingLoop<C extends EncodedContext = EncodedContext> {
   private readonly admission: Admission;
-  private readonly waiting: Running[] = [];
-  private readonly running = new Set<Running>();
+  private readonly waiting: Running<C>[] = [];
+  private readonly running = new Set<Running<C>>();
   private readonly ids = new Set<string>();
   readonly metrics = new ServingMetrics();
   private driving = false;
@@ -178,7 +182,7 @@ export class ServingLoop {
 
   constructor(
     readonly backend: QueryBackend,
-    private readonly opts: ServingOptions = {},
+    private readonly opts: ServingOptions<C> = {},
   ) {
     this.admission = new Admission({ maxRunning: opts.maxRunning ?? DEFAULT_ADMISSION_LIMITS.maxRunning, kvBudgetBytes: opts.kvBudgetBytes ?? DEFAULT_ADMISSION_LIMITS.kvBudgetBytes });
     this.batching = opts.batching ?? true;
@@ -191,7 +195,7 @@ export class ServingLoop {
   }
 
   /** Queue a request; resolves with its result when it finishes (rejects when it fails or is cancelled). */
-  submit(req: ServingRequest): Promise<ServingResult> {
+  submit(req: ServingRequest<C>): Promise<ServingResult> {
     try {
       if (this.closed) throw new LoopClosedError();
       validateGenerateOptions(req.generate);
@@ -254,18 +258,18 @@ export class ServingLoop {
     }
   }
 
-  private abortWaiting(e: Running): void {
+  private abortWaiting(e: Running<C>): void {
     const i = this.waiting.indexOf(e);
     if (i < 0) return; // running: leaves at the next step boundary
     this.waiting.splice(i, 1);
-    this.settle(e, new RequestCancelledError(e.req.id));
+    this.settle(e, abortError(e.req));
     this.pump();
   }
 
   // ------------------------------------------------------------------ steps
 
   /** Run steps over `pick()`'s requests until it returns none. Never throws. */
-  private async drive(pick: () => Running[]): Promise<void> {
+  private async drive(pick: () => Running<C>[]): Promise<void> {
     for (;;) {
       const batch = pick().filter((e) => !e.done);
       if (batch.length === 0) return;
@@ -277,11 +281,11 @@ export class ServingLoop {
     }
   }
 
-  private async step(batch: Running[]): Promise<void> {
-    const members: Running[] = [];
+  private async step(batch: Running<C>[]): Promise<void> {
+    const members: Running<C>[] = [];
     for (const e of batch) {
       if (e.req.signal?.aborted) {
-        this.finish(e, new RequestCancelledError(e.req.id));
+        this.finish(e, abortError(e.req));
         continue;
       }
       if (!e.cacheReady) {
@@ -316,7 +320,7 @@ export class ServingLoop {
   }
 
   /** Apply a step's result to one request; true when it generated a token. */
-  private advance(e: Running, r: StepRequest, logits: Float32Array | null): boolean {
+  private advance(e: Running<C>, r: StepRequest, logits: Float32Array | null): boolean {
     e.cached += r.ids.length;
     const M = e.req.queryIds.length;
     if (e.queryDone < M) {
@@ -348,7 +352,7 @@ export class ServingLoop {
   }
 
   /** A step failed: roll back, then recover, isolate or fail (see the file comment). */
-  private async recover(members: Running[], err: unknown): Promise<void> {
+  private async recover(members: Running<C>[], err: unknown): Promise<void> {
     try {
       await Promise.all(members.map((e) => this.backend.truncateCache(e.cacheId, e.cached)));
     } catch {
@@ -387,7 +391,7 @@ export class ServingLoop {
   }
 
   /** Leave the running set: free the cache and the budget, settle the promise, admit others. */
-  private finish(e: Running, err: unknown): void {
+  private finish(e: Running<C>, err: unknown): void {
     if (e.done) return;
     this.running.delete(e);
     this.admission.give(e.bytes);
@@ -397,7 +401,7 @@ export class ServingLoop {
     this.pump();
   }
 
-  private settle(e: Running, err: unknown): void {
+  private settle(e: Running<C>, err: unknown): void {
     e.done = true;
     this.ids.delete(e.req.id);
     if (err) {
@@ -420,13 +424,19 @@ export class ServingLoop {
     });
   }
 
-  private emit(e: Running, ev: ServingEvent): void {
+  private emit(e: Running<C>, ev: ServingEvent): void {
     try {
       e.req.onEvent?.(ev);
     } catch {
       // a listener's failure is the listener's: the request goes on
     }
   }
+}
+
+/** What an aborted request is rejected with: the caller's reason when it is an Error, else `RequestCancelledError`. */
+function abortError(req: { id: string; signal?: AbortSignal }): unknown {
+  const r: unknown = req.signal?.reason;
+  return r instanceof Error && r.name !== 'AbortError' ? r : new RequestCancelledError(req.id);
 }
 
 /** A host call's own error (its code and message) rather than the wrapper. */

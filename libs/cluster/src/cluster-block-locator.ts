@@ -1,0 +1,95 @@
+/**
+ * Lost-host recovery on a cluster: the serving loop's `BlockLocator` over the KV directory (where
+ * every block is) and the registry (which hosts are alive). A block whose handle is missing or
+ * names a host that is not alive (or is in the request's lost set) is re-encoded by lineage on the
+ * live host holding the least KV (not draining, when there is such a host), and its handle
+ * rewritten.
+ */
+import { blockCacheId, phase1Positions, phase1Tokens, type ContextPlacement, type Host } from '@starq/attention';
+import { ActorDiedError, ActorTimeoutError } from '@starq/actors';
+import type { BlockLocator, EncodedContext, HostFailureKind, Relocation } from '@starq/model/serving/block-locator';
+import { StarqError } from '@starq/protocol';
+import { isKvNotFound } from './errors';
+import type { KvDirectory } from './kv-directory';
+import type { ClusterRegistry } from './registry';
+
+/** A context as the cluster knows it: the KV directory records the model and the context's hash. */
+export interface ClusterContext extends EncodedContext {
+  model: string;
+  contextHash: string;
+}
+
+export interface ClusterBlockLocatorOptions {
+  directory: KvDirectory;
+  registry: ClusterRegistry;
+  /** The `Host` for a host actor id (a RemoteHost). */
+  host: (hostId: string) => Host;
+  numLayers: number;
+}
+
+export class ClusterBlockLocator implements BlockLocator<ClusterContext> {
+  constructor(private readonly o: ClusterBlockLocatorOptions) {}
+
+  async locate(ctx: ClusterContext, lost: ReadonlySet<string>): Promise<Relocation> {
+    const { plan } = ctx;
+    const cacheIds = plan.blocks.map((b) => blockCacheId(ctx.contextKey, b.index));
+    const handles = await this.o.directory.getMany(cacheIds);
+    const hosts = (await this.o.registry.list('host')).filter((h) => !lost.has(h.id));
+    const alive = new Set(hosts.map((h) => h.id));
+    const owner: string[] = [];
+    const reencoded: number[] = [];
+    let fromHost = '';
+    plan.blocks.forEach((b, i) => {
+      const h = handles[i];
+      if (h && alive.has(h.hostId)) owner[i] = h.hostId;
+      else {
+        reencoded.push(b.index);
+        if (h) fromHost = h.hostId;
+      }
+    });
+    if (reencoded.length > 0) {
+      if (hosts.length === 0) throw new StarqError('cluster_unavailable', 'no live host actor to encode the context on: start hosts with `starq cluster up`', { status: 503 });
+      // Re-encode on hosts that are not draining (a draining host is handing its own blocks away).
+      const targets = hosts.filter((h) => !h.status.draining);
+      const load = new Map((targets.length > 0 ? targets : hosts).map((h) => [h.id, h.status.kvBytes]));
+      for (const k of reencoded) {
+        const target = [...load.entries()].sort((a, b) => a[1] - b[1])[0][0];
+        const b = plan.blocks[k];
+        const handle = await this.o.host(target).encodeBlock({ cacheId: cacheIds[k], ids: Int32Array.from(phase1Tokens(ctx.contextIds, b.phase1)), positions: phase1Positions(b.phase1), keepFrom: b.phase1.keepFrom });
+        await this.o.directory.putEncoded({
+          cacheId: cacheIds[k],
+          model: ctx.model,
+          contextHash: ctx.contextHash,
+          blockIndex: k,
+          blockSize: plan.blockSize,
+          anchorSize: plan.anchorSize,
+          tokenStart: b.start,
+          tokenEnd: b.end,
+          layers: this.o.numLayers,
+          bytes: handle.bytes,
+          hostId: target,
+        });
+        load.set(target, (load.get(target) ?? 0) + handle.bytes);
+        owner[k] = target;
+      }
+    }
+    await this.o.directory.touch(cacheIds);
+    const placement: ContextPlacement[] = [];
+    owner.forEach((hostId, k) => {
+      const last = placement[placement.length - 1];
+      if (last && last.host.id === hostId) last.cacheIds.push(cacheIds[k]);
+      else placement.push({ host: this.o.host(hostId), cacheIds: [cacheIds[k]] });
+    });
+    return { placement, reencoded, fromHost };
+  }
+}
+
+/**
+ * What a failed actor call means for recovery: the host died or did not answer in time
+ * ('host-lost': treat it as dead for the request), or it no longer holds a block ('block-lost').
+ */
+export function classifyActorFailure(e: unknown): HostFailureKind {
+  if (e instanceof ActorDiedError || e instanceof ActorTimeoutError) return 'host-lost';
+  if (isKvNotFound(e)) return 'block-lost';
+  return null;
+}
