@@ -23,7 +23,12 @@ export function buildProgram(): Command {
     .showHelpAfterError(false)
     // Usage errors are printed by main() as one line with an error code, like every other bad input.
     .configureOutput({ outputError: () => undefined })
-    .exitOverride();
+    .exitOverride()
+    .addHelpText(
+      'after',
+      '\nExit codes (every command): 0 success; 2 bad input (one stderr line: starq: error [code] (flag): message); ' +
+        '1 internal failure; 130 / 143 stopped by SIGINT / SIGTERM after every engine stopped (cluster up: 0 once stopped).\n',
+    );
   registerGenerate(program);
   registerInspect(program);
   registerEvalFidelity(program);
