@@ -455,12 +455,13 @@ describe('host event loop while encoding (generated random checkpoint)', () => {
 });
 
 describe('starq cluster up + starq generate --redis', () => {
-  it('prints ready {...}, serves `generate --redis --json` like in-process, and stops every actor on SIGINT', async () => {
+  it('prints ready {...}, serves `generate --redis --prefix --json` like in-process, and stops every actor on SIGINT (exit 0)', async () => {
     const modelDir = haveStories ? STORIES : randomCase.dir();
     const prefix = randomPrefix('up');
     const prompt = haveStories ? storiesCase.prompt(0) : randomCase.prompt(0);
     const genArgs = ['bin/starq', 'generate', '--model', modelDir, '--context-ids', prompt.ctx.join(','), '--query-ids', prompt.query.join(','), '--mode', 'star', '--hosts', '1', '--max-new-tokens', String(N_NEW), '--json'];
-    const env = { ...process.env, STARQ_PREFIX: prefix };
+    // The cluster's prefix travels as --prefix on both sides (no STARQ_PREFIX in the environment).
+    const { STARQ_PREFIX: _unset, ...env } = process.env;
     const redis = await createRedis(REDIS_URL, { connectionName: 'starq-e2e-up' });
     // Actors only (no HTTP gateway: it has its own tests and would need a port).
     const up = spawnTracked(['bin/starq', 'cluster', 'up', '--hosts', '1', '--prefix', prefix, '--model', modelDir, '--no-gateway'], env);
@@ -489,7 +490,7 @@ describe('starq cluster up + starq generate --redis', () => {
       const pids = records.map((r) => r.pid);
       for (const pid of pids) expect(isAlive(pid)).toBe(true);
 
-      remote = spawnTracked([...genArgs, '--redis', ready.redis], env);
+      remote = spawnTracked([...genArgs, '--redis', ready.redis, '--prefix', prefix], env);
       expect(await waitExit(remote.proc, 90000)).toBe(true);
       expect(await waitExit(inproc.proc, 90000)).toBe(true);
       expect({ code: remote.proc.exitCode, out: remote.out().slice(-2000) }).toMatchObject({ code: 0 });
