@@ -117,6 +117,7 @@ describe.each(Object.keys(RENDERS))('%s', (name) => {
     for (const { w, c, role: r } of starqContainers()) {
       const env = envOf(objs(), w, c);
       const problems: string[] = [];
+      expect(Object.keys(env).filter((k) => k.startsWith('STARQ_TEST_'))).toEqual([]); // test hooks never deployed
       const lifecycle = parseLifecycleConfig(env, problems);
       const ep = parseExecutionProvider(env, problems);
       expect(problems).toEqual([]);

@@ -40,6 +40,7 @@ import { EngineQueryBackend } from '@starq/model/serving/query-backend';
 import { RequestCancelledError, ServingLoop } from '@starq/model/serving/serving-loop';
 import type { ModelConfig } from '@starq/model/types';
 import { RedisKeys, StarqError } from '@starq/protocol';
+import { PacedQueryBackend } from './paced-query-backend';
 import { QueryMetrics } from './query-metrics';
 
 /** The host a placement puts a block cache on ('' when none). */
@@ -121,7 +122,8 @@ export class QueryActor {
     this.client = new ActorClient(this.redis, { keys: this.keys, registry: this.registry, defaultTimeoutMs: this.cfg.attendTimeoutMs });
     await this.client.start();
     this.locator = new ClusterBlockLocator({ directory: this.directory, registry: this.registry, host: (id) => this.remote(id), numLayers: this.model.numLayers });
-    this.loop = new ServingLoop(new EngineQueryBackend(this.engine), {
+    const backend = this.cfg.testStepDelayMs > 0 ? new PacedQueryBackend(this.engine, this.cfg.testStepDelayMs) : new EngineQueryBackend(this.engine);
+    this.loop = new ServingLoop(backend, {
       batching: this.cfg.batching,
       maxRunning: this.cfg.maxRunning,
       kvBudgetBytes: this.cfg.queryKvBytes,

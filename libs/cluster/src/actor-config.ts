@@ -40,6 +40,8 @@
  * | -------------------------- | --------------------------------------------------------- | ------- |
  * | STARQ_TEST_ENCODE_DELAY_MS | host: block the engine's worker thread this long before   | 0       |
  * |                            | every block encode (`EngineOptions.testEncodeDelayMs`)    |         |
+ * | STARQ_TEST_STEP_DELAY_MS   | query actor: pause before every phase-2 step (paces a     | 0       |
+ * |                            | generation so that a test can act during it)              |         |
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -77,6 +79,8 @@ export interface ActorConfig {
   executionProvider: ExecutionProviderRequest;
   /** Test only: `EngineOptions.testEncodeDelayMs` of the host's engine. @defaultValue 0 */
   testEncodeDelayMs: number;
+  /** Tests only: pause before every phase-2 step (ms); 0 in any deployment. */
+  testStepDelayMs: number;
 }
 
 export function parseActorConfig(kind: 'host' | 'query', env: NodeJS.ProcessEnv = process.env): ActorConfig {
@@ -118,6 +122,7 @@ export function parseActorConfig(kind: 'host' | 'query', env: NodeJS.ProcessEnv 
     lifecycle: parseLifecycleConfig(env, problems),
     executionProvider: parseExecutionProvider(env, problems),
     testEncodeDelayMs: int('STARQ_TEST_ENCODE_DELAY_MS', 0, 0),
+    testStepDelayMs: int('STARQ_TEST_STEP_DELAY_MS', 0, 0),
   };
   for (const [name, v] of [
     ['STARQ_LINK', cfg.link],

@@ -28,13 +28,24 @@ export interface ClusterBlockLocatorOptions {
 }
 
 export class ClusterBlockLocator implements BlockLocator<ClusterContext> {
+  /**
+   * Per request (its `lost` set): the registry incarnation each lost host had when it was first
+   * seen lost (null: no live record then). Only that incarnation is treated as dead: a replacement
+   * that registers under the same id (a StatefulSet pod keeps its name) is a new incarnation.
+   */
+  private readonly lostIncarnations = new WeakMap<ReadonlySet<string>, Map<string, string | null>>();
+
   constructor(private readonly o: ClusterBlockLocatorOptions) {}
 
   async locate(ctx: ClusterContext, lost: ReadonlySet<string>): Promise<Relocation> {
     const { plan } = ctx;
     const cacheIds = plan.blocks.map((b) => blockCacheId(ctx.contextKey, b.index));
     const handles = await this.o.directory.getMany(cacheIds);
-    const hosts = (await this.o.registry.list('host')).filter((h) => !lost.has(h.id));
+    const live = await this.o.registry.list('host');
+    let seen = this.lostIncarnations.get(lost);
+    if (!seen) this.lostIncarnations.set(lost, (seen = new Map()));
+    for (const id of lost) if (!seen.has(id)) seen.set(id, live.find((h) => h.id === id)?.incarnation ?? null);
+    const hosts = live.filter((h) => !(lost.has(h.id) && seen!.get(h.id) === h.incarnation));
     const alive = new Set(hosts.map((h) => h.id));
     const owner: string[] = [];
     const reencoded: number[] = [];
