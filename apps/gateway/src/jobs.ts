@@ -11,6 +11,7 @@
 import type { Redis } from 'ioredis';
 import { planMode, type Mode } from '@starq/attention';
 import { requestCancelKey, type RequestEvent, type RequestResult, type SamplingData, type StarqClient } from '@starq/cluster';
+import { generationReport, type GenerationReport } from '@starq/model/generation-report';
 import { checkPositions, type PositionParams } from '@starq/model/positions';
 import type { StarqTokenizer } from '@starq/model/tokenizer';
 import { CapacityError, StarqError } from '@starq/protocol';
@@ -58,20 +59,6 @@ export interface JobMeta {
   contextKey?: string;
 }
 
-/** `starq generate --json`'s object. */
-export interface GenerateJson {
-  mode: Mode;
-  contextTokens: number;
-  queryTokens: number;
-  blockSize: number;
-  anchorSize: number;
-  hosts: number;
-  generatedIds: number[];
-  text: string;
-  finishReason: 'length' | 'stop';
-  timings: RequestResult['timings'];
-}
-
 export interface JobView {
   id: string;
   object: 'job';
@@ -87,7 +74,7 @@ export interface JobView {
     maxNewTokens: number;
   };
   timings: { elapsedMs: number; phase1Ms: number | null; firstTokenMs: number | null; phase2Ms: number | null; decodeTokensPerSec: number | null };
-  result: GenerateJson | null;
+  result: GenerationReport | null;
   error: { code: string; message: string; param: string | null } | null;
   blocks: { encoded: number; reused: number; recovered: number } | null;
   /**
@@ -407,19 +394,8 @@ export class JobService {
   }
 
   /** `starq generate --json`'s object for a result (text decoded like the CLI: special tokens kept). */
-  generateJson(r: RequestResult): GenerateJson {
-    return {
-      mode: r.mode,
-      contextTokens: r.contextTokens,
-      queryTokens: r.queryTokens,
-      blockSize: r.blockSize,
-      anchorSize: r.anchorSize,
-      hosts: r.hosts,
-      generatedIds: r.generatedIds,
-      text: this.tokenizer ? this.tokenizer.decode(r.generatedIds, { skipSpecialTokens: false }) : '',
-      finishReason: r.finishReason,
-      timings: r.timings,
-    };
+  generateJson(r: RequestResult): GenerationReport {
+    return generationReport(r, this.tokenizer ? this.tokenizer.decode(r.generatedIds, { skipSpecialTokens: false }) : '');
   }
 
   /**

@@ -4,6 +4,7 @@
  * them by hash plus token ranges.
  */
 import type { TokenRange } from '@starq/attention';
+import type { GenerationReport } from '@starq/model/generation-report';
 
 /** Phase-1 work for one Star block (a child of the request flow). Pure function of its fields. */
 export interface BlockJobData {
@@ -50,17 +51,9 @@ export interface RequestJobData {
   submittedAt: number;
 }
 
-export interface RequestResult {
+/** A finished request: the generation report without its text (the client decodes), plus block counts. */
+export interface RequestResult extends Omit<GenerationReport, 'text'> {
   requestId: string;
-  mode: 'star' | 'global' | 'ring';
-  contextTokens: number;
-  queryTokens: number;
-  blockSize: number;
-  anchorSize: number;
-  hosts: number;
-  generatedIds: number[];
-  finishReason: 'length' | 'stop';
-  timings: { phase1Ms: number; phase2Ms: number; firstTokenMs: number; decodeTokensPerSec: number };
   /** Blocks encoded for this request (0 when every block was reused). */
   blocksEncoded: number;
   blocksReused: number;

@@ -11,6 +11,7 @@ import { MODES, type Mode } from '@starq/attention';
 import { createRedis, deleteKeysByPrefix } from '@starq/actors';
 import { startProcessCluster, StarqClient } from '@starq/cluster';
 import { loadConfig } from '@starq/model/config';
+import type { Timings } from '@starq/model/generate';
 import { defaultModelDir } from '@starq/model/default-model';
 import { StarqTokenizer } from '@starq/model/tokenizer';
 import { LocalCluster } from '@starq/model/local/local-cluster';
@@ -99,7 +100,7 @@ async function demo(dir: string, hosts: number, redisUrl: string | undefined, pr
   }
 }
 
-function line(mode: string, text: string, t: { phase1Ms: number; firstTokenMs: number; decodeTokensPerSec: number }): string {
+function line(mode: string, text: string, t: Timings): string {
   return `   [${mode.padEnd(6)}] ${JSON.stringify(text)}\n         phase 1 ${t.phase1Ms.toFixed(0)} ms, first token ${t.firstTokenMs.toFixed(0)} ms, decode ${t.decodeTokensPerSec.toFixed(0)} tok/s\n`;
 }
 

@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 import { InvalidInputError } from '@starq/protocol/errors';
 import { loadConfig } from '@starq/model/config';
 import { checkPositions } from '@starq/model/positions';
+import { generationReport, type GenerationReport } from '@starq/model/generation-report';
 import { resolvePrompt } from '@starq/model/prompt';
 import { StarqTokenizer } from '@starq/model/tokenizer';
 import { validateSamplingParams } from '@starq/model/sampling';
@@ -122,25 +123,12 @@ async function generateCommand(f: GenerateFlags): Promise<void> {
     },
   };
   const result = f.redis
-    ? toResult(await runOnCluster({ ...common, redisUrl: f.redis, prefix: f.prefix ?? defaultPrefix(), generate }))
-    : fromLocal(await runLocal({ ...common, config, threads: intFlag(f.threads, 'threads', 1), generate }));
+    ? await runOnCluster({ ...common, redisUrl: f.redis, prefix: f.prefix ?? defaultPrefix(), generate })
+    : fromLocal(await runLocal({ ...common, config, threads: intFlag(f.threads, 'threads', 1), generate }), contextIds.length, queryIds.length);
   progress.done();
   const text = decode(result.generatedIds);
   if (f.json) {
-    process.stdout.write(
-      JSON.stringify({
-        mode: result.mode,
-        contextTokens: contextIds.length,
-        queryTokens: queryIds.length,
-        blockSize: result.blockSize,
-        anchorSize: result.anchorSize,
-        hosts: result.hosts,
-        generatedIds: result.generatedIds,
-        text,
-        finishReason: result.finishReason,
-        timings: result.timings,
-      }) + '\n',
-    );
+    process.stdout.write(JSON.stringify(generationReport(result, text)) + '\n');
   } else {
     if (text !== null && text.length > streamed.length && text.startsWith(streamed)) process.stdout.write(text.slice(streamed.length));
     process.stdout.write('\n');
@@ -152,22 +140,9 @@ async function generateCommand(f: GenerateFlags): Promise<void> {
   }
 }
 
-interface CliResult {
-  mode: Mode;
-  blockSize: number;
-  anchorSize: number;
-  hosts: number;
-  generatedIds: number[];
-  finishReason: 'length' | 'stop';
-  timings: { phase1Ms: number; phase2Ms: number; firstTokenMs: number; decodeTokensPerSec: number };
-}
-
-function toResult(r: CliResult): CliResult {
-  return { mode: r.mode, blockSize: r.blockSize, anchorSize: r.anchorSize, hosts: r.hosts, generatedIds: r.generatedIds, finishReason: r.finishReason, timings: r.timings };
-}
-
-function fromLocal(r: LocalRunResult): CliResult {
-  return toResult({ ...r, blockSize: r.plan.blockSize, anchorSize: r.plan.anchorSize, hosts: r.plan.effectiveHosts });
+/** The report's fields (without text) of an in-process run. */
+function fromLocal(r: LocalRunResult, contextTokens: number, queryTokens: number): Omit<GenerationReport, 'text'> {
+  return { ...r, contextTokens, queryTokens, blockSize: r.plan.blockSize, anchorSize: r.plan.anchorSize, hosts: r.plan.effectiveHosts };
 }
 
 /** New text since `emitted` chars, holding back a trailing incomplete UTF-8 sequence (U+FFFD). */
