@@ -18,12 +18,12 @@ import { type BrowserContext, type Page } from 'playwright-core';
 import { describeBrowser, launchChromium } from './helpers/browser';
 import { deletePrefix, randomPrefix, stopProcess, TestCluster, until } from './helpers/cluster';
 import { JobsApi, request, startGateway, TERMINAL_STATUSES as TERMINAL, writeModel } from './helpers/gateway';
-import { randomTokenIds, TmpDirs } from '@starq/testing';
+import { randomTokenIds, TmpDirs, smallLlama } from '@starq/testing';
 import type { RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
 
 jest.setTimeout(180000);
 
-const OPTS: RandomCheckpointOptions = { architecture: 'llama', hidden: 64, intermediate: 128, layers: 2, heads: 4, kvHeads: 2, vocab: 128, maxPositions: 4096, dtype: 'F32', tied: false, sharded: false, seed: 5 };
+const OPTS: RandomCheckpointOptions = smallLlama({ hidden: 64, intermediate: 128, vocab: 128, maxPositions: 4096, seed: 5 });
 const rnd = () => Math.random().toString(36).slice(2, 10);
 const USER_KEY = `sk-user-${rnd()}`;
 const ADMIN_KEY = `sk-admin-${rnd()}`;

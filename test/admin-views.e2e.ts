@@ -18,14 +18,14 @@ import * as path from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
 import { blockCacheId } from '@starq/attention';
 import type { RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
-import { randomTokenIds, TmpDirs } from '@starq/testing';
+import { randomTokenIds, TmpDirs, smallLlama } from '@starq/testing';
 import { describeBrowser, launchChromium } from './helpers/browser';
 import { deletePrefix, randomPrefix, stopProcess, TestCluster, until } from './helpers/cluster';
 import { JobsApi, request, startGateway, writeModel } from './helpers/gateway';
 
 jest.setTimeout(240000);
 
-const OPTS: RandomCheckpointOptions = { architecture: 'llama', hidden: 64, intermediate: 128, layers: 2, heads: 4, kvHeads: 2, vocab: 128, maxPositions: 4096, dtype: 'F32', tied: false, sharded: false, seed: 9 };
+const OPTS: RandomCheckpointOptions = smallLlama({ hidden: 64, intermediate: 128, vocab: 128, maxPositions: 4096, seed: 9 });
 const rnd = () => Math.random().toString(36).slice(2, 10);
 const ADMIN_KEY = `sk-admin-${rnd()}`;
 const SHOTS = process.env.STARQ_SCREENSHOTS ? path.resolve(process.env.STARQ_SCREENSHOTS) : null;

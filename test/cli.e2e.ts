@@ -12,27 +12,14 @@ import { ReferenceModel } from '../libs/model/src/reference-forward';
 import { SAFETENSORS_FILE, writeSafetensors, type TensorToWrite } from '../libs/model/src/safetensors';
 import { randomCheckpointTensors, writeRandomCheckpoint, type RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
 import { layerTensorNames } from '../libs/model/src/weights';
-import { TmpDirs } from '@starq/testing';
+import { TmpDirs, smallLlama } from '@starq/testing';
 import { pool, type Run } from './helpers/cli';
 import { sharedModel } from '@starq/model/shared-fixtures';
 
 const { path: STORIES, present: haveStories } = sharedModel('stories260K', 'greedy_samples.json');
 const itStories = haveStories ? it : it.skip;
 
-const OPTS: RandomCheckpointOptions = {
-  architecture: 'llama',
-  hidden: 32,
-  intermediate: 64,
-  layers: 2,
-  heads: 4,
-  kvHeads: 2,
-  vocab: 100,
-  maxPositions: 256,
-  dtype: 'F32',
-  tied: false,
-  sharded: false,
-  seed: 5,
-};
+const OPTS: RandomCheckpointOptions = smallLlama({ seed: 5 });
 
 const tmp = new TmpDirs();
 const dirs = { model: '', noConfig: '', truncated: '', wrongShape: '', unsupported: '' };

@@ -28,26 +28,13 @@ import { loadConfig } from '../libs/model/src/config';
 import { LocalCluster } from '../libs/model/src/local/local-cluster';
 import { writeRandomCheckpoint, type RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
 import { deletePrefix, randomPrefix, REDIS_URL, sleep, spawnTracked, stopProcess, TestCluster, until, waitExit } from './helpers/cluster';
-import { randomTokenIds, TmpDirs } from '@starq/testing';
+import { randomTokenIds, TmpDirs, smallLlama } from '@starq/testing';
 import { sharedModel } from '@starq/model/shared-fixtures';
 
 const { path: STORIES, present: haveStories } = sharedModel('stories260K', 'reference_long.json');
 
 /** Untied random Llama on which Star (default b, a) and Global generate different ids. */
-const RANDOM_OPTS: RandomCheckpointOptions = {
-  architecture: 'llama',
-  hidden: 64,
-  intermediate: 128,
-  layers: 4,
-  heads: 4,
-  kvHeads: 2,
-  vocab: 128,
-  maxPositions: 2048,
-  dtype: 'F32',
-  tied: false,
-  sharded: false,
-  seed: 9,
-};
+const RANDOM_OPTS: RandomCheckpointOptions = smallLlama({ hidden: 64, intermediate: 128, layers: 4, vocab: 128, maxPositions: 2048, seed: 9 });
 
 const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0 };
 const MODES: Mode[] = ['global', 'star', 'ring'];

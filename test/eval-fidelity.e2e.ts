@@ -22,7 +22,7 @@ import {
   parseAnchorSizes,
   parseBlockSizes,
 } from '../apps/cli/src/fidelity';
-import { TmpDirs } from '@starq/testing';
+import { TmpDirs, smallLlama } from '@starq/testing';
 import { pool, type Run } from './helpers/cli';
 import { sharedData, sharedModel } from '@starq/model/shared-fixtures';
 
@@ -33,20 +33,7 @@ const SAMPLE_TEXT = sample.path;
 const haveStories = stories.present && sample.present;
 const itStories = haveStories ? it : it.skip;
 
-const OPTS: RandomCheckpointOptions = {
-  architecture: 'llama',
-  hidden: 32,
-  intermediate: 64,
-  layers: 2,
-  heads: 4,
-  kvHeads: 2,
-  vocab: 100,
-  maxPositions: 128,
-  dtype: 'F32',
-  tied: false,
-  sharded: false,
-  seed: 23,
-};
+const OPTS: RandomCheckpointOptions = smallLlama({ maxPositions: 128, seed: 23 });
 
 // The random run: N = 32, M = 8, 3 windows; b = 48 > N and b = 32 = N are Global.
 const N = 32;

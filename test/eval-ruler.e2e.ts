@@ -8,7 +8,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { writeRandomCheckpoint, type RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
-import { TmpDirs } from '@starq/testing';
+import { TmpDirs, smallLlama } from '@starq/testing';
 import { pool, type Run } from './helpers/cli';
 import { sharedData, sharedModel } from '@starq/model/shared-fixtures';
 
@@ -19,20 +19,7 @@ const SAMPLE_TEXT = sample.path;
 const haveShared = niah.present && sample.present;
 const itShared = haveShared ? it : it.skip;
 
-const OPTS: RandomCheckpointOptions = {
-  architecture: 'llama',
-  hidden: 32,
-  intermediate: 64,
-  layers: 2,
-  heads: 4,
-  kvHeads: 2,
-  vocab: 200,
-  maxPositions: 600,
-  dtype: 'F32',
-  tied: false,
-  sharded: false,
-  seed: 29,
-};
+const OPTS: RandomCheckpointOptions = smallLlama({ vocab: 200, maxPositions: 600, seed: 29 });
 
 const tmp = new TmpDirs();
 let modelDir = '';

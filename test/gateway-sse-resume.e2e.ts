@@ -21,12 +21,12 @@ import * as http from 'node:http';
 import { SseParser } from '@starq/sse';
 import { REDIS_URL, stopProcess, TestCluster, until } from './helpers/cluster';
 import { request, startGateway, writeModel } from './helpers/gateway';
-import { randomTokenIds, TmpDirs } from '@starq/testing';
+import { randomTokenIds, TmpDirs, smallLlama } from '@starq/testing';
 import type { RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
 
 jest.setTimeout(180000);
 
-const OPTS: RandomCheckpointOptions = { architecture: 'llama', hidden: 64, intermediate: 128, layers: 2, heads: 4, kvHeads: 2, vocab: 128, maxPositions: 4096, dtype: 'F32', tied: false, sharded: false, seed: 9 };
+const OPTS: RandomCheckpointOptions = smallLlama({ hidden: 64, intermediate: 128, vocab: 128, maxPositions: 4096, seed: 9 });
 const KEY = `sk-sse-${Math.random().toString(36).slice(2, 10)}`;
 const KEEPALIVE_MS = 250;
 const RETRY_MS = 1500;

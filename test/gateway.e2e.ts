@@ -27,27 +27,14 @@ import { StarqTokenizer } from '../libs/model/src/tokenizer';
 import type { RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
 import { deletePrefix, randomPrefix, REDIS_URL, sleep, spawnTracked, stopProcess, until, waitExit } from './helpers/cluster';
 import { CHAT_TEMPLATE, readSse, request, startGateway, writeModel, type SseEvent } from './helpers/gateway';
-import { randomTokenIds, TmpDirs } from '@starq/testing';
+import { randomTokenIds, TmpDirs, smallLlama } from '@starq/testing';
 import { sharedModel } from '@starq/model/shared-fixtures';
 
 jest.setTimeout(180000);
 
 const { path: STORIES, present: haveStories } = sharedModel('stories260K');
 
-const OPTS: RandomCheckpointOptions = {
-  architecture: 'llama',
-  hidden: 64,
-  intermediate: 128,
-  layers: 2,
-  heads: 4,
-  kvHeads: 2,
-  vocab: 128,
-  maxPositions: 4096,
-  dtype: 'F32',
-  tied: false,
-  sharded: false,
-  seed: 3,
-};
+const OPTS: RandomCheckpointOptions = smallLlama({ hidden: 64, intermediate: 128, vocab: 128, maxPositions: 4096, seed: 3 });
 const VOCAB = OPTS.vocab;
 /** KV bytes per context token on a host: layers · 2 (K, V) · kvHeads · headDim · 4 + layers · 8. */
 const KV_PER_TOKEN = OPTS.layers * 2 * OPTS.kvHeads * (OPTS.hidden / OPTS.heads) * 4 + OPTS.layers * 8;

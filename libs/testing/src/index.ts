@@ -4,3 +4,4 @@
  */
 export * from './prng';
 export * from './numeric';
+export * from './models';
