@@ -28,8 +28,6 @@ import { sharedData, sharedModel } from '@starq/model/shared-fixtures';
 
 const stories = sharedModel('stories260K');
 const sample = sharedData('tinystories_sample.txt');
-const STORIES = stories.path;
-const SAMPLE_TEXT = sample.path;
 const haveStories = stories.present && sample.present;
 const itStories = haveStories ? it : it.skip;
 
@@ -92,7 +90,7 @@ beforeAll(async () => {
   };
   if (haveStories) {
     jobs.stories = [
-      'eval', 'fidelity', '--model', STORIES, '--text-file', SAMPLE_TEXT, '--doc-separator', '<|endoftext|>',
+      'eval', 'fidelity', '--model', stories.path, '--text-file', sample.path, '--doc-separator', '<|endoftext|>',
       '--context-tokens', '128', '--query-tokens', '16', '--block-size', '32,128', '--samples', '2', '--json',
     ];
   }

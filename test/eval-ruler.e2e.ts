@@ -14,8 +14,6 @@ import { sharedData, sharedModel } from '@starq/model/shared-fixtures';
 
 const niah = sharedModel('niah-1M');
 const sample = sharedData('tinystories_sample.txt');
-const NIAH = niah.path;
-const SAMPLE_TEXT = sample.path;
 const haveShared = niah.present && sample.present;
 const itShared = haveShared ? it : it.skip;
 
@@ -57,8 +55,8 @@ beforeAll(async () => {
       '--haystack-file', textFile, '--max-new-tokens', '4', '--json', jsonFile),
   };
   if (haveShared) {
-    jobs.niah = ['eval', 'ruler', '--model', NIAH, '--tasks', 'niah_single', '--lengths', '512', '--samples', '8', '--modes', 'global',
-      '--seed', '0', '--haystack-file', SAMPLE_TEXT, '--json', '-'];
+    jobs.niah = ['eval', 'ruler', '--model', niah.path, '--tasks', 'niah_single', '--lengths', '512', '--samples', '8', '--modes', 'global',
+      '--seed', '0', '--haystack-file', sample.path, '--json', '-'];
   }
   for (const [name, c] of BAD) jobs[`bad:${name}`] = c.args();
   runs = await pool(jobs, 3, 110000);
