@@ -14,11 +14,12 @@ import { planStar, starPhase1, blockCacheId } from '@starq/attention';
 import { loadConfig, ModelEngine } from '@starq/model';
 import { LocalHost } from '@starq/model/local/local-host';
 import { phase1Flops } from '@starq/model/perf/flops';
+import { sharedModel } from '@starq/model/shared-fixtures';
 import { markdownTable, type Column } from '@starq/report';
 import { arg, argStr } from './lib/args';
 
 async function main(): Promise<void> {
-  const modelDir = path.resolve(argStr('--model-dir', path.join(__dirname, '../../shared/models/bench-256')));
+  const modelDir = path.resolve(argStr('--model-dir', sharedModel('bench-256').path));
   const contexts = argStr('--contexts', '16384').split(',').map(Number);
   const blocks = argStr('--blocks', '2048,1024').split(',').map(Number);
   const threads = arg('--threads', 2);

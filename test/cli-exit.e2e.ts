@@ -15,12 +15,13 @@ import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { writeRandomCheckpoint } from '@starq/model/synthetic/random-checkpoint';
+import { sharedData, sharedModel } from '@starq/model/shared-fixtures';
 import { TmpDirs } from '@starq/testing';
 import { ROOT, spawnStarq, type SpawnedRun } from './helpers/cli';
 
-const STORIES = path.resolve(ROOT, '../shared/models/stories260K');
-const TINYSTORIES = path.resolve(ROOT, '../shared/data/tinystories_sample.txt');
-const haveStories = fs.existsSync(path.join(STORIES, 'config.json')) && fs.existsSync(TINYSTORIES);
+const { path: STORIES, present: haveStoriesModel } = sharedModel('stories260K');
+const { path: TINYSTORIES, present: haveText } = sharedData('tinystories_sample.txt');
+const haveStories = haveStoriesModel && haveText;
 const itStories = haveStories ? it : it.skip;
 
 const tmp = new TmpDirs();

@@ -24,6 +24,8 @@ import * as path from 'node:path';
 import { loadConfig, ModelEngine, type ModelConfig } from '@starq/model';
 import { causalPairs, attentionFlopsPerPair, linearFlopsPerToken, lmHeadFlopsPerRow } from '@starq/model/perf/flops';
 import { bestRoofline } from '@starq/model/perf/roofline';
+import { sharedModel } from '@starq/model/shared-fixtures';
+import { randomTokenIds } from '@starq/model/synthetic/token-ids';
 import { machineInfo, markdownTable, textTable, type Column } from '@starq/report';
 import { arg, argStr } from '../lib/args';
 import { ensurePeer, importPeer } from './peer-install';
@@ -68,18 +70,7 @@ interface NodeLlamaCpp {
 }
 
 /** Seeded ids in [3, vocab): the same for both engines. */
-function randomIds(n: number, vocab: number, seed: number): number[] {
-  let s = seed >>> 0;
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out.push(3 + (((t ^ (t >>> 14)) >>> 0) % (vocab - 3)));
-  }
-  return out;
-}
+const randomIds = (n: number, vocab: number, seed: number): number[] => randomTokenIds(n, vocab, seed, 3);
 
 function argmax(x: Float32Array): number {
   let best = 0;
@@ -177,7 +168,7 @@ async function main(): Promise<void> {
   const batchSize = arg('--batch-size', 512);
   const kvType = argStr('--kv-type', 'F16'); // llama.cpp's default K/V cache type
   if (!['F16', 'F32'].includes(kvType)) throw new Error(`--kv-type must be F16 or F32 (got ${kvType})`);
-  const modelDir = path.resolve(argStr('--model-dir', path.join(__dirname, '../../../shared/models/bench-256')));
+  const modelDir = path.resolve(argStr('--model-dir', sharedModel('bench-256').path));
   const gguf = path.resolve(argStr('--gguf', path.join(modelDir, 'bench-256.gguf')));
   const jsonOut = argStr('--json', '');
   const markdown = process.argv.includes('--markdown');
