@@ -277,10 +277,10 @@ export class ActorClient {
     });
   }
 
-  /** Publishes a non-call message to an actor's inbox; resolves to the number of receivers (0: nobody). */
-  async send(actorId: string, msg: Exclude<Message, { kind: 'call' | 'reply' }>): Promise<number> {
+  /** Publishes a one-way message (`tell`) to an actor's inbox; resolves to the number of receivers (0: nobody). */
+  async send(actorId: string, topic: string, body?: unknown): Promise<number> {
     if (this.closed) throw new ActorClientClosedError(`ActorClient ${this.clientId}`);
-    return this.redis.publish(this.keys.inbox(actorId), encode(msg));
+    return this.redis.publish(this.keys.inbox(actorId), encode(message('tell', { topic, body })));
   }
 
   /** Fails pending calls with ActorClientClosedError and closes the reply subscription. */

@@ -1,4 +1,3 @@
-import type { Message } from '@starq/protocol';
 import type { ActorClient, CallOptions } from './actor-client';
 
 /** Address of one actor, bound to a client: `handle.call('attend', args)`. Cheap to create. */
@@ -16,8 +15,8 @@ export class ActorHandle {
     return this.client.call<T>(this.actorId, method, args, opts);
   }
 
-  /** Publishes a non-call message (e.g. `release`) to the actor; resolves to the number of receivers. */
-  send(msg: Exclude<Message, { kind: 'call' | 'reply' }>): Promise<number> {
-    return this.client.send(this.actorId, msg);
+  /** Publishes a one-way message of `topic` to the actor; resolves to the number of receivers. */
+  send(topic: string, body?: unknown): Promise<number> {
+    return this.client.send(this.actorId, topic, body);
   }
 }

@@ -32,8 +32,7 @@ import {
   toWireError,
   type CallMessage,
   type Message,
-  type MessageKind,
-  type MessageOf,
+  type TellMessage,
   type WireError,
 } from '@starq/protocol';
 import { duplicateRedis } from './redis';
@@ -113,7 +112,7 @@ export interface ActorServerStats {
   expired: number;
   /** Undecodable / invalid messages. */
   malformed: number;
-  /** Valid messages nobody handles (e.g. a stray reply, a kind with no `onMessage` handler). */
+  /** Valid messages nobody handles (e.g. a stray reply, a `tell` topic with no `onMessage` handler). */
   dropped: number;
 }
 
@@ -138,7 +137,7 @@ export class ActorServer {
   readonly stats: ActorServerStats = { received: 0, receivedDirect: 0, replied: 0, failed: 0, expired: 0, malformed: 0, dropped: 0 };
 
   private readonly handlers = new Map<string, { fn: MethodHandler; lane: string | null }>();
-  private readonly messageHandlers = new Map<MessageKind, (msg: Message) => unknown>();
+  private readonly messageHandlers = new Map<string, (body: unknown, msg: TellMessage) => unknown>();
   private readonly lanes = new Map<string, Lane>();
   private readonly inFlight = new Set<Promise<void>>();
   private readonly subscriber: Redis;
@@ -203,9 +202,10 @@ export class ActorServer {
     return this;
   }
 
-  /** Handles non-call messages sent to the inbox (e.g. `release`, `shutdown`), fire-and-forget. */
-  onMessage<K extends Exclude<MessageKind, 'call' | 'reply'>>(kind: K, fn: (msg: MessageOf<K>) => unknown): this {
-    this.messageHandlers.set(kind, fn as (msg: Message) => unknown);
+  /** Handles one-way messages (`tell`) of `topic` sent to the inbox, fire-and-forget. */
+  onMessage<B = any>(topic: string, fn: (body: B, msg: TellMessage) => unknown): this {
+    if (!topic) throw new InvalidInputError('invalid_topic', 'message topic must be a non-empty string', 'topic');
+    this.messageHandlers.set(topic, fn as (body: unknown, msg: TellMessage) => unknown);
     return this;
   }
 
@@ -312,18 +312,24 @@ export class ActorServer {
       }
       return;
     }
-    const fn = this.messageHandlers.get(msg.kind);
+    if (msg.kind !== 'tell') {
+      this.stats.dropped++;
+      this.onError(new Error(`dropped ${msg.kind} message on ${this.address}: an inbox takes calls and tells`));
+      return;
+    }
+    const tell = msg;
+    const fn = this.messageHandlers.get(tell.topic);
     if (!fn) {
       this.stats.dropped++;
-      this.onError(new Error(`dropped ${msg.kind} message on ${this.address}: no onMessage('${msg.kind}') handler`));
+      this.onError(new Error(`dropped ${tell.topic} message on ${this.address}: no onMessage('${tell.topic}') handler`));
       return;
     }
     this.track(
       (async () => {
         try {
-          await fn(msg);
+          await fn(tell.body, tell);
         } catch (err) {
-          this.onError(new Error(`onMessage('${msg.kind}') handler failed: ${(err as Error)?.message ?? String(err)}`));
+          this.onError(new Error(`onMessage('${tell.topic}') handler failed: ${(err as Error)?.message ?? String(err)}`));
         }
       })(),
     );

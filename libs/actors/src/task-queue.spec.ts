@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { QueueEvents, type Job } from 'bullmq';
-import { InvalidInputError, RedisKeys, expectMessage, message, type EncodeBlockMessage } from '@starq/protocol';
+import { InvalidInputError, RedisKeys, StarqError } from '@starq/protocol';
 import { BullmqConnectionError } from './errors';
 import { createRedis, deleteKeysByPrefix } from './redis';
-import { DEFAULT_JOB_OPTIONS, createFlowProducer, createQueue, createWorker } from './task-queue';
+import { DEFAULT_JOB_OPTIONS, createFlowProducer, createQueue, createWorker, failJob, jobFailure } from './task-queue';
 
 const keys = new RedisKeys(`t-tq-${randomBytes(4).toString('hex')}`);
 let redis: Redis; // plain connection
@@ -22,20 +22,15 @@ afterAll(async () => {
   await redis.quit();
 });
 
-function block(i: number): EncodeBlockMessage {
-  return message('encode-block', {
-    cacheId: `ctx:x/b${i}`,
-    model: 'tiny',
-    contextRef: 'ffee',
-    segments: [
-      { start: 0, end: 4 },
-      { start: 4 + 8 * i, end: 12 + 8 * i },
-    ],
-    keepFrom: 4,
-    blockIndex: i,
-    blockSize: 8,
-    anchorSize: 4,
-  });
+/** A JSON job payload. */
+interface BlockJob {
+  cacheId: string;
+  blockIndex: number;
+  segments: { start: number; end: number }[];
+}
+
+function block(i: number): BlockJob {
+  return { cacheId: `ctx:x/b${i}`, blockIndex: i, segments: [{ start: 4 + 8 * i, end: 12 + 8 * i }] };
 }
 
 describe('task queue helpers', () => {
@@ -51,14 +46,14 @@ describe('task queue helpers', () => {
 
   it('processes JSON jobs and retries a failing one (at-least-once)', async () => {
     const name = keys.queues.blocks;
-    const q = createQueue<EncodeBlockMessage, string>(name, { connection: bull, prefix: keys.bullPrefix, defaultJobOptions: { backoff: { type: 'fixed', delay: 10 } } });
+    const q = createQueue<BlockJob, string>(name, { connection: bull, prefix: keys.bullPrefix, defaultJobOptions: { backoff: { type: 'fixed', delay: 10 } } });
     const events = new QueueEvents(name, { connection: bull.duplicate(), prefix: keys.bullPrefix });
     await events.waitUntilReady();
     const attemptsSeen: Record<string, number> = {};
-    const worker = createWorker<EncodeBlockMessage, string>(
+    const worker = createWorker<BlockJob, string>(
       name,
-      async (job: Job<EncodeBlockMessage>) => {
-        const req = expectMessage('encode-block', job.data); // job data is validated JSON
+      async (job: Job<BlockJob>) => {
+        const req = job.data;
         attemptsSeen[req.cacheId] = (attemptsSeen[req.cacheId] ?? 0) + 1;
         if (req.blockIndex === 1 && attemptsSeen[req.cacheId] === 1) throw new Error('transient failure');
         return req.cacheId;
@@ -75,7 +70,7 @@ describe('task queue helpers', () => {
   it('runs a flow: parent request after its block children', async () => {
     const flow = createFlowProducer({ connection: bull, prefix: keys.bullPrefix });
     const order: string[] = [];
-    const blocks = createWorker<EncodeBlockMessage, string>(
+    const blocks = createWorker<BlockJob, string>(
       'flowblocks',
       async (job) => {
         order.push(job.data.cacheId);
@@ -105,6 +100,35 @@ describe('task queue helpers', () => {
     const values = await parentDone;
     expect(Object.values(values).sort()).toEqual(['ctx:x/b0', 'ctx:x/b1', 'ctx:x/b2']);
     expect(order[order.length - 1]).toBe('request');
+  });
+
+  it('records why a job failed as data (code, message, param), and fails it for good when asked', async () => {
+    const name = 'failures';
+    const q = createQueue<{ how: string }, string>(name, { connection: bull, prefix: keys.bullPrefix, defaultJobOptions: { backoff: { type: 'fixed', delay: 10 } } });
+    const events = new QueueEvents(name, { connection: bull.duplicate(), prefix: keys.bullPrefix });
+    await events.waitUntilReady();
+    const worker = createWorker<{ how: string }, string>(
+      name,
+      async (job) => {
+        if (job.data.how === 'coded') throw new StarqError('bad_thing', 'the thing [x] is bad', { param: 'thing', status: 422 });
+        if (job.data.how === 'final') throw failJob(new StarqError('no_retry', 'retrying cannot help', { param: null }), { retry: false });
+        throw new TypeError('plain');
+      },
+      { connection: bull, prefix: keys.bullPrefix },
+    );
+    closers.push(() => q.close(), () => events.close(), () => worker.close());
+    const jobs = await Promise.all(['coded', 'final', 'plain'].map((how) => q.add(how, { how }, { jobId: `fail-${how}` })));
+    await Promise.all(jobs.map((j) => j.waitUntilFinished(events, 20000).catch(() => undefined)));
+    const [coded, final, plain] = await Promise.all(jobs.map((j) => q.getJob(j.id!)));
+    expect(jobFailure(coded!.failedReason)).toEqual({ code: 'bad_thing', message: 'the thing [x] is bad', param: 'thing', name: 'StarqError', status: 422 });
+    expect(coded!.attemptsMade).toBe(3); // retried: the queue default
+    expect(jobFailure(final!.failedReason)).toMatchObject({ code: 'no_retry', message: 'retrying cannot help', param: null });
+    expect(final!.attemptsMade).toBe(1);
+    expect(jobFailure(plain!.failedReason)).toEqual({ code: 'internal_error', message: 'plain', param: null, name: 'TypeError' });
+    // reasons that are not records (BullMQ's own) are not mistaken for one
+    expect(jobFailure('job stalled more than allowable limit')).toBeNull();
+    expect(jobFailure('{"code": 3}')).toBeNull();
+    expect(jobFailure(undefined)).toBeNull();
   });
 
   it('rejects queue names with a colon and worker connections that retry requests', () => {

@@ -3,13 +3,17 @@
  * runs once its children are done). Nothing is hidden: these return plain BullMQ objects with the
  * runtime's defaults filled in. Job data must be JSON: never tensors (pass token ranges or Redis keys).
  *
+ * Failures are data: whatever a processor run through {@link createWorker} throws, the job's
+ * `failedReason` holds a JSON error record (code, message, param, name, status), read back with
+ * {@link jobFailure}. Throw {@link failJob}(err, { retry: false }) to fail a job for good at once.
+ *
  * Delivery: at-least-once. A job whose processor throws is retried (`attempts`, `backoff`); a job
  * whose worker dies (lock not renewed for `lockDuration`) is moved back to wait by the stalled
  * check, up to `maxStalledCount` times. Processors must therefore be idempotent (e.g. a job that
  * computes a pure function of its data and stores the result under a key derived from that data).
  */
-import { FlowProducer, Queue, Worker, type ConnectionOptions, type JobsOptions, type Processor } from 'bullmq';
-import { InvalidInputError, RedisKeys } from '@starq/protocol';
+import { FlowProducer, Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job, type JobsOptions, type Processor } from 'bullmq';
+import { InvalidInputError, RedisKeys, WIRE_ERROR_SCHEMA, checkFields, toWireError, type WireError } from '@starq/protocol';
 import { BullmqConnectionError } from './errors';
 
 /**
@@ -49,6 +53,39 @@ export interface CreateWorkerOptions extends QueueFactoryOptions {
   autorun?: boolean;
 }
 
+/** Errors made by {@link failJob} (their message already is an error record). */
+const encodedFailures = new WeakSet<Error>();
+
+/** BullMQ's control-flow errors, which a processor throws on purpose and must reach BullMQ as they are. */
+const BULLMQ_CONTROL_ERRORS = new Set(['DelayedError', 'WaitingChildrenError', 'WaitingError', 'RateLimitError']);
+
+/**
+ * The error to throw from a processor so that the job fails with `err` as data: the job's
+ * `failedReason` becomes the JSON of `err`'s {@link WireError} (code, message, param, name,
+ * status). With `retry: false` the job fails for good at once (BullMQ UnrecoverableError);
+ * otherwise its remaining attempts are used.
+ */
+export function failJob(err: unknown, opts: { retry: boolean }): Error {
+  const record = JSON.stringify(toWireError(err));
+  const e = opts.retry ? new Error(record) : new UnrecoverableError(record);
+  encodedFailures.add(e);
+  return e;
+}
+
+/**
+ * The error record of a failed job (its `failedReason`, written by {@link failJob} or any error a
+ * {@link createWorker} processor threw), or null when the reason is not one: BullMQ's own reasons
+ * (e.g. a job that stalled too often, or a flow parent failed by a child) and empty reasons.
+ */
+export function jobFailure(failedReason: string | null | undefined): WireError | null {
+  if (!failedReason || failedReason[0] !== '{') return null;
+  try {
+    return checkFields(JSON.parse(failedReason), 'failedReason', WIRE_ERROR_SCHEMA) as unknown as WireError;
+  } catch {
+    return null;
+  }
+}
+
 function checkQueueName(name: string): void {
   if (typeof name !== 'string' || name.length === 0 || name.includes(':')) {
     throw new InvalidInputError(
@@ -75,7 +112,8 @@ export function createQueue<D = unknown, R = unknown>(name: string, opts: Create
 
 /**
  * A BullMQ Worker. A Redis instance passed as `connection` must have `maxRetriesPerRequest: null`
- * (`createRedis(url, { forBullmq: true })`).
+ * (`createRedis(url, { forBullmq: true })`). An error the processor throws fails the job with the
+ * error's record ({@link failJob}; an UnrecoverableError is not retried).
  * @throws BullmqConnectionError otherwise.
  */
 export function createWorker<D = unknown, R = unknown>(name: string, processor: Processor<D, R>, opts: CreateWorkerOptions): Worker<D, R> {
@@ -84,7 +122,15 @@ export function createWorker<D = unknown, R = unknown>(name: string, processor: 
   if (conn && typeof conn === 'object' && 'options' in conn && conn.options && conn.options.maxRetriesPerRequest !== null) {
     throw new BullmqConnectionError(`the Redis instance has maxRetriesPerRequest = ${conn.options.maxRetriesPerRequest}; workers need null`);
   }
-  return new Worker<D, R>(name, processor, {
+  const recorded = async (job: Job<D, R>, token?: string): Promise<R> => {
+    try {
+      return await processor(job, token);
+    } catch (err) {
+      if (!(err instanceof Error) || encodedFailures.has(err) || BULLMQ_CONTROL_ERRORS.has(err.name)) throw err;
+      throw failJob(err, { retry: !(err instanceof UnrecoverableError || err.name === 'UnrecoverableError') });
+    }
+  };
+  return new Worker<D, R>(name, recorded, {
     connection: opts.connection,
     prefix: prefixOf(opts),
     concurrency: opts.concurrency ?? 1,

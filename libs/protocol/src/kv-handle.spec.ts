@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { RedisKeys } from './keys';
 import { kvHandleFromHash, kvHandleToHash, validateKvHandle, type KvHandle } from './kv-handle';
-import { ProtocolError } from './messages';
+import { ProtocolError } from './validate';
 
 const handle: KvHandle = {
   cacheId: 'ctx:abc:star:b8:a4:ff/b1',

@@ -3,7 +3,7 @@
  * request on the same context + model + (b, a) can find and reuse it instead of re-running phase 1.
  * Stored as a Redis hash at `RedisKeys.kvHandle(cacheId)`; every field is a string there.
  */
-import { ProtocolError } from './messages';
+import { ProtocolError } from './validate';
 
 export interface KvHandle {
   /** Name of the cache (`blockCacheId(contextKey, blockIndex)`). */

@@ -1,8 +1,11 @@
 /**
- * Versioned wire messages between starq processes (docs/DESIGN.md §9.1), encoded with msgpack.
+ * The envelope of actor messages between processes, encoded with msgpack: a `call` to an actor
+ * method, its `reply`, and a one-way `tell`. What a method takes and returns is the application's
+ * (starq's host calls: libs/cluster host-calls.ts), validated by the receiver with the checks of
+ * validate.ts.
  *
  * Every message is a plain object with `v` (= {@link PROTOCOL_VERSION}) and `kind`. The codec
- * (`encode` / `decode`) validates the structure both ways, so a bug on the sender fails at the
+ * (`encode` / `decode`) validates the envelope both ways, so a bug on the sender fails at the
  * sender, and a foreign or stale message fails at the receiver with a {@link ProtocolError} that
  * names the field at fault.
  *
@@ -13,35 +16,15 @@
  * backed by their own, aligned ArrayBuffer (byteOffset 0), safe to hand to onnxruntime or a
  * worker thread.
  *
- * The Star payloads (`attend`, `partial`, `encode-block`) are full messages too: they travel as the
- * `args` / `result` of actor calls (receivers check them with {@link expectMessage}) or as the
- * JSON data of a queue job (`encode-block` holds no typed arrays).
- *
  * Fields not listed here are kept but ignored (additive changes do not need a version bump);
  * removing or re-typing a field does.
  */
 import { Packr, addExtension } from 'msgpackr';
 import { StarqError } from './errors';
+import { ProtocolError, checkFields, is, type ReplyAddress, type Schema } from './validate';
 
 /** Version of the wire format. Bump on incompatible changes; all services must then be restarted. */
 export const PROTOCOL_VERSION = 1 as const;
-
-/** Where a malformed message asked its reply to go, when that could be recovered. */
-export interface ReplyAddress {
-  id: string;
-  from: string;
-}
-
-/** A message violates the wire protocol (bad msgpack, version, kind or field). Code `protocol_error`. */
-export class ProtocolError extends StarqError {
-  /** Reply address found in the malformed message, so a server can still answer the caller. */
-  readonly replyTo: ReplyAddress | null;
-
-  constructor(message: string, opts: { param?: string | null; replyTo?: ReplyAddress | null; cause?: unknown } = {}) {
-    super('protocol_error', message, { param: opts.param ?? null, status: 500, cause: opts.cause });
-    this.replyTo = opts.replyTo ?? null;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Message types
@@ -82,7 +65,10 @@ export interface ServerTrace {
   finished: number;
 }
 
-/** Error carried by a failed reply (a serialised StarqError or any thrown Error). */
+/**
+ * An error as data: what a failed reply carries, and what a failed queue job records (a
+ * serialised StarqError or any thrown Error).
+ */
 export interface WireError {
   code: string;
   message: string;
@@ -103,91 +89,20 @@ export interface ReplyMessage extends Envelope<'reply'> {
   trace?: ServerTrace;
 }
 
-/** Phase 2: the query rows of one layer of one step, to attend over the named caches. */
-export interface AttendMessage extends Envelope<'attend'> {
-  requestId: string;
-  /** Generation step (0 = the query prompt itself). */
-  step: number;
-  layer: number;
-  cacheIds: string[];
-  /** (heads, rows, headDim), head-major. */
-  q: Float32Array;
-  /** (rows): absolute position of each query row. */
-  qpos: Int32Array;
-  heads: number;
-  rows: number;
-  headDim: number;
+/** A one-way message to an actor (no reply): `topic` names the handler, `body` is its payload. */
+export interface TellMessage extends Envelope<'tell'> {
+  topic: string;
+  body?: unknown;
 }
 
-/** Phase 2: one host's partial attention (o, lse) for an `attend` (see libs/attention partial.ts). */
-export interface PartialMessage extends Envelope<'partial'> {
-  requestId: string;
-  step: number;
-  layer: number;
-  hostId: string;
-  /** (heads, rows, headDim) */
-  o: Float32Array;
-  /** (heads, rows); -Infinity (or ≤ -1e29) marks a row with no visible key. */
-  lse: Float32Array;
-  heads: number;
-  rows: number;
-  headDim: number;
-}
-
-/** Half-open range [start, end) of context token indices. */
-export interface TokenRange {
-  start: number;
-  end: number;
-}
-
-/**
- * Phase 1: encode one block. No tensors: the host reads the context's token ids from Redis
- * (`RedisKeys.contextIds(contextRef)`, a binary Int32Array) and feeds the concatenation of
- * `segments` (anchor ++ block); a token's position is its index in the context. This is also the
- * JSON payload of a `blocks` queue job.
- */
-export interface EncodeBlockMessage extends Envelope<'encode-block'> {
-  /** Name of the KV cache to create (see `blockCacheId`). */
-  cacheId: string;
-  model: string;
-  /** Context hash (`contextHash(ids)`): where the context's token ids are stored. */
-  contextRef: string;
-  /** Context token ranges whose concatenation is the model input (anchor first, then block). */
-  segments: TokenRange[];
-  /** Rows of the input (0-based, after concatenation) from which K/V are kept; rows before are the anchor. */
-  keepFrom: number;
-  blockIndex: number;
-  /** Block size b. */
-  blockSize: number;
-  /** Anchor size a. */
-  anchorSize: number;
-}
-
-/** Control: free these caches (unknown ids are ignored). */
-export interface ReleaseMessage extends Envelope<'release'> {
-  cacheIds: string[];
-}
-
-/** Control: the receiving actor should drain and exit. */
-export interface ShutdownMessage extends Envelope<'shutdown'> {
-  reason: string;
-}
-
-export type Message =
-  | CallMessage
-  | ReplyMessage
-  | AttendMessage
-  | PartialMessage
-  | EncodeBlockMessage
-  | ReleaseMessage
-  | ShutdownMessage;
+export type Message = CallMessage | ReplyMessage | TellMessage;
 
 export type MessageKind = Message['kind'];
 export type MessageOf<K extends MessageKind> = Extract<Message, { kind: K }>;
 /** A message without its envelope, for building one with {@link message}. */
 export type MessageBody<K extends MessageKind> = Omit<MessageOf<K>, 'v' | 'kind'>;
 
-export const MESSAGE_KINDS: readonly MessageKind[] = ['call', 'reply', 'attend', 'partial', 'encode-block', 'release', 'shutdown'];
+export const MESSAGE_KINDS: readonly MessageKind[] = ['call', 'reply', 'tell'];
 
 /** Builds a message of `kind` (adds `v` and `kind`). Not validated until encoded or {@link expectMessage}d. */
 export function message<K extends MessageKind>(kind: K, body: MessageBody<K>): MessageOf<K> {
@@ -197,160 +112,31 @@ export function message<K extends MessageKind>(kind: K, body: MessageBody<K>): M
 // ---------------------------------------------------------------------------------------------
 // Validation
 
-type Check = (value: unknown, path: string, obj: Record<string, unknown>, field: string) => void;
-
-function typeName(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'array';
-  if (ArrayBuffer.isView(v)) return v.constructor.name;
-  return typeof v;
-}
-
-function fail(path: string, expected: string, got: unknown): never {
-  throw new ProtocolError(`${path} must be ${expected} (got ${typeName(got)})`, { param: path });
-}
-
-const str: Check = (v, p) => {
-  if (typeof v !== 'string' || v.length === 0) fail(p, 'a non-empty string', v);
-};
-const anyStr: Check = (v, p) => {
-  if (typeof v !== 'string') fail(p, 'a string', v);
-};
-const nat: Check = (v, p) => {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) fail(p, 'a non-negative integer', v);
-};
-const epochMs: Check = (v, p) => {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) fail(p, 'a finite epoch-ms number', v);
-};
-const bool: Check = (v, p) => {
-  if (typeof v !== 'boolean') fail(p, 'a boolean', v);
-};
-const anything: Check = () => undefined;
-const serverTrace: Check = (v, p) => {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(p, 'an object {received, decoded, started, finished}', v);
-  const t = v as Record<string, unknown>;
-  for (const k of ['received', 'decoded', 'started', 'finished']) epochMs(t[k], `${p}.${k}`, t, k);
-};
-const strList: Check = (v, p) => {
-  if (!Array.isArray(v)) fail(p, 'an array of strings', v);
-  v.forEach((s, i) => str(s, `${p}[${i}]`, {}, ''));
+/** The fields of a {@link WireError}. */
+export const WIRE_ERROR_SCHEMA: Schema = {
+  required: {
+    code: is.str,
+    message: is.anyStr,
+    param: is.orNull(is.anyStr),
+    name: is.anyStr,
+  },
+  optional: { status: is.nat },
 };
 
-/** Typed-array field check; re-aligns (copies) an array whose byteOffset is not element-aligned. */
-function typed(ctor: Float32ArrayConstructor | Int32ArrayConstructor): Check {
-  return (v, p, obj, field) => {
-    if (!(v instanceof ctor)) fail(p, `a ${ctor.name} (binary msgpack typed array; encode with moreTypes: true)`, v);
-    if (v.byteOffset % ctor.BYTES_PER_ELEMENT !== 0) obj[field] = v.slice();
-  };
-}
-
-const ranges: Check = (v, p) => {
-  if (!Array.isArray(v) || v.length === 0) fail(p, 'a non-empty array of {start, end} token ranges', v);
-  v.forEach((r, i) => {
-    const rp = `${p}[${i}]`;
-    if (typeof r !== 'object' || r === null || Array.isArray(r)) fail(rp, 'an object {start, end}', r);
-    const o = r as Record<string, unknown>;
-    nat(o.start, `${rp}.start`, o, 'start');
-    nat(o.end, `${rp}.end`, o, 'end');
-    if ((o.end as number) < (o.start as number)) {
-      throw new ProtocolError(`${rp} is [${o.start}, ${o.end}): end must be ≥ start`, { param: rp });
-    }
-  });
-};
-
-const wireError: Check = (v, p) => {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(p, 'an object {code, message, param, name}', v);
-  const e = v as Record<string, unknown>;
-  str(e.code, `${p}.code`, e, 'code');
-  anyStr(e.message, `${p}.message`, e, 'message');
-  if (e.param !== null && typeof e.param !== 'string') fail(`${p}.param`, 'a string or null', e.param);
-  anyStr(e.name, `${p}.name`, e, 'name');
-  if (e.status !== undefined) nat(e.status, `${p}.status`, e, 'status');
-};
-
-interface Schema {
-  required: Record<string, Check>;
-  optional?: Record<string, Check>;
-  /** Cross-field checks, run after the field checks passed. */
-  post?: (m: Record<string, unknown>) => void;
-}
-
-function expectLength(m: Record<string, unknown>, kind: string, field: string, want: number, dims: string): void {
-  const got = (m[field] as ArrayLike<number>).length;
-  if (got !== want) {
-    throw new ProtocolError(`${kind}.${field} has ${got} elements but ${dims} = ${want}`, { param: `${kind}.${field}` });
-  }
-}
+const SERVER_TRACE_SCHEMA: Schema = { required: { received: is.epochMs, decoded: is.epochMs, started: is.epochMs, finished: is.epochMs } };
 
 const SCHEMAS: Record<MessageKind, Schema> = {
-  call: { required: { id: str, from: str, method: str, deadline: epochMs }, optional: { args: anything, trace: bool } },
+  call: { required: { id: is.str, from: is.str, method: is.str, deadline: is.epochMs }, optional: { args: is.anything, trace: is.bool } },
   reply: {
-    required: { id: str, ok: bool },
-    optional: { result: anything, error: wireError, trace: serverTrace },
+    required: { id: is.str, ok: is.bool },
+    optional: { result: is.anything, error: is.object(WIRE_ERROR_SCHEMA), trace: is.object(SERVER_TRACE_SCHEMA) },
     post: (m) => {
       if (m.ok === false && m.error === undefined) {
         throw new ProtocolError('reply.error is required when reply.ok is false', { param: 'reply.error' });
       }
     },
   },
-  attend: {
-    required: {
-      requestId: str,
-      step: nat,
-      layer: nat,
-      cacheIds: strList,
-      q: typed(Float32Array),
-      qpos: typed(Int32Array),
-      heads: nat,
-      rows: nat,
-      headDim: nat,
-    },
-    post: (m) => {
-      const [h, t, d] = [m.heads as number, m.rows as number, m.headDim as number];
-      expectLength(m, 'attend', 'q', h * t * d, `heads*rows*headDim (${h}*${t}*${d})`);
-      expectLength(m, 'attend', 'qpos', t, 'rows');
-    },
-  },
-  partial: {
-    required: {
-      requestId: str,
-      step: nat,
-      layer: nat,
-      hostId: str,
-      o: typed(Float32Array),
-      lse: typed(Float32Array),
-      heads: nat,
-      rows: nat,
-      headDim: nat,
-    },
-    post: (m) => {
-      const [h, t, d] = [m.heads as number, m.rows as number, m.headDim as number];
-      expectLength(m, 'partial', 'o', h * t * d, `heads*rows*headDim (${h}*${t}*${d})`);
-      expectLength(m, 'partial', 'lse', h * t, `heads*rows (${h}*${t})`);
-    },
-  },
-  'encode-block': {
-    required: {
-      cacheId: str,
-      model: str,
-      contextRef: str,
-      segments: ranges,
-      keepFrom: nat,
-      blockIndex: nat,
-      blockSize: nat,
-      anchorSize: nat,
-    },
-    post: (m) => {
-      const total = (m.segments as TokenRange[]).reduce((s, r) => s + r.end - r.start, 0);
-      if ((m.keepFrom as number) >= total) {
-        throw new ProtocolError(`encode-block.keepFrom (${m.keepFrom}) must be < the input length (${total} tokens over all segments)`, {
-          param: 'encode-block.keepFrom',
-        });
-      }
-    },
-  },
-  release: { required: { cacheIds: strList } },
-  shutdown: { required: { reason: anyStr } },
+  tell: { required: { topic: is.str }, optional: { body: is.anything } },
 };
 
 function recoverReplyTo(o: Record<string, unknown>): ReplyAddress | null {
@@ -364,7 +150,8 @@ function recoverReplyTo(o: Record<string, unknown>): ReplyAddress | null {
  */
 export function validateMessage(value: unknown): Message {
   if (typeof value !== 'object' || value === null || Array.isArray(value) || ArrayBuffer.isView(value)) {
-    throw new ProtocolError(`a message must be a msgpack map with v and kind (got ${typeName(value)})`);
+    const got = value === null ? 'null' : Array.isArray(value) ? 'array' : ArrayBuffer.isView(value) ? value.constructor.name : typeof value;
+    throw new ProtocolError(`a message must be a msgpack map with v and kind (got ${got})`);
   }
   const obj = value as Record<string, unknown>;
   const replyTo = recoverReplyTo(obj);
@@ -378,18 +165,10 @@ export function validateMessage(value: unknown): Message {
       );
     }
     const kind = obj.kind;
-    const schema = typeof kind === 'string' ? SCHEMAS[kind as MessageKind] : undefined;
-    if (!schema || !Object.prototype.hasOwnProperty.call(SCHEMAS, kind as string)) {
+    if (typeof kind !== 'string' || !Object.prototype.hasOwnProperty.call(SCHEMAS, kind)) {
       throw new ProtocolError(`unknown message kind ${JSON.stringify(kind)}; known kinds: ${MESSAGE_KINDS.join(', ')}`, { param: 'kind' });
     }
-    for (const [field, check] of Object.entries(schema.required)) {
-      if (!(field in obj)) throw new ProtocolError(`${kind}.${field} is missing`, { param: `${kind}.${field}` });
-      check(obj[field], `${kind}.${field}`, obj, field);
-    }
-    for (const [field, check] of Object.entries(schema.optional ?? {})) {
-      if (obj[field] !== undefined) check(obj[field], `${kind}.${field}`, obj, field);
-    }
-    schema.post?.(obj);
+    checkFields(obj, kind, SCHEMAS[kind as MessageKind]);
     return obj as unknown as Message;
   } catch (err) {
     if (err instanceof ProtocolError && replyTo && !err.replyTo) {
@@ -399,10 +178,7 @@ export function validateMessage(value: unknown): Message {
   }
 }
 
-/**
- * Validates `value` as a message of `kind`, e.g. the args of an `attend` call or a `blocks` job's
- * data: `const req = expectMessage('attend', args)`.
- */
+/** Validates `value` as a message of `kind`: `const call = expectMessage('call', value)`. */
 export function expectMessage<K extends MessageKind>(kind: K, value: unknown): MessageOf<K> {
   const m = validateMessage(value);
   if (m.kind !== kind) throw new ProtocolError(`expected a ${kind} message, got ${m.kind}`, { param: 'kind' });
