@@ -21,8 +21,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Queue } from 'bullmq';
 import { blockCacheId, planMode, type Mode } from '../libs/attention/src';
-import { createQueue, createRedis } from '@starq/actors';
-import { ClusterRegistry, type RequestEvent, type RequestResult, type SubmitRequest } from '@starq/cluster';
+import { ActorClient, createQueue, createRedis, jobFailure, RemoteCallError } from '@starq/actors';
+import { ClusterRegistry, HOST_METHODS, type RequestEvent, type RequestResult, type SubmitRequest } from '@starq/cluster';
 import { contextKey, RedisKeys } from '../libs/protocol/src';
 import { loadConfig } from '../libs/model/src/config';
 import { LocalCluster } from '../libs/model/src/local/local-cluster';
@@ -281,19 +281,40 @@ function describeModel(mc: ModelCase): void {
             `job ${id} to fail`,
             async () => {
               const j = await q.getJob(id);
-              return j && (await j.getState()) === 'failed' ? j : null;
+              // read the job again once failed: `j` may predate the failure (no failedReason yet)
+              return j && (await j.getState()) === 'failed' ? q.getJob(id) : null;
             },
             30000,
             100,
           );
         const [jr, jb] = await Promise.all([failed(requests, badRequest.id!), failed(blocks, badBlock.id!)]);
-        expect(jr.failedReason).toMatch(/^\[malformed_job\] request job bad-request is malformed: expected \{requestId, contextHash, queryIds/);
-        expect(jb.failedReason).toMatch(/^malformed block job bad-block: expected \{cacheId, contextHash, segments/);
+        // The reasons are error records: code, message, and the field at fault.
+        expect(jobFailure(jr!.failedReason)).toMatchObject({
+          code: 'malformed_job',
+          message: expect.stringMatching(/^request job bad-request is malformed: request\.requestId must be a non-empty string .*\(got number\)/),
+          param: 'request.requestId',
+        });
+        expect(jobFailure(jb!.failedReason)).toMatchObject({ code: 'malformed_job', message: 'malformed block job bad-block: block.cacheId is missing', param: 'block.cacheId' });
         // Neither is retried (UnrecoverableError): one attempt each, although the queue's default is 3.
-        expect(jr.attemptsMade).toBe(1);
-        expect(jb.attemptsMade).toBe(1);
+        expect(jr!.attemptsMade).toBe(1);
+        expect(jb!.attemptsMade).toBe(1);
         // A client following the bad request (by its job id) gets the coded error.
         await expect(cluster.client.wait('bad-request', {}, 10000)).rejects.toMatchObject({ code: 'malformed_job', message: expect.stringMatching(/is malformed/) });
+
+        // Malformed attend calls get a typed error from the host (checked against the wire, then the model).
+        const calls = new ActorClient(cluster.redis, { keys, defaultTimeoutMs: 10000 });
+        try {
+          const host = calls.handle(cluster.hosts()[0].id);
+          const bad = (args: unknown) => host.call(HOST_METHODS.attend, args).catch((e: unknown) => e);
+          const wire = await bad({ cacheIds: ['x'], layer: 0, q: [1, 2], qpos: new Int32Array(1) });
+          expect(wire).toBeInstanceOf(RemoteCallError);
+          expect(wire).toMatchObject({ code: 'protocol_error', param: 'attend.q' });
+          const shape = await bad({ cacheIds: ['x'], layer: 0, q: new Float32Array(3), qpos: new Int32Array(1) });
+          expect(shape).toMatchObject({ code: 'protocol_error', param: 'attend.q', message: expect.stringMatching(/heads\*rows\*headDim/) });
+          expect(await bad({ cacheIds: ['x'], layer: 999, q: new Float32Array(0), qpos: new Int32Array(0) })).toMatchObject({ code: 'protocol_error', param: 'attend.layer' });
+        } finally {
+          await calls.close();
+        }
 
         const { res: during } = await concurrent;
         expect(during.generatedIds).toEqual(want);

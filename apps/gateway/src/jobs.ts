@@ -10,7 +10,7 @@
  */
 import type { Redis } from 'ioredis';
 import { planMode, type Mode } from '@starq/attention';
-import { requestCancelKey, type RequestEvent, type RequestResult, type SamplingData, type StarqClient } from '@starq/cluster';
+import { requestCancelKey, type RequestEvent, type RequestFailure, type RequestResult, type SamplingData, type StarqClient } from '@starq/cluster';
 import { generationReport, type GenerationReport } from '@starq/model/generation-report';
 import { checkPositions, type PositionParams } from '@starq/model/positions';
 import type { StarqTokenizer } from '@starq/model/tokenizer';
@@ -129,6 +129,11 @@ interface StreamState {
   error: Terminal & { kind: 'error' } | null;
   /** The last `queued` event, until an `admitted` one. */
   waiting: { reason: 'running_set_full' | 'kv_memory'; position: number } | null;
+}
+
+/** A failed request's error as a job view shows it. */
+function failureError(f: RequestFailure): { code: string; message: string; param: string | null } {
+  return { code: f.code, message: f.message, param: f.param };
 }
 
 function foldEvents(entries: [string, string[]][]): StreamState {
@@ -332,9 +337,7 @@ export class JobService {
         result = job.returnvalue as RequestResult;
       } else if (state === 'failed' || state === 'unknown') {
         status = 'failed';
-        const reason = job ? await this.client.failureReason(job.failedReason ?? 'unknown reason') : 'the request is no longer in the queue (expired or removed)';
-        const coded = /^\[([a-z_]+)\] (.*)$/s.exec(reason);
-        error = coded ? { code: coded[1], message: coded[2], param: null } : { code: job ? 'job_failed' : 'job_lost', message: reason, param: null };
+        error = job ? failureError(await this.client.requestFailure(job)) : { code: 'job_lost', message: 'the request is no longer in the queue (expired or removed)', param: null };
       } else {
         const progress = await this.phase1Progress(meta.id, state);
         encoded = progress.encoded;
@@ -461,9 +464,7 @@ export class JobService {
         if (state === 'failed' || state === 'unknown') {
           await new Promise((r) => setTimeout(r, 300)); // let a last error event arrive first
           if (ended) return;
-          const reason = job ? await this.client.failureReason(job.failedReason ?? 'unknown reason') : `request ${id} is no longer in the queue`;
-          const coded = /^\[([a-z_]+)\] (.*)$/s.exec(reason);
-          finish({ kind: 'error', error: coded ? { code: coded[1], message: coded[2], param: null } : { code: job ? 'job_failed' : 'job_lost', message: reason, param: null } });
+          finish({ kind: 'error', error: job ? failureError(await this.client.requestFailure(job)) : { code: 'job_lost', message: `request ${id} is no longer in the queue`, param: null } });
         } else if (state === 'completed' && job?.returnvalue) {
           await new Promise((r) => setTimeout(r, 300));
           finish({ kind: 'done', result: job.returnvalue as RequestResult });

@@ -13,19 +13,18 @@
  * Restart semantics: a restarted host has no blocks; its stale handles are ignored by clients
  * (their host id is not alive) and its blocks are re-encoded where needed.
  */
-import type { Job } from 'bullmq';
-import { UnrecoverableError, type Worker } from 'bullmq';
+import type { Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { phase1Positions, phase1Tokens, type AttendRequest, type EncodeBlockRequest, type KvBlock } from '@starq/attention';
-import { ActorClient, ActorServer, createRedis, createWorker } from '@starq/actors';
-import { actorReadiness, ClusterRegistry, fetchContextIds, HealthServer, HOST_METHODS, KvDirectory, KvNotFoundError, type ActorConfig, type BlockJobData } from '@starq/cluster';
+import { phase1Positions, phase1Tokens, type AttendRequest, type EncodeBlockRequest } from '@starq/attention';
+import { ActorClient, ActorServer, createRedis, createWorker, failJob } from '@starq/actors';
+import { actorReadiness, ClusterRegistry, fetchContextIds, HealthServer, KvDirectory, KvNotFoundError, serveHost, validateBlockJob, type ActorConfig, type BlockJobData } from '@starq/cluster';
 import { loadConfig } from '@starq/model/config';
 import { LocalHost } from '@starq/model/local/local-host';
 import { positionLimit } from '@starq/model/positions';
 import { ModelEngine } from '@starq/model/runtime/engine';
 import { resolveExecutionProvider, type ExecutionProviderChoice } from '@starq/model/runtime/execution-provider';
 import type { ModelConfig } from '@starq/model/types';
-import { RedisKeys, StarqError } from '@starq/protocol';
+import { ProtocolError, RedisKeys, StarqError } from '@starq/protocol';
 import { handOffBlocks, type HandoffResult } from './block-handoff';
 import { HostMetrics } from './host-metrics';
 
@@ -96,19 +95,21 @@ export class HostActor {
     this.directory = new KvDirectory(this.redis, this.keys);
     this.registry = new ClusterRegistry(this.redis, { keys: this.keys, heartbeatMs: this.cfg.heartbeatMs, ttlMs: this.cfg.ttlMs });
     this.server = new ActorServer(this.redis, { actorId: this.id, keys: this.keys, link: this.cfg.link ?? undefined });
-    this.server.method(HOST_METHODS.attend, (req: AttendRequest) => this.attend(req));
-    this.server.method(HOST_METHODS.attendMany, (a: { items: AttendRequest[] }) => this.attendMany(a.items));
-    this.server.method(HOST_METHODS.encodeBlock, (req: EncodeBlockRequest) => this.metrics.track('encode_call', () => this.encode(req)));
-    this.server.method(HOST_METHODS.ringStart, (a: { cacheId: string; ids: Int32Array; positions: Int32Array }) => this.ringStart(a));
-    this.server.method(HOST_METHODS.ringQkv, (a: { cacheId: string; layer: number }) => this.local.ringQkv(a.cacheId, a.layer));
-    this.server.method(HOST_METHODS.ringAttend, (a: { cacheId: string; layer: number; kv: KvBlock }) => this.local.ringAttend(a.cacheId, a.layer, a.kv));
-    this.server.method(HOST_METHODS.ringPost, (a: { cacheId: string; layer: number }) => this.local.ringPost(a.cacheId, a.layer));
-    this.server.method(HOST_METHODS.ringEnd, (a: { cacheId: string }) => this.local.ringEnd(a.cacheId));
-    this.server.method(HOST_METHODS.release, (a: { cacheIds: string[] }) => this.release(a.cacheIds));
-    this.server.method(HOST_METHODS.stats, () => this.stats());
-    this.server.method(HOST_METHODS.drain, () => {
-      this.onDrainCommand?.();
-      return { draining: true };
+    serveHost(this.server, {
+      attend: (req) => this.attend(req),
+      attendMany: (a) => this.attendMany(a.items),
+      encodeBlock: (req) => this.metrics.track('encode_call', () => this.encode(req)),
+      ringStart: (a) => this.ringStart(a),
+      ringQkv: (a) => this.local.ringQkv(a.cacheId, a.layer),
+      ringAttend: (a) => this.local.ringAttend(a.cacheId, a.layer, a.kv),
+      ringPost: (a) => this.local.ringPost(a.cacheId, a.layer),
+      ringEnd: (a) => this.local.ringEnd(a.cacheId),
+      release: (a) => this.release(a.cacheIds),
+      stats: () => this.stats(),
+      drain: () => {
+        this.onDrainCommand?.();
+        return { draining: true };
+      },
     });
     await this.server.start();
     await this.registry.register({
@@ -165,23 +166,31 @@ export class HostActor {
     this.bull?.disconnect();
   }
 
-  /** Phase-1 block job: fetch the context's ids, encode (idempotent), register the handle. */
+  /**
+   * Phase-1 block job: fetch the context's ids, encode (idempotent), register the handle. A job
+   * that retrying cannot fix (malformed, another model, context gone, a request at fault) fails
+   * for good at once with its error record.
+   */
   async processBlockJob(job: Job<BlockJobData>): Promise<{ cacheId: string; hostId: string; tokens: number; bytes: number }> {
-    const d = job.data;
-    if (!d || typeof d.cacheId !== 'string' || !Array.isArray(d.segments) || typeof d.contextHash !== 'string') {
-      throw new UnrecoverableError(`malformed block job ${job.id}: expected {cacheId, contextHash, segments, keepFrom, ...}`);
+    const final = (code: string, message: string, param: string | null = null) => failJob(new StarqError(code, message, { param }), { retry: false });
+    let d: BlockJobData;
+    try {
+      d = validateBlockJob(job.data);
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+      throw final('malformed_job', `malformed block job ${job.id}: ${e.message}`, e.param);
     }
-    if (d.model !== this.cfg.modelId) throw new UnrecoverableError(`block job ${job.id} is for model ${d.model}; this cluster's hosts serve ${this.cfg.modelId}`);
+    if (d.model !== this.cfg.modelId) throw final('unknown_model', `block job ${job.id} is for model ${d.model}; this cluster's hosts serve ${this.cfg.modelId}`, 'model');
     const ctx = await fetchContextIds(this.redis, this.keys, d.contextHash); // (N)
-    if (!ctx) throw new UnrecoverableError(`context ${d.contextHash} is no longer in Redis (expired?): resubmit the request`);
+    if (!ctx) throw final('context_expired', `context ${d.contextHash} is no longer in Redis (expired?): resubmit the request`, 'context');
+    if (ctx.length !== d.contextLength) throw final('malformed_job', `block job ${job.id}: context ${d.contextHash} has ${ctx.length} tokens, the job says ${d.contextLength}`, 'context');
     const seq = { segments: d.segments, keepFrom: d.keepFrom, length: d.segments.reduce((n, s) => n + s.end - s.start, 0) };
-    if (seq.segments.some((s) => s.start < 0 || s.end > ctx.length || s.end < s.start)) throw new UnrecoverableError(`block job ${job.id}: token ranges outside the context of ${ctx.length} tokens`);
     let handle;
     try {
       handle = await this.encode({ cacheId: d.cacheId, ids: Int32Array.from(phase1Tokens(ctx, seq)), positions: phase1Positions(seq), keepFrom: d.keepFrom });
     } catch (e) {
       // The request itself is at fault (bad ids, too long, too large): retrying cannot help.
-      if (e instanceof StarqError && e.status < 500) throw new UnrecoverableError(`[${e.code}] ${e.message}`);
+      if (e instanceof StarqError && e.status < 500) throw failJob(e, { retry: false });
       throw e;
     }
     const blockSeg = d.segments[d.segments.length - 1];
@@ -215,15 +224,26 @@ export class HostActor {
   }
 
   private async attend(req: AttendRequest) {
+    this.checkAttend(req, 'attend');
     this.touch(req.cacheIds);
     return this.timedAttend(() => this.local.attend(req));
   }
 
-  /** Every item's caches are checked before any work: a missing block fails the whole call. */
+  /** Every item is checked and its caches found before any work: a bad item or a missing block fails the whole call. */
   private async attendMany(items: AttendRequest[]) {
-    if (!Array.isArray(items)) throw new StarqError('malformed_call', 'attendMany expects {items: AttendRequest[]}', { param: 'items' });
+    items.forEach((it, i) => this.checkAttend(it, `attendMany.items[${i}]`));
     for (const it of items) this.touch(it.cacheIds);
     return this.timedAttend(() => this.local.attendMany(items));
+  }
+
+  /** The wire checked the types; this checks them against the model (layer in range, q of H·Tq·D). */
+  private checkAttend(req: AttendRequest, name: string): void {
+    const { numLayers, numHeads, headDim } = this.model;
+    if (req.layer >= numLayers) throw new ProtocolError(`${name}.layer (${req.layer}) must be < the model's ${numLayers} layers`, { param: `${name}.layer` });
+    const want = numHeads * req.qpos.length * headDim;
+    if (req.q.length !== want) {
+      throw new ProtocolError(`${name}.q has ${req.q.length} elements but heads*rows*headDim (${numHeads}*${req.qpos.length}*${headDim}) = ${want}`, { param: `${name}.q` });
+    }
   }
 
   /** An attend call counted in flight and timed (starq_host_attend_seconds). */

@@ -12,10 +12,10 @@
  * jobs; requests still running when the drain timeout nears leave the loop and go back to the
  * queue.
  */
-import { UnrecoverableError, WaitingError, type Job, type Worker } from 'bullmq';
+import { WaitingError, type Job, type Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { blockCacheId, planMode, ringPhase1, type ContextPlacement, type StarPlan } from '@starq/attention';
-import { ActorClient, createRedis, createWorker } from '@starq/actors';
+import { ActorClient, createRedis, createWorker, failJob } from '@starq/actors';
 import {
   actorReadiness,
   classifyActorFailure,
@@ -26,6 +26,7 @@ import {
   KvDirectory,
   RemoteHost,
   requestCancelKey,
+  validateRequestJob,
   type ActorConfig,
   type ClusterContext,
   type RequestEvent,
@@ -39,7 +40,7 @@ import { resolveExecutionProvider, type ExecutionProviderChoice } from '@starq/m
 import { EngineQueryBackend } from '@starq/model/serving/query-backend';
 import { RequestCancelledError, ServingLoop } from '@starq/model/serving/serving-loop';
 import type { ModelConfig } from '@starq/model/types';
-import { RedisKeys, StarqError } from '@starq/protocol';
+import { ProtocolError, RedisKeys, StarqError } from '@starq/protocol';
 import { PacedQueryBackend } from './paced-query-backend';
 import { QueryMetrics } from './query-metrics';
 
@@ -198,10 +199,14 @@ export class QueryActor {
     const streamId = typeof d?.requestId === 'string' && /^\S+$/.test(d.requestId) ? d.requestId : String(job.id);
     const emit = (e: RequestEvent) => this.emit(streamId, e);
     try {
-      if (!d || typeof d.requestId !== 'string' || !Array.isArray(d.queryIds) || typeof d.contextHash !== 'string') {
-        throw new StarqError('malformed_job', `request job ${job.id} is malformed: expected {requestId, contextHash, queryIds, ...}`, { param: 'job' });
+      let valid: RequestJobData;
+      try {
+        valid = validateRequestJob(d);
+      } catch (e) {
+        if (!(e instanceof ProtocolError)) throw e;
+        throw new StarqError('malformed_job', `request job ${job.id} is malformed: ${e.message}`, { param: e.param });
       }
-      return await this.runValid(job, d, emit);
+      return await this.runValid(job, valid, emit);
     } catch (e) {
       if (e instanceof HandBack) {
         // Back to the queue as it is (no error event, no attempt used): another query actor reruns it.
@@ -215,7 +220,7 @@ export class QueryActor {
         error: { code: typeof code === 'string' ? code : 'internal_error', message: (e as Error).message, param: typeof param === 'string' ? param : null },
       }).catch(() => undefined);
       // Retrying a malformed job cannot help: fail it for good (as the host does for block jobs).
-      if (e instanceof StarqError && e.code === 'malformed_job') throw new UnrecoverableError(`[${e.code}] ${e.message}`);
+      if (e instanceof StarqError && e.code === 'malformed_job') throw failJob(e, { retry: false });
       throw e;
     } finally {
       await this.redis.expire(this.keys.requestEvents(streamId), 3600).catch(() => undefined);

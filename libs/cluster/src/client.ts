@@ -10,10 +10,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { FlowJob, FlowProducer, Queue } from 'bullmq';
+import type { FlowJob, FlowProducer, Job, Queue } from 'bullmq';
 import { blockCacheId, planMode, type Mode, type StarPlan } from '@starq/attention';
 import { CapacityError, InvalidInputError, RedisKeys, StarqError, contextHash, contextKey } from '@starq/protocol';
-import { createFlowProducer, createQueue, createRedis } from '@starq/actors';
+import { createFlowProducer, createQueue, createRedis, jobFailure } from '@starq/actors';
 import { checkPositions } from '@starq/model/positions';
 import { storeContextIds } from './context-store';
 import { ClusterRegistry, type ClusterActorRecord } from './registry';
@@ -54,6 +54,18 @@ export interface StarqClientOptions {
   contextTtlSeconds?: number;
   /** The flag or variable the URL came from, named when Redis is unreachable. @defaultValue none */
   urlSource?: string;
+}
+
+/** Why a request job failed. */
+export interface RequestFailure {
+  code: string;
+  message: string;
+  param: string | null;
+  /**
+   * True when the failure is an error record written by a starq process; false for BullMQ's own
+   * reasons (e.g. a job that stalled too often): `code` is then `job_failed` and `message` the reason.
+   */
+  recorded: boolean;
 }
 
 export class RequestFailedError extends StarqError {
@@ -199,10 +211,9 @@ export class StarqClient {
           const job = await this.requests.getJob(requestId);
           const state = job ? await job.getState() : 'unknown';
           if (state === 'failed') {
-            const reason = await this.failureReason(job!.failedReason ?? 'unknown reason');
-            const coded = /^\[([a-z_]+)\] (.*)$/s.exec(reason);
-            if (coded) throw new RequestFailedError(coded[1], coded[2], null, 400);
-            throw new RequestFailedError('request_failed', `request ${requestId} failed: ${reason}`);
+            const f = await this.requestFailure(job!);
+            if (f.recorded) throw new RequestFailedError(f.code, f.message, f.param, 400);
+            throw new RequestFailedError('request_failed', `request ${requestId} failed: ${f.message}`);
           }
           if (state === 'unknown' && (await this.redis.exists(stream)) === 0) throw new RequestFailedError('request_not_found', `request ${requestId} does not exist (or expired)`, 'request_id', 404);
           if (Date.now() > deadline) throw new RequestFailedError('request_timeout', `request ${requestId} did not finish within ${timeoutMs} ms (state: ${state})`, null, 504);
@@ -235,17 +246,19 @@ export class StarqClient {
     return { blocksFreed };
   }
 
-  /** A parent failed because a block job failed: report the block's own reason. */
-  async failureReason(parentReason: string): Promise<string> {
-    const m = /child .*:([^:\s]+) failed/i.exec(parentReason);
-    if (!m) return parentReason;
-    // The parent can be seen failed a moment before the child's own reason is readable: retry briefly.
-    for (let attempt = 0; attempt < 10; attempt++) {
-      const child = await this.blocks.getJob(m[1]);
-      if (child?.failedReason) return child.failedReason;
-      await new Promise((r) => setTimeout(r, 100));
+  /**
+   * Why a failed request job failed: the error of the block job that failed it (a request fails
+   * when one of its block jobs fails for good), else the request job's own error.
+   */
+  async requestFailure(job: Job): Promise<RequestFailure> {
+    const failedChildren = (await job.getDependencies({ failed: { count: 10 } }).catch(() => ({ failed: [] as string[] }))).failed ?? [];
+    const blockKey = `${this.blocks.qualifiedName}:`;
+    for (const key of failedChildren) {
+      if (!key.startsWith(blockKey)) continue;
+      const child = await this.blocks.getJob(key.slice(blockKey.length));
+      if (child?.failedReason) return failureOf(child.failedReason);
     }
-    return parentReason;
+    return failureOf(job.failedReason);
   }
 
   /** Queue counts (for tests and the dashboard); `waiting` includes BullMQ's `prioritized` state. */
@@ -263,6 +276,11 @@ export class StarqClient {
     this.redis.disconnect();
     this.bull.disconnect();
   }
+}
+
+function failureOf(reason: string | undefined): RequestFailure {
+  const r = jobFailure(reason);
+  return r ? { code: r.code, message: r.message, param: r.param, recorded: true } : { code: 'job_failed', message: reason || 'unknown reason', param: null, recorded: false };
 }
 
 /** Bytes of KV for N context tokens, from a host's advertised per-token size (null if unknown). */

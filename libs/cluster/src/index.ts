@@ -8,6 +8,7 @@ export * from './registry';
 export * from './jobs';
 export * from './context-store';
 export * from './kv-directory';
+export * from './host-calls';
 export * from './remote-host';
 export * from './client';
 export * from './actor-config';

@@ -3,8 +3,9 @@
  * lists of a context: a context's ids live once in Redis (`keys.contextIds(hash)`) and jobs name
  * them by hash plus token ranges.
  */
-import type { TokenRange } from '@starq/attention';
+import { MODES, type Mode, type TokenRange } from '@starq/attention';
 import type { GenerationReport } from '@starq/model/generation-report';
+import { ProtocolError, is, validator, type Validator } from '@starq/protocol';
 
 /** Phase-1 work for one Star block (a child of the request flow). Pure function of its fields. */
 export interface BlockJobData {
@@ -33,7 +34,7 @@ export interface SamplingData {
 export interface RequestJobData {
   requestId: string;
   model: string;
-  mode: 'star' | 'global' | 'ring';
+  mode: Mode;
   blockSize: number | null;
   anchorSize: number | null;
   hosts: number | null;
@@ -74,3 +75,55 @@ export type RequestEvent =
   | { type: 'admitted'; queuedMs: number; running: number }
   | { type: 'done'; result: RequestResult }
   | { type: 'error'; error: { code: string; message: string; param: string | null } };
+
+/**
+ * Checks a `blocks` job's data (JSON from Redis): every field, the ranges inside the context, and
+ * keepFrom inside the input. @throws ProtocolError naming the field.
+ */
+export const validateBlockJob: Validator<BlockJobData> = validator<BlockJobData>('block', {
+  required: {
+    requestId: is.id,
+    model: is.str,
+    cacheId: is.id,
+    contextHash: is.id,
+    contextLength: is.nat,
+    blockIndex: is.nat,
+    blockSize: is.nat,
+    anchorSize: is.nat,
+    segments: is.ranges,
+    keepFrom: is.nat,
+  },
+  post: (m, name) => {
+    const segments = m.segments as TokenRange[];
+    const outside = segments.findIndex((r) => r.end > (m.contextLength as number));
+    if (outside >= 0) {
+      throw new ProtocolError(`${name}.segments[${outside}] ends at ${segments[outside].end}, past the context's ${m.contextLength} tokens`, { param: `${name}.segments` });
+    }
+    const total = segments.reduce((n, r) => n + r.end - r.start, 0);
+    if ((m.keepFrom as number) >= total) throw new ProtocolError(`${name}.keepFrom (${m.keepFrom}) must be < the input length (${total} tokens over all segments)`, { param: `${name}.keepFrom` });
+  },
+});
+
+const SAMPLING = { required: { temperature: is.num, topK: is.nat, topP: is.num, seed: is.num } };
+
+/** Checks a `requests` job's data (JSON from Redis). @throws ProtocolError naming the field. */
+export const validateRequestJob: Validator<RequestJobData> = validator<RequestJobData>('request', {
+  required: {
+    requestId: is.id,
+    model: is.str,
+    mode: is.oneOf(MODES),
+    blockSize: is.orNull(is.nat),
+    anchorSize: is.orNull(is.nat),
+    hosts: is.orNull(is.nat),
+    contextHash: is.id,
+    contextLength: is.nat,
+    contextKey: is.id,
+    queryIds: is.natList,
+    maxNewTokens: is.nat,
+    sampling: is.object(SAMPLING),
+    stopIds: is.natList,
+    ignoreEos: is.bool,
+    cache: is.bool,
+    submittedAt: is.epochMs,
+  },
+});

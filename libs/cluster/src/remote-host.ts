@@ -1,24 +1,11 @@
 /**
  * A host actor seen from another process: the `Host` contract (libs/attention host.ts) over actor
- * calls. The host side is `HostActor` (apps/host-actor), which serves these method names.
+ * calls. The host side is `HostActor` (apps/host-actor), which serves these methods with
+ * `serveHost`; every result is checked against the host wire (host-calls.ts) before it is used.
  */
 import type { AttendBatch, AttendRequest, BlockHandle, EncodeBlockRequest, Host, KvBlock, Partial } from '@starq/attention';
 import type { ActorHandle } from '@starq/actors';
-
-export const HOST_METHODS = {
-  encodeBlock: 'encodeBlock',
-  attend: 'attend',
-  attendMany: 'attendMany',
-  ringStart: 'ringStart',
-  ringQkv: 'ringQkv',
-  ringAttend: 'ringAttend',
-  ringPost: 'ringPost',
-  ringEnd: 'ringEnd',
-  release: 'release',
-  stats: 'stats',
-  /** Start the host's drain (the same procedure as SIGTERM): it stops taking blocks, hands its blocks over, exits. */
-  drain: 'drain',
-} as const;
+import { HOST_CALLS, HOST_METHODS, type HostArgs, type HostMethod, type HostResult } from './host-calls';
 
 export interface RemoteHostTimeouts {
   /** Per-layer attend call. @defaultValue 15000 */
@@ -40,32 +27,37 @@ export class RemoteHost implements Host {
     this.t = { ...DEFAULT_REMOTE_HOST_TIMEOUTS, ...timeouts };
   }
 
+  /** Calls `method` and validates its result. */
+  private async call<M extends HostMethod>(method: M, args: HostArgs<M>, timeoutMs: number): Promise<HostResult<M>> {
+    return HOST_CALLS[method].result(await this.handle.call(HOST_METHODS[method], args, { timeoutMs }));
+  }
+
   encodeBlock(req: EncodeBlockRequest): Promise<BlockHandle> {
-    return this.handle.call<BlockHandle>(HOST_METHODS.encodeBlock, req, { timeoutMs: this.t.encodeMs });
+    return this.call('encodeBlock', req, this.t.encodeMs);
   }
   attend(req: AttendRequest): Promise<Partial> {
-    return this.handle.call<Partial>(HOST_METHODS.attend, req, { timeoutMs: this.t.attendMs });
+    return this.call('attend', req, this.t.attendMs);
   }
   /** One actor call for every item (a plain message of typed arrays: `{ items }`). */
   attendMany(items: AttendBatch): Promise<Partial[]> {
-    return this.handle.call<Partial[]>(HOST_METHODS.attendMany, { items }, { timeoutMs: this.t.attendMs });
+    return this.call('attendMany', { items }, this.t.attendMs);
   }
   ringStart(cacheId: string, ids: Int32Array, positions: Int32Array): Promise<void> {
-    return this.handle.call<void>(HOST_METHODS.ringStart, { cacheId, ids, positions }, { timeoutMs: this.t.ringMs });
+    return this.call('ringStart', { cacheId, ids, positions }, this.t.ringMs);
   }
   ringQkv(cacheId: string, layer: number): Promise<KvBlock> {
-    return this.handle.call<KvBlock>(HOST_METHODS.ringQkv, { cacheId, layer }, { timeoutMs: this.t.ringMs });
+    return this.call('ringQkv', { cacheId, layer }, this.t.ringMs);
   }
   ringAttend(cacheId: string, layer: number, kv: KvBlock): Promise<void> {
-    return this.handle.call<void>(HOST_METHODS.ringAttend, { cacheId, layer, kv }, { timeoutMs: this.t.ringMs });
+    return this.call('ringAttend', { cacheId, layer, kv }, this.t.ringMs);
   }
   ringPost(cacheId: string, layer: number): Promise<void> {
-    return this.handle.call<void>(HOST_METHODS.ringPost, { cacheId, layer }, { timeoutMs: this.t.ringMs });
+    return this.call('ringPost', { cacheId, layer }, this.t.ringMs);
   }
   ringEnd(cacheId: string): Promise<void> {
-    return this.handle.call<void>(HOST_METHODS.ringEnd, { cacheId }, { timeoutMs: this.t.controlMs });
+    return this.call('ringEnd', { cacheId }, this.t.controlMs);
   }
   release(cacheIds: string[]): Promise<void> {
-    return this.handle.call<void>(HOST_METHODS.release, { cacheIds }, { timeoutMs: this.t.controlMs });
+    return this.call('release', { cacheIds }, this.t.controlMs);
   }
 }
