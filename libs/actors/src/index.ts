@@ -15,8 +15,10 @@
  *   actor advertises none or it cannot be reached, over Redis pub/sub (~0.4–0.8 ms per round trip,
  *   median, on loopback; messages over 1 MiB travel as a claim check). Calls can carry a trace of
  *   both sides (`onTrace`).
+ *   One-way messages: `send(topic, body)` / `onMessage(topic, fn)`.
  * - `createQueue` / `createWorker` / `createFlowProducer`: BullMQ for durable stateless work.
- *   ~1.2 ms per job; JSON payloads only.
+ *   ~1.2 ms per job; JSON payloads only. A failed job's reason is an error record (`failJob`,
+ *   read back with `jobFailure`).
  *
  * Semantics:
  * - Ordering: calls from one caller (one ActorClient, i.e. one publishing connection) reach an
