@@ -17,6 +17,7 @@
  * after which an encoded block shows as `unknown` timing with its current host.
  */
 import { blockCacheId, planMode, type StarPlan } from '@starq/attention';
+import { jobFailure } from '@starq/actors';
 import type { KvHandle } from '@starq/protocol';
 import type { RequestEvent, RequestJobData, StarqClient } from '@starq/cluster';
 import type { JobMeta } from './jobs';
@@ -43,7 +44,10 @@ export interface BlockSpan {
   kind: 'encoded' | 'reused' | 'recovered' | 'pending' | 'failed';
   attempts: number;
   lostFrom?: string;
+  /** Why the block job failed (the message of its error record). */
   error?: string;
+  /** The code of that error. */
+  errorCode?: string;
 }
 
 export interface TimelineEvent {
@@ -100,6 +104,12 @@ function parseEvent(fields: string[]): RequestEvent | null {
   }
 }
 
+/** A failed block job's error: its record's message and code (BullMQ's own reasons as they are). */
+function blockError(failedReason: string): { error: string; errorCode?: string } {
+  const r = jobFailure(failedReason);
+  return r ? { error: r.message, errorCode: r.code } : { error: failedReason };
+}
+
 /** Reads a job's timeline from BullMQ, the KV directory and the event stream. */
 export async function jobTimeline(client: StarqClient, meta: JobMeta): Promise<JobTimeline> {
   const [entries, reqJob] = await Promise.all([
@@ -128,7 +138,7 @@ export async function jobTimeline(client: StarqClient, meta: JobMeta): Promise<J
         end: job.finishedOn ?? null,
         kind: failed ? 'failed' : job.finishedOn ? 'encoded' : 'pending',
         attempts: job.attemptsMade ?? 0,
-        ...(failed ? { error: job.failedReason } : {}),
+        ...(failed ? blockError(job.failedReason) : {}),
       };
     }
     const h = handles[i];
