@@ -34,8 +34,8 @@ export class ActorDiedError extends StarqError {
     super(
       'actor_died',
       `actor ${actorId} is gone (${reason}); call ${method} was not answered. Its in-memory state ` +
-        '(KV blocks) is lost: pick a live actor from the registry (ActorRegistry.list()) and retry there, ' +
-        're-encoding any blocks it held.',
+        'is lost: pick a live actor from the registry (ActorRegistry.list()) and retry there, ' +
+        'rebuilding any state it held.',
       { status: 503 },
     );
   }
