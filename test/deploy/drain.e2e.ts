@@ -145,3 +145,59 @@ describe('host drain', () => {
     await until('the drained host to leave the registry', async () => (await cluster.registry.get(survivor)) === null, 10000);
   }, 240000);
 });
+
+describe('query actor drain past its timeout', () => {
+  let qc: TestCluster;
+  const qtmp = new TmpDirs();
+
+  beforeAll(async () => {
+    const dir = qtmp.make('starq-drain-q-');
+    writeRandomCheckpoint(dir, { architecture: 'llama', hidden: 64, intermediate: 128, layers: 2, heads: 4, kvHeads: 2, vocab: 128, maxPositions: 2048, dtype: 'F32', tied: true, sharded: false, seed: 6 });
+    // Paced generation (100 ms per step: 60 tokens ≥ 6 s) and a 4 s drain: the request cannot finish in time.
+    qc = await TestCluster.start({ modelDir: dir, hosts: 1, queryActors: 2, env: { STARQ_DRAIN_TIMEOUT_MS: '4000', STARQ_TEST_STEP_DELAY_MS: '100' } });
+  }, 180000);
+
+  afterAll(async () => {
+    await qc?.stop();
+    qtmp.cleanup();
+  });
+
+  it('hands the running request back to the queue: another query actor reruns it to the same tokens', async () => {
+    const req = { model: qc.model, mode: 'star' as const, hosts: 1, contextIds: randomTokenIds(96, 128, 3), queryIds: randomTokenIds(3, 128, 4), maxNewTokens: 60, sampling: GREEDY, stopIds: [], ignoreEos: true };
+    const sub = await qc.client.submit(req);
+    const starts: string[] = [];
+    const indices: number[] = [];
+    let draining: Promise<boolean> | null = null;
+    const result = await qc.client.wait(
+      sub.requestId,
+      {
+        event: (e) => {
+          if (e.type === 'started') starts.push(e.queryActor);
+          if (e.type === 'token') {
+            indices.push(e.index);
+            if (e.index === 2 && !draining) {
+              const first = qc.actor(starts[0]).proc;
+              first.kill('SIGTERM');
+              draining = waitExit(first, 15000);
+            }
+          }
+        },
+      },
+      120000,
+    );
+    expect(await draining).toBe(true);
+    const first = qc.actor(starts[0]);
+    expect(first.proc.exitCode).toBe(0);
+    expect(first.output()).toMatch(/drain: timed out|drain: done/);
+    expect(starts).toHaveLength(2); // started on one query actor, rerun on the other
+    expect(starts[1]).not.toBe(starts[0]);
+    expect(indices.indexOf(0, 1)).toBeGreaterThan(0); // the rerun streams from index 0 again (the gateway forwards each index once)
+    // The same request undisturbed, on the remaining query actor: the same tokens.
+    const again = await qc.client.wait((await qc.client.submit(req)).requestId, {}, 120000);
+    expect(result.generatedIds).toEqual(again.generatedIds);
+    expect(result.generatedIds).toHaveLength(60);
+    const job = await qc.client.requests.getJob(sub.requestId);
+    expect(await job!.getState()).toBe('completed');
+    expect(job!.attemptsMade).toBeLessThanOrEqual(1);
+  }, 240000);
+});
