@@ -26,16 +26,20 @@
  * hosts) and a random model of the bench shape (hidden=256, layers=4, heads=8, kv-heads=2) at 4K
  * and 16K contexts, 2 and 4 hosts. Every actor and engine has 1 ORT thread.
  *
- * Usage: npx tsx bench/phase2.ts [--quick] [--rounds R] [--only stories|bench] [--contexts 4K,16K] [--markdown] [--json FILE]
+ * First, the transports alone: round trips of a q-sized echo call to an actor process over the
+ * direct link and over pub/sub, alternating call by call.
+ *
+ * Usage: npx tsx bench/phase2.ts [--quick] [--rounds R] [--only transport|stories|bench] [--contexts 4K,16K] [--markdown] [--json FILE]
  * (`× in-proc`: tok/s over the reference's in the same round, median over rounds; the reference is
  * `in-process loop`, or `in-process` above 4K where the loop would re-encode the context every run.)
  */
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { blockCacheId, planMode, starPhase1, starStep, type AttendBatch, type ContextPlacement, type Host, type Partial, type QueryModel, type StarPlan } from '@starq/attention';
-import { ActorClient, createRedis, deleteKeysByPrefix, type CallTrace } from '@starq/actors';
+import { ActorClient, ActorRegistry, createRedis, deleteKeysByPrefix, type CallTrace } from '@starq/actors';
 import { ClusterRegistry, KvDirectory, RemoteHost, startProcessCluster, StarqClient, type LocalProcessCluster } from '@starq/cluster';
 import { loadConfig } from '@starq/model/config';
 import { decodeLoop, type GenerateOptions } from '@starq/model/generate';
@@ -345,7 +349,61 @@ function benchShapeModel(maxPositions: number): string {
 /** Seeded token ids in [3, vocab) (no <unk>, <s>, </s>). */
 const randomIds = (n: number, vocab: number, seed: number): number[] => randomTokenIds(n, vocab, seed, 3);
 
+/**
+ * The transports alone: one echo actor in its own process (libs/actors testing fixture), called
+ * with a decode step's q (H·D floats) by two clients in this process — one over the direct link,
+ * one over pub/sub — alternating call by call so that machine load hits both alike.
+ */
+async function transportRoundTrips(calls: number): Promise<Record<string, number | string>[]> {
+  const prefix = `starq-phase2-${randomBytes(4).toString('hex')}`;
+  const actorId = 'echo-0';
+  const fixture = path.resolve(__dirname, '../libs/actors/src/testing/link-actor-process.ts');
+  const child = spawn(process.execPath, ['-e', `require('tsx/cjs/api').register(); require(${JSON.stringify(fixture)}).main()`], {
+    env: { ...process.env, STARQ_REDIS_URL: REDIS, STARQ_PREFIX: prefix, STARQ_ACTOR_ID: actorId },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const redis = await createRedis(REDIS);
+  const keys = new RedisKeys(prefix);
+  const registry = new ActorRegistry(redis, { keys }); // the echo actor is no starq kind
+  const link = new ActorClient(redis, { keys, registry });
+  const pubsub = new ActorClient(redis, { keys, registry, directLinks: false });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      child.stdout!.on('data', (b: Buffer) => {
+        out += b.toString();
+        if (/^ready /m.test(out)) resolve();
+      });
+      child.once('exit', (code) => reject(new Error(`echo actor exited with ${code}`)));
+    });
+    const q = new Float32Array(8 * 32).map((_, i) => Math.sin(i)); // (H=8, 1, D=32): the bench shape's q of one row
+    const times: Record<'link' | 'pubsub', number[]> = { link: [], pubsub: [] };
+    for (let i = 0; i < calls + 50; i++) {
+      for (const [name, c] of [['link', link], ['pubsub', pubsub]] as const) {
+        const t0 = performance.now();
+        await c.call(actorId, 'echo', { q });
+        if (i >= 50) times[name].push(performance.now() - t0);
+      }
+    }
+    if (link.transportTo(actorId) !== 'link') throw new Error(`the link client used ${link.transportTo(actorId)}`);
+    return (['link', 'pubsub'] as const).map((t) => ({ transport: t === 'link' ? 'direct link (TCP loopback)' : 'Redis pub/sub', calls, p50: pct(times[t], 0.5), p90: pct(times[t], 0.9), p99: pct(times[t], 0.99) }));
+  } finally {
+    await link.close();
+    await pubsub.close();
+    child.kill('SIGTERM');
+    await deleteKeysByPrefix(redis, prefix);
+    redis.disconnect();
+  }
+}
+
 async function main(): Promise<void> {
+  const table = flag('--markdown') ? markdownTable : textTable;
+  if (only === 'transport' || !only) {
+    const rows = await transportRoundTrips(quick ? 300 : 2000);
+    process.stdout.write(`\nActor call round trip, ${rows[0].calls} calls per transport, alternating (ms)\n`);
+    process.stdout.write(table([{ key: 'transport', title: 'transport', align: 'left' }, { key: 'p50', title: 'p50', digits: 3 }, { key: 'p90', title: 'p90', digits: 3 }, { key: 'p99', title: 'p99', digits: 3 }], rows) + '\n');
+    if (only === 'transport') return;
+  }
   const scenarios: Scenario[] = [];
   const temp: string[] = [];
   const { path: stories, present: haveStories } = sharedModel('stories260K');
@@ -371,7 +429,6 @@ async function main(): Promise<void> {
       }
     }
   }
-  const table = flag('--markdown') ? markdownTable : textTable;
   const json = opt('--json');
   const report: Record<string, unknown>[] = [];
   const started = new Date().toISOString();
