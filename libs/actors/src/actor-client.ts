@@ -23,7 +23,8 @@ import { InvalidInputError, RedisKeys, decode, encode, message, type Message, ty
 import { ActorHandle } from './actor-handle';
 import { DEFAULT_INLINE_LIMIT_BYTES, isPayloadRef, publishMessage, resolveMessage } from './claim-check';
 import { SERVER_ERROR_CODES, preciseNow } from './actor-server';
-import { DirectLink, isMachineLocal, parseLinkAddress } from './direct-link';
+import { DirectLink } from './direct-link';
+import { isMachineLocal, parseLinkAddress } from './link-address';
 import { ActorClientClosedError, ActorDiedError, ActorTimeoutError, CallAbortedError, RemoteCallError } from './errors';
 import { duplicateRedis } from './redis';
 import { ActorRegistry, type ActorLiveness } from './registry';

@@ -36,7 +36,7 @@ import {
   type WireError,
 } from '@starq/protocol';
 import { duplicateRedis } from './redis';
-import { LinkListener, type LinkPeer } from './direct-link';
+import { LinkListener, type LinkPeer } from './link-listener';
 
 /** Epoch ms with sub-ms precision (comparable across processes on one machine). */
 export function preciseNow(): number {

@@ -53,3 +53,6 @@ export * from './actor-client';
 export * from './task-queue';
 export * from './claim-check';
 export * from './direct-link';
+export * from './link-address';
+export * from './link-frames';
+export * from './link-listener';
