@@ -111,7 +111,7 @@ describe('starq eval ruler (random checkpoint)', () => {
     expect(err).toMatch(/\[ruler cells 0\/12 done\] niah_single L=256 generating samples \d\/2/);
     expect(err).toMatch(/\[ruler cell 1\/12\] niah_single L=256 global \d\/2 \d+% [\d.]+s elapsed, ETA [\d.]+s/);
     expect(err).toMatch(/\[ruler cell 12\/12, run ETA [\dhms]+\] vt L=300 star b=50 a=50 2\/2 100%/);
-    expect(err).toMatch(/\[ruler\] 2 tasks × 2 lengths, 12 cells × 2 samples on 4 hosts in \d+s\n$/);
+    expect(err).toMatch(/\[ruler\] 2 tasks × 2 lengths, 12 cells × 2 samples on 4 hosts in [\dhms]+\n$/);
   });
 
   it('--json FILE: the table on stdout, the object in the file; star-only cells have no retention', () => {
