@@ -12,7 +12,7 @@ import { ActorClient, type CallTrace } from './actor-client';
 import { ActorServer } from './actor-server';
 import { formatLinkAddress, isMachineLocal, parseLinkAddress } from './link-address';
 import { FrameReader, LinkFrameError } from './link-frames';
-import { ActorDiedError } from './errors';
+import { ActorDiedError, ActorTimeoutError } from './errors';
 import { createRedis, deleteKeysByPrefix } from './redis';
 import { ActorRegistry } from './registry';
 
@@ -160,6 +160,34 @@ describe('actor calls over direct links', () => {
     expect(c.transportTo('a-wrong')).toBe('pubsub');
     expect(c.transportTo('a-remote')).toBe('pubsub');
     expect(fallbacks).toEqual([expect.stringMatching(/a-wrong.*refused: this is actor a-other/), expect.stringMatching(/a-remote on some-other-machine .*machine-local link/)]);
+  });
+
+  it('keeps the call semantics over a link: a slow live actor times out, a stopping one drains and refuses', async () => {
+    const { server } = await actor('a-stop', { link: 'tcp://127.0.0.1:0' });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let wake!: () => void;
+    const late = new Promise<void>((r) => (wake = r));
+    server.method('late', () => late); // answers only after its caller gave up
+    server.method('slow', async () => {
+      await gate;
+      return 'done';
+    }, { serial: true });
+    const c = client();
+    expect(await c.call('a-stop', 'echo', 0)).toBe(0); // link open
+    await expect(c.call('a-stop', 'late', null, { timeoutMs: 300 })).rejects.toThrow(ActorTimeoutError);
+    wake(); // its late reply is a stray on the link, not an error
+    const running = c.call('a-stop', 'slow', null, { timeoutMs: 30000 });
+    const queued = c.call('a-stop', 'slow', null, { timeoutMs: 30000 });
+    queued.catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 100)); // both reached the actor: one runs, one waits in the lane
+    const stopping = server.stop({ drainMs: 10000 });
+    await expect(queued).rejects.toThrow(/shutting down/);
+    await expect(queued).rejects.toBeInstanceOf(ActorDiedError);
+    release();
+    await expect(running).resolves.toBe('done'); // the running call drains over the still-open link
+    await stopping;
+    expect(c.transportTo('a-stop')).toBeNull(); // found dead: the next call looks it up again
   });
 
   it('records a trace of both sides when asked', async () => {
