@@ -167,10 +167,12 @@ describe('query actor drain past its timeout', () => {
     const sub = await qc.client.submit(req);
     const starts: string[] = [];
     const indices: number[] = [];
+    const delivered: number[] = [];
     let draining: Promise<boolean> | null = null;
     const result = await qc.client.wait(
       sub.requestId,
       {
+        token: (id) => delivered.push(id),
         event: (e) => {
           if (e.type === 'started') starts.push(e.queryActor);
           if (e.type === 'token') {
@@ -192,6 +194,7 @@ describe('query actor drain past its timeout', () => {
     expect(starts).toHaveLength(2); // started on one query actor, rerun on the other
     expect(starts[1]).not.toBe(starts[0]);
     expect(indices.indexOf(0, 1)).toBeGreaterThan(0); // the rerun streams from index 0 again (the gateway forwards each index once)
+    expect(delivered).toEqual(result.generatedIds); // the client's token callback saw each index once
     // The same request undisturbed, on the remaining query actor: the same tokens.
     const again = await qc.client.wait((await qc.client.submit(req)).requestId, {}, 120000);
     expect(result.generatedIds).toEqual(again.generatedIds);

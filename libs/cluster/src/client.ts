@@ -186,12 +186,15 @@ export class StarqClient {
 
   /**
    * Follow a request's events until it finishes. Resolves with the result; rejects with the
-   * request's error (or when a block job failed for good).
+   * request's error (or when a block job failed for good). `token` is called once per index, in
+   * order: a rerun of the request (after a stall or a query actor's hand-back) sends tokens from
+   * index 0 again, and those repeats are skipped; `event` sees every event as written.
    */
   async wait(requestId: string, on: { token?: (id: number, index: number) => void; phase1?: (done: number, total: number) => void; event?: (e: RequestEvent) => void } = {}, timeoutMs = 0): Promise<RequestResult> {
     const stream = this.keys.requestEvents(requestId);
     const reader = this.redis.duplicate();
     let last = '0';
+    let nextToken = 0; // a rerun (stalled or handed-back request) sends tokens from index 0 again
     const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : Infinity;
     try {
       for (;;) {
@@ -201,8 +204,12 @@ export class StarqClient {
             last = id;
             const e = JSON.parse(fields[1]) as RequestEvent;
             on.event?.(e);
-            if (e.type === 'token') on.token?.(e.id, e.index);
-            else if (e.type === 'phase1') on.phase1?.(e.done, e.total);
+            if (e.type === 'token') {
+              if (e.index === nextToken) {
+                nextToken++;
+                on.token?.(e.id, e.index);
+              }
+            } else if (e.type === 'phase1') on.phase1?.(e.done, e.total);
             else if (e.type === 'done') return e.result;
             else if (e.type === 'error') throw new RequestFailedError(e.error.code, e.error.message, e.error.param, 400);
           }
