@@ -3,8 +3,9 @@
  * `hang` (never answers) on pub/sub and on a direct link, registers itself, and prints one line
  * `ready {"actorId", "link", "pid"}` on stdout.
  *
- * Run: node -e "require('tsx/cjs/api').register(); require(process.argv[1]).main()" <this file>, with
- * STARQ_REDIS_URL, STARQ_PREFIX, STARQ_ACTOR_ID (and optionally STARQ_LINK) in the environment.
+ * Run its `main()` in a node process with tsx registered (as direct-link.spec.ts and bench/phase2.ts
+ * do), with STARQ_REDIS_URL, STARQ_PREFIX, STARQ_ACTOR_ID (and optionally STARQ_LINK) in the
+ * environment.
  */
 import { RedisKeys } from '@starq/protocol';
 import { ActorServer } from '../actor-server';
