@@ -100,7 +100,7 @@ beforeAll(async () => {
   fs.writeFileSync(cfgFile, JSON.stringify({ ...cfg, architectures: ['GPT2LMHeadModel'], model_type: 'gpt2' }));
 
   runs = await pool(jobs(), 3, 60000);
-}, 120_000);
+}, 300_000); // ~20 CLI processes, 3 at a time: generous for a loaded machine
 
 afterAll(() => tmp.cleanup());
 
