@@ -12,9 +12,9 @@
  * - `ActorServer` (receiver) + `ActorClient` / `ActorHandle` (caller): RPC with msgpack messages
  *   (typed arrays stay binary), over a direct link (direct-link.ts: a TCP or Unix-socket
  *   connection per caller and actor, advertised in the actor's registry record) or, when the
- *   actor advertises none or it cannot be reached, over Redis pub/sub (~0.4–0.8 ms per round trip,
- *   median, on loopback; messages over 1 MiB travel as a claim check). Calls can carry a trace of
- *   both sides (`onTrace`).
+ *   actor advertises none or it cannot be reached, over Redis pub/sub (messages over 1 MiB travel
+ *   as a claim check); `bench/rpc.ts` measures both round trips (docs/BENCHMARKS.md). Calls can
+ *   carry a trace of both sides (`onTrace`).
  *   One-way messages: `send(topic, body)` / `onMessage(topic, fn)`.
  * - `createQueue` / `createWorker` / `createFlowProducer`: BullMQ for durable stateless work.
  *   ~1.2 ms per job; JSON payloads only. A failed job's reason is an error record (`failJob`,
