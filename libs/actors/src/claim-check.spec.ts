@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { RedisKeys } from '@starq/protocol';
+import { watchIntervals } from '@starq/testing';
 import { ActorClient } from './actor-client';
 import { ActorServer } from './actor-server';
 import { isPayloadRef } from './claim-check';
@@ -20,6 +21,8 @@ let client: ActorClient;
 let small: ActorClient;
 const order: number[] = [];
 const errors: string[] = [];
+
+const intervals = watchIntervals();
 
 beforeAll(async () => {
   redis = await createRedis();
@@ -44,6 +47,7 @@ afterAll(async () => {
   await registry.deregister();
   await deleteKeysByPrefix(redis, keys.prefix);
   await closeRedis(redis);
+  await intervals.settled(); // the reply parser's buffer-pool interval after the 48 MiB replies
 });
 
 it('a 48 MiB argument and a 48 MiB result round-trip (inline pub/sub would exceed the 32 MB subscriber limit)', async () => {
