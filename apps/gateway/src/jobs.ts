@@ -398,7 +398,7 @@ export class JobService {
 
   /** `starq generate --json`'s object for a result (text decoded like the CLI: special tokens kept). */
   generateJson(r: RequestResult): GenerationReport {
-    return generationReport(r, this.tokenizer ? this.tokenizer.decode(r.generatedIds, { skipSpecialTokens: false }) : '');
+    return generationReport(r, this.tokenizer ? this.tokenizer.decode(r.generatedIds, { skipSpecialTokens: false }) : null);
   }
 
   /**

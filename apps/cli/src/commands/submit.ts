@@ -144,7 +144,8 @@ async function submitCommand(f: SubmitFlags): Promise<void> {
       process.stdout.write(JSON.stringify(result) + '\n');
       return;
     }
-    if (result.text.startsWith(streamed)) process.stdout.write(result.text.slice(streamed.length));
+    const text: string = result.text ?? result.generatedIds.join(' '); // null: the model has no tokenizer
+    if (text.startsWith(streamed)) process.stdout.write(text.slice(streamed.length));
     process.stdout.write('\n');
     const t = result.timings;
     process.stderr.write(
