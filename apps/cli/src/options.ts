@@ -46,7 +46,6 @@ export class InputFiles {
         throw new InvalidInputError('conflicting_flags', `--${flag} - and --${this.stdinFlag} - both read standard input: give one of them a file`, flag);
       }
       this.stdinFlag = flag;
-      return readFd(0, flag);
     }
     return readTextFile(file, flag);
   }
@@ -81,7 +80,9 @@ export function idsOrFile(files: InputFiles, inline: string | undefined, file: s
   return file !== undefined ? files.ids(file, `${flag}-file`) : idsFlag(inline, flag);
 }
 
+/** The text of a `--*-file` flag: the file, or standard input for `-`. */
 export function readTextFile(file: string, flag: string): string {
+  if (file === STDIN) return readFd(0, flag);
   try {
     return fs.readFileSync(file, 'utf8');
   } catch (e) {

@@ -48,7 +48,7 @@ export function registerEvalFidelity(program: Command): void {
         'over the query positions of evenly spaced windows (BOS first when the tokenizer adds it)',
     )
     .option('--model <dir>', 'Hugging Face model directory')
-    .option('--text-file <file>', 'text to cut windows from (encoded once, without special tokens)')
+    .option('--text-file <file>', 'text to cut windows from (encoded once, without special tokens; - = stdin)')
     .option('--context-tokens <n>', 'N: context tokens per window (BOS + N−1 text tokens when the tokenizer adds BOS)')
     .option('--query-tokens <m>', 'M: query tokens per window (each row predicts the next window token)')
     .option('--block-size <list>', 'block sizes, comma-separated (e.g. 64,112,224); ≥ N equals Global')

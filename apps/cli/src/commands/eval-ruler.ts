@@ -67,7 +67,7 @@ export function registerEvalRuler(program: Command): void {
     .option('--hosts <n>', 'hosts per Star request (default min(4, blocks))')
     .option('--threads <n>', 'ORT threads per engine (default: CPU cores / engines)')
     .option('--max-new-tokens <n>', 'answer tokens (default per task: niah_single/multikey 10, multivalue/multiquery 40, vt 30, cwe 80)')
-    .option('--haystack-file <file>', 'filler text (e.g. TinyStories; "<|endoftext|>" separators are dropped); default: synthetic sentences')
+    .option('--haystack-file <file>', 'filler text (e.g. TinyStories; "<|endoftext|>" separators are dropped; - = stdin); default: synthetic sentences')
     .option('--json [file]', 'JSON results: bare or "-" = one object on stdout instead of the table; FILE = write it there')
     .action(async (flags: RulerFlags) => {
       await rulerCommand(flags);
