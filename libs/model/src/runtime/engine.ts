@@ -9,9 +9,9 @@
  * Shutdown: `close()` never stops the worker inside an ORT call. Terminating a worker thread
  * while `InferenceSession.run` executes makes onnxruntime-node's binding throw a C++
  * `Napi::Error` it cannot hand back to the dying JavaScript context, and the whole process aborts
- * (exit 134, `terminate called after throwing an instance of 'Napi::Error'`); `process.exit()` with
- * a busy worker risks the same. So `close()` refuses new calls at once, waits for the calls in
- * flight to answer, and only then stops the idle worker. Every engine a process starts is tracked
+ * (exit 134, `terminate called after throwing an instance of 'Napi::Error'`); `process.exit()` stops
+ * busy workers the same way. So `close()` refuses new calls at once, waits for the calls in flight
+ * to answer, then has the worker exit from its own event loop, between two tasks. Every engine a process starts is tracked
  * until closed: `closeAllEngines()` is the exit path's safety net (the CLI calls it before it exits,
  * on success, error and SIGINT/SIGTERM).
  */
