@@ -273,7 +273,7 @@ export class QueryActor {
           ignoreEos: d.ignoreEos,
           onToken: (id, index) => {
             this.metrics.token();
-            void emit({ type: 'token', index, id });
+            void emit({ type: 'token', index, id, at: Date.now() });
             void job.updateProgress({ tokens: index + 1 }).catch(() => undefined);
           },
         },

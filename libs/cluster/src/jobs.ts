@@ -66,7 +66,8 @@ export interface RequestResult extends Omit<GenerationReport, 'text'> {
 export type RequestEvent =
   | { type: 'started'; queryActor: string; blocks: number; reused: number }
   | { type: 'phase1'; done: number; total: number }
-  | { type: 'token'; index: number; id: number }
+  /** `at`: epoch ms when the query actor sampled the token (its clock; Redis may log the event later). */
+  | { type: 'token'; index: number; id: number; at?: number }
   /** Blocks re-encoded after their host was lost; `toHosts[i]` re-encoded `blocks[i]`. */
   | { type: 'recovered'; blocks: number[]; fromHost: string; toHosts?: string[] }
   /** Phase 2 waits for a place in the query actor's running set (see `ServingLoop` admission). */

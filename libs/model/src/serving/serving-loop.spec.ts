@@ -7,7 +7,8 @@
  *   - lost-host recovery: a host's engine stops mid-generation, its blocks are re-encoded on the
  *     others, the tokens do not change;
  *   - admission: running-set maximum and KV budget queue requests with the reason visible; a request
- *     larger than the budget is refused.
+ *     larger than the budget is refused;
+ *   - fairness: a long query is chunked and shares steps with a decoding request.
  */
 import { type ContextPlacement } from '@starq/attention';
 import { encodeContext } from '../distributed';
@@ -187,6 +188,27 @@ describe('ServingLoop through LocalCluster: batched requests give the tokens the
     expect(byKv.events.some(([, e]) => e.type === 'queued' && e.reason === 'kv_memory')).toBe(true);
     // larger than the whole budget: refused with a code
     await expect(new ServingLoop(cluster.loop.backend, { kvBudgetBytes: bytes[0] - 1 }).submit({ id: 'big', contextLength: reqs[0].contextIds.length, queryIds: reqs[0].queryIds, placement: placements[0], generate: gen(reqs[0].maxNew) })).rejects.toMatchObject({ code: 'query_kv_too_large' });
+    await Promise.all(cluster.hosts.map((h) => h.release(placements.flatMap((p) => p.flatMap((x) => x.cacheIds)))));
+  });
+
+  it('a long query is cut into chunks that share steps with decoding requests (no step waits for the whole query)', async () => {
+    const [a, , , , long] = mixedRequests(); // long: a 40-row query
+    const placements = await Promise.all([a, long].map((r, i) => encodeContext({ mode: r.mode, plan: cluster.plan(r), contextIds: r.contextIds, contextKey: `fair-${i}` }, cluster.hosts, config.numLayers)));
+    const steps: { batch: number; rows: number }[] = [];
+    const loop = new ServingLoop(cluster.loop.backend, { maxQueryRowsPerStep: 8, onStep: (s) => steps.push({ batch: s.batch, rows: s.rows }) });
+    const log: string[] = [];
+    let joined!: () => void;
+    const join = new Promise<void>((r) => (joined = r));
+    const first = loop.submit({ id: 'fair-a', contextLength: a.contextIds.length, queryIds: a.queryIds, placement: placements[0], generate: gen(a.maxNew, { onToken: (_id, i) => (log.push('a'), i === 1 && joined()) }) });
+    await join;
+    const second = loop.submit({ id: 'fair-long', contextLength: long.contextIds.length, queryIds: long.queryIds, placement: placements[1], generate: gen(long.maxNew, { onToken: () => log.push('long') }) });
+    const [ra, rl] = await Promise.all([first, second]);
+    expect(ra.generatedIds).toEqual(alone.get(a.name)); // chunking a neighbour's query changes no token
+    expect(rl.generatedIds).toEqual(alone.get(long.name)); // its own query in 8-row chunks (16 above): float rounding only, same greedy ids here
+    expect(Math.max(...steps.map((s) => s.rows))).toBeLessThanOrEqual(8 + 1); // one chunk + one decode row
+    // While the 40-row query ran in 5 chunks, the decoding request got a token at every step.
+    const beforeLong = log.indexOf('long');
+    expect(log.slice(0, beforeLong).filter((x) => x === 'a').length).toBeGreaterThanOrEqual(2 + 5);
     await Promise.all(cluster.hosts.map((h) => h.release(placements.flatMap((p) => p.flatMap((x) => x.cacheIds)))));
   });
 
