@@ -34,6 +34,7 @@ import { startProcessCluster, StarqClient, type LocalProcessCluster } from '@sta
 import { loadConfig } from '@starq/model/config';
 import { LocalCluster } from '@starq/model/local/local-cluster';
 import { writeRandomCheckpoint } from '@starq/model/synthetic/random-checkpoint';
+import { randomTokenIds } from '@starq/model/synthetic/token-ids';
 import { RedisKeys } from '@starq/protocol';
 import { machineInfo, markdownTable, textTable, type Column } from '@starq/report';
 
@@ -73,13 +74,7 @@ function parseShape(spec: string): { hidden: number; layers: number; heads: numb
 }
 
 /** Seeded token ids in [3, VOCAB) (no BOS/EOS ids in the body). */
-function ids(n: number, seed: number): number[] {
-  let s = seed >>> 0 || 1;
-  return Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return 3 + (s % (VOCAB - 3));
-  });
-}
+const ids = (n: number, seed: number): number[] => randomTokenIds(n, VOCAB, seed, 3);
 
 interface Doc {
   context: number[];
