@@ -139,6 +139,8 @@ export interface TestClusterOptions {
   attendTimeoutMs?: number;
   /** Registration deadline. @defaultValue 120000 */
   startTimeoutMs?: number;
+  /** @defaultValue REDIS_URL */
+  redisUrl?: string;
 }
 
 let actorSeq = 0;
@@ -176,11 +178,12 @@ export class TestCluster {
       ttlMs: 1500,
       attendTimeoutMs: 5000,
       startTimeoutMs: 120000,
+      redisUrl: REDIS_URL,
       ...o,
       env: o.env ?? {},
     };
-    const redis = await createRedis(REDIS_URL, { connectionName: 'starq-e2e' });
-    const client = await StarqClient.connect(REDIS_URL, { prefix: opts.prefix });
+    const redis = await createRedis(opts.redisUrl, { connectionName: 'starq-e2e' });
+    const client = await StarqClient.connect(opts.redisUrl, { prefix: opts.prefix });
     const c = new TestCluster(opts, redis, client);
     try {
       const started = [...Array.from({ length: opts.hosts }, () => c.spawnActor('host')), ...Array.from({ length: opts.queryActors }, () => c.spawnActor('query'))];
@@ -197,6 +200,18 @@ export class TestCluster {
     const started = Array.from({ length: n }, () => this.spawnActor('host'));
     await this.waitRegistered(started);
     return started;
+  }
+
+  /** Starts `n` more query-actor processes and waits for them. */
+  async addQueryActors(n: number): Promise<ActorProcess[]> {
+    const started = Array.from({ length: n }, () => this.spawnActor('query'));
+    await this.waitRegistered(started);
+    return started;
+  }
+
+  /** Live (not exited) query-actor processes. */
+  queryActors(): ActorProcess[] {
+    return this.actors.filter((a) => a.kind === 'query' && a.proc.exitCode === null && a.proc.signalCode === null);
   }
 
   hosts(): ActorProcess[] {
@@ -235,7 +250,7 @@ export class TestCluster {
     const id = `${kind}-${process.pid}-${++actorSeq}`;
     const env: NodeJS.ProcessEnv = {
       ...process.env,
-      STARQ_REDIS_URL: REDIS_URL,
+      STARQ_REDIS_URL: this.opts.redisUrl,
       STARQ_PREFIX: this.prefix,
       STARQ_MODEL_DIR: this.opts.modelDir,
       STARQ_ACTOR_ID: id,

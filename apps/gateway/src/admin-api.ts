@@ -4,8 +4,9 @@
  * which all need the admin key:
  *
  * - `GET /admin/overview?jobs=N` — one snapshot for the dashboard: live actors (registry records:
- *   pid/host, threads, KV bytes used and limit, blocks, last heartbeat age), BullMQ queue counts,
- *   the N most recent jobs of every owner;
+ *   pid/host, threads, KV bytes used and limit, blocks, last heartbeat age) and the actors a
+ *   `starq cluster up` supervisor reports starting, restarting or dead, BullMQ queue counts, the N
+ *   most recent jobs of every owner;
  * - `GET /admin/jobs?limit=N`, `GET /admin/jobs/:id` — recent jobs / one job, with owner and sizes;
  * - `GET /admin/cluster` — live actors (raw registry records) and queue counts;
  * - `GET /admin/jobs/:id/timeline` — the job's life: plan, block encodes per host, events,
@@ -20,9 +21,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ClusterActorRecord } from '@starq/cluster';
 import { StarqError } from '@starq/protocol';
 import type { AuditEntry } from './audit-log';
+import { actorStatusRows, Supervisor, type ClusterActorRecord } from '@starq/cluster';
 import type { Gateway } from './gateway';
 import { HttpError, readJsonBody, sendJson, type Req, type Res } from './http';
 import { jobTimeline } from './job-timeline';
@@ -68,7 +69,14 @@ export interface AdminActor {
   /** ONNX Runtime execution provider (`cpu`, `cuda:<device>`); null when the actor did not say. */
   executionProvider: string | null;
   startedAt: number;
-  lastHeartbeatMsAgo: number;
+  /** null for an actor that is not alive. */
+  lastHeartbeatMsAgo: number | null;
+  /** `alive`, or — from a cluster-up supervisor — `starting`, `restarting`, `dead`. */
+  state: 'alive' | 'starting' | 'restarting' | 'dead';
+  /** Restarts of a supervised actor so far. */
+  restarts: number;
+  /** How its last incarnation ended (`killed by SIGKILL`, `exit 1`), for a supervised actor. */
+  lastExit: string | null;
 }
 
 function intParam(raw: unknown, name: string, def: number, max: number): number {
@@ -110,10 +118,16 @@ export class AdminApi {
     res.end(body);
   }
 
-  private actorsView(records: ClusterActorRecord[], now: number): AdminActor[] {
-    const order = { host: 0, query: 1, gateway: 2 } as const;
-    return [...records]
-      .sort((a, b) => order[a.type] - order[b.type] || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+  /** Live actors and the supervised ones that are down, hosts first. */
+  private async actorsView(records: ClusterActorRecord[], now: number): Promise<AdminActor[]> {
+    const order: Record<string, number> = { host: 0, query: 1, gateway: 2 };
+    const rows = actorStatusRows(records, await Supervisor.list(this.gw.client.redis, this.gw.client.keys).catch(() => []), now);
+    const shown = new Set(rows.filter((r) => r.alive).map((r) => r.id));
+    const down: AdminActor[] = rows
+      .filter((r) => !r.alive)
+      .map((r) => ({ id: r.id, type: r.type as AdminActor['type'], model: '', hostname: r.hostname, pid: r.pid ?? 0, threads: 0, kvBytes: 0, kvLimitBytes: null, blocks: 0, busy: false, draining: false, executionProvider: null, startedAt: 0, lastHeartbeatMsAgo: null, state: r.state, restarts: r.restarts, lastExit: r.lastExit }));
+    const live: AdminActor[] = records
+      .filter((a) => shown.has(a.id))
       .map((a) => ({
         id: a.id,
         type: a.type,
@@ -129,7 +143,11 @@ export class AdminApi {
         executionProvider: a.capacity.executionProvider ? (a.capacity.executionProvider === 'cuda' ? `cuda:${a.capacity.cudaDeviceId ?? 0}` : a.capacity.executionProvider) : null,
         startedAt: a.startedAt,
         lastHeartbeatMsAgo: Math.max(0, now - a.heartbeatAt),
+        state: 'alive' as const,
+        restarts: 0,
+        lastExit: null,
       }));
+    return [...live, ...down].sort((a, b) => (order[a.type] ?? 3) - (order[b.type] ?? 3) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   /** GET /admin/overview?jobs=N — everything the dashboard shows, in one call. */
@@ -150,7 +168,7 @@ export class AdminApi {
         jobsInFlight: this.gw.jobs.inFlight.size,
         maxQueue: this.gw.cfg.maxQueue,
       },
-      actors: this.actorsView(records, now),
+      actors: await this.actorsView(records, now),
       queues,
       jobs,
     });

@@ -4,41 +4,12 @@
  * openai.ts, the admin dashboard and its endpoints in admin-api.ts.
  */
 import { randomUUID } from 'node:crypto';
-import { resolvePrompt } from '@starq/model/prompt';
-import { StarqError } from '@starq/protocol';
 import type { Gateway } from './gateway';
-import { HttpError, readJsonBody, sendError, sendJson, type Req, type Res } from './http';
+import { HttpError, readBody, sendError, sendJson, type Req, type Res } from './http';
 import { serveJobEvents } from './job-events';
 import type { JobInput } from './jobs';
-import { JobBody, parseBody } from './schemas';
-
-/** Library param names → the native API's field names. */
-const NATIVE_PARAMS: Record<string, string> = {
-  context_ids: 'contextIds',
-  query_ids: 'queryIds',
-  block_size: 'blockSize',
-  anchor_size: 'anchorSize',
-  top_k: 'topK',
-  top_p: 'topP',
-  max_new_tokens: 'maxNewTokens',
-};
-
-/** Re-labels a StarqError's `param` through `map` (libraries name params in snake_case). */
-export function relabel(e: unknown, map: Record<string, string>): unknown {
-  if (e instanceof StarqError && e.param !== null && map[e.param] !== undefined) {
-    const out = new StarqError(e.code, e.message, { param: map[e.param], status: e.status });
-    return out;
-  }
-  return e;
-}
-
-export async function withParams<T>(map: Record<string, string>, fn: () => T | Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (e) {
-    throw relabel(e, map);
-  }
-}
+import { NATIVE_PARAMS, withParams } from './params';
+import type { JobBody } from './schemas';
 
 /** Runs a handler; any error becomes the JSON error response. */
 export async function guard(res: Res, fn: () => Promise<void> | void): Promise<void> {
@@ -77,17 +48,15 @@ export class NativeApi {
   /** POST /v1/jobs → 202 with the job. */
   async create(req: Req, res: Res): Promise<void> {
     const who = this.gw.auth.authenticate(req, 'user');
-    const b = parseBody(JobBody, await readJsonBody(req, this.gw.cfg.maxBodyBytes));
+    const got = await this.gw.intake.run('job', await readBody(req, this.gw.cfg.maxBodyBytes));
+    const b = got.body as Omit<JobBody, 'prompt' | 'context' | 'query' | 'contextIds' | 'queryIds'>;
     if (b.model !== undefined && b.model !== this.gw.modelId) {
       throw new HttpError(404, 'model_not_found', `model ${JSON.stringify(b.model)} is not served here (served: ${this.gw.modelId})`, 'model');
     }
-    const ids = await withParams(NATIVE_PARAMS, () =>
-      resolvePrompt({ prompt: b.prompt, context: b.context, query: b.query, contextIds: b.contextIds, queryIds: b.queryIds }, this.gw.tokenizer, this.gw.model.vocabSize),
-    );
     const input: JobInput = {
       kind: 'job',
-      contextIds: ids.contextIds,
-      queryIds: ids.queryIds,
+      contextIds: Array.from(got.contextIds),
+      queryIds: Array.from(got.queryIds),
       mode: b.mode,
       blockSize: b.blockSize,
       anchorSize: b.anchorSize,
@@ -97,8 +66,7 @@ export class NativeApi {
       ignoreEos: b.ignoreEos,
       cache: b.cache,
     };
-    const contextParam = b.prompt !== undefined ? 'prompt' : b.contextIds !== undefined ? 'contextIds' : 'context';
-    const meta = await withParams(NATIVE_PARAMS, () => this.jobs.submit(input, who, randomUUID(), { context: contextParam, maxNewTokens: 'maxNewTokens' }));
+    const meta = await withParams(NATIVE_PARAMS, () => this.jobs.submit(input, who, randomUUID(), { context: got.contextParam, maxNewTokens: 'maxNewTokens' }));
     this.gw.metrics.jobSubmitted(meta);
     sendJson(res, 202, await this.jobs.view(meta), { Location: `/v1/jobs/${meta.id}` });
   }
@@ -116,7 +84,9 @@ export class NativeApi {
   /**
    * GET /v1/jobs/:id/events — SSE: `job` (snapshot), `progress` (phase-1 blocks, status changes;
    * one with status `generating` always precedes the first token), `token` (each generated token,
-   * in order, with its text delta), `recovered`, and finally `result` (the completed job) or
+   * in order, with its text delta), `recovered`, `requeued` (an actor running the job or one of its
+   * blocks died; the job went back to the queue), `waiting` (`{waiting}`: what the job waits for, or
+   * null once it moves again), and finally `result` (the completed job) or
    * `error` (failed or cancelled: `{error, job}`). A new reader gets the events from the job's
    * start; every event has an `id:`, and a reader that reconnects with `Last-Event-ID` (or
    * `?lastEventId=`) gets the events after it (see job-events.ts).

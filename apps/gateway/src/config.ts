@@ -19,6 +19,11 @@
  * | STARQ_SSE_RETRY_MS    | reconnection delay the job event stream advises (`retry:`) | 3000                    |
  * | STARQ_HISTORY_INTERVAL_MS | bucket width of the dashboard's one-hour history     | 5000                       |
  * | STARQ_DRAIN_TIMEOUT_MS | longest drain on SIGTERM (libs/cluster/src/lifecycle-config.ts) | 25000             |
+ * | STARQ_ACTOR_WAIT_MS   | a job waiting this long for a missing query/host actor is failed | 60000              |
+ * | STARQ_INTAKE_WORKERS  | worker threads that parse and tokenize request bodies    | 1                          |
+ * | STARQ_INTAKE_QUEUE    | bodies waiting for an intake worker above which new ones get 503 | 64                 |
+ * | STARQ_INTAKE_TIMEOUT_MS | longest an intake worker may spend on one body (422 after) | 30000                   |
+ * | STARQ_INTAKE_MEMORY_MB | heap limit of each intake worker (422 when a body exhausts it) | 1024                 |
  *
  * Keys never appear in error messages or logs: only their count does.
  */
@@ -49,6 +54,16 @@ export interface GatewayConfig {
   historyIntervalMs: number;
   /** Longest drain on SIGTERM: open streams and requests get this long to finish (ms). */
   drainTimeoutMs: number;
+  /** How long a job may wait for a missing query or host actor before it is failed (ms). */
+  actorWaitMs: number;
+  /** Intake worker threads (parse, validate, tokenize request bodies off the event loop). */
+  intakeWorkers: number;
+  /** Bodies waiting for an intake worker above which new ones get 503 `intake_busy`. */
+  intakeQueue: number;
+  /** Longest an intake worker may spend on one body (ms). */
+  intakeTimeoutMs: number;
+  /** Heap limit of each intake worker (MB). */
+  intakeMemoryMb: number;
 }
 
 const intVar = (def: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
@@ -114,6 +129,11 @@ const EnvSchema = z
     STARQ_SSE_KEEPALIVE_MS: intVar(15000, 100, 3600000),
     STARQ_SSE_RETRY_MS: intVar(3000, 0, 3600000),
     STARQ_HISTORY_INTERVAL_MS: intVar(5000, 200, 600000),
+    STARQ_ACTOR_WAIT_MS: intVar(60000, 100, 7 * 24 * 3600 * 1000),
+    STARQ_INTAKE_WORKERS: intVar(1, 1, 64),
+    STARQ_INTAKE_QUEUE: intVar(64, 0),
+    STARQ_INTAKE_TIMEOUT_MS: intVar(30000, 100, 3600000),
+    STARQ_INTAKE_MEMORY_MB: intVar(1024, 64, 65536),
   })
   .superRefine((v, ctx) => {
     if (v.STARQ_ADMIN_KEY !== null && v.STARQ_API_KEYS.includes(v.STARQ_ADMIN_KEY)) {
@@ -147,5 +167,10 @@ export function parseGatewayConfig(env: NodeJS.ProcessEnv = process.env): Gatewa
     sseRetryMs: v.STARQ_SSE_RETRY_MS,
     historyIntervalMs: v.STARQ_HISTORY_INTERVAL_MS,
     drainTimeoutMs,
+    actorWaitMs: v.STARQ_ACTOR_WAIT_MS,
+    intakeWorkers: v.STARQ_INTAKE_WORKERS,
+    intakeQueue: v.STARQ_INTAKE_QUEUE,
+    intakeTimeoutMs: v.STARQ_INTAKE_TIMEOUT_MS,
+    intakeMemoryMb: v.STARQ_INTAKE_MEMORY_MB,
   };
 }

@@ -7,6 +7,7 @@
  * its own position, in stream order, exactly once.
  */
 import type { Redis } from 'ioredis';
+import { duplicateRedis } from '@starq/actors';
 import type { RequestEvent } from '@starq/cluster';
 
 export type EventListener = (e: RequestEvent, entryId: string) => void;
@@ -37,6 +38,8 @@ export class EventHub {
   private blocked = false;
   private readSeq = 0;
   private wake: (() => void) | null = null;
+  /** The last read failed (logged once per outage). */
+  private failing = false;
 
   constructor(
     private readonly redis: Redis,
@@ -45,7 +48,7 @@ export class EventHub {
   ) {}
 
   async start(): Promise<void> {
-    this.reader = this.redis.duplicate({ connectionName: 'starq-gateway-events' });
+    this.reader = duplicateRedis(this.redis, () => undefined, { connectionName: 'starq-gateway-events' }); // outages are logged by the read loop
     this.readerId = Number(await this.reader.client('ID'));
     this.loopDone = this.loop();
   }
@@ -113,12 +116,15 @@ export class EventHub {
         res = (await this.reader.xread('COUNT', 1000, 'BLOCK', 2000, 'STREAMS', ...keys, ...ids)) as typeof res;
       } catch (e) {
         if (this.closed) return;
-        this.log(`gateway: event stream read failed (retrying): ${(e as Error).message}`);
+        if (!this.failing) this.log(`gateway: event stream read failed (retrying every 500 ms until it works): ${(e as Error).message}`);
+        this.failing = true;
         await new Promise((r) => setTimeout(r, 500));
         continue;
       } finally {
         this.blocked = false;
       }
+      if (this.failing) this.log('gateway: event stream reads work again');
+      this.failing = false;
       const readFrom = new Map(keys.map((k, i) => [k, ids[i]]));
       for (const [key, entries] of res ?? []) {
         const set = this.subs.get(key);

@@ -61,6 +61,12 @@ export class GatewayService implements OnApplicationBootstrap, OnApplicationShut
 export class GatewayController {
   constructor(@Inject(GatewayService) private readonly s: GatewayService) {}
 
+  /** Routes that read or write jobs answer 503 `redis_unavailable` at once during an outage. */
+  private withRedis(fn: () => Promise<void> | void): Promise<void> | void {
+    this.s.gateway.requireRedis();
+    return fn();
+  }
+
   @Get('health')
   health(@Res() res: HttpRes) {
     return guard(res, () => this.s.native.health(res));
@@ -78,22 +84,22 @@ export class GatewayController {
 
   @Post('v1/jobs')
   createJob(@Req() req: HttpReq, @Res() res: HttpRes) {
-    return guard(res, () => this.s.native.create(req, res));
+    return guard(res, () => this.withRedis(() => this.s.native.create(req, res)));
   }
 
   @Get('v1/jobs/:id')
   getJob(@Req() req: HttpReq, @Res() res: HttpRes, @Param('id') id: string) {
-    return guard(res, () => this.s.native.get(req, res, id));
+    return guard(res, () => this.withRedis(() => this.s.native.get(req, res, id)));
   }
 
   @Get('v1/jobs/:id/events')
   jobEvents(@Req() req: HttpReq, @Res() res: HttpRes, @Param('id') id: string) {
-    return guard(res, () => this.s.native.events(req, res, id));
+    return guard(res, () => this.withRedis(() => this.s.native.events(req, res, id)));
   }
 
   @Delete('v1/jobs/:id')
   cancelJob(@Req() req: HttpReq, @Res() res: HttpRes, @Param('id') id: string) {
-    return guard(res, () => this.s.native.cancel(req, res, id));
+    return guard(res, () => this.withRedis(() => this.s.native.cancel(req, res, id)));
   }
 
   @Get('v1/models')
@@ -108,12 +114,12 @@ export class GatewayController {
 
   @Post('v1/completions')
   completions(@Req() req: HttpReq, @Res() res: HttpRes) {
-    return guard(res, () => this.s.openai.completions(req, res));
+    return guard(res, () => this.withRedis(() => this.s.openai.completions(req, res)));
   }
 
   @Post('v1/chat/completions')
   chat(@Req() req: HttpReq, @Res() res: HttpRes) {
-    return guard(res, () => this.s.openai.chat(req, res));
+    return guard(res, () => this.withRedis(() => this.s.openai.chat(req, res)));
   }
 
   @Get('admin')
@@ -128,17 +134,17 @@ export class GatewayController {
 
   @Get('admin/overview')
   adminOverview(@Req() req: HttpReq, @Res() res: HttpRes, @Query('jobs') jobs: unknown) {
-    return guard(res, () => this.s.admin.overview(req, res, jobs));
+    return guard(res, () => this.withRedis(() => this.s.admin.overview(req, res, jobs)));
   }
 
   @Get('admin/jobs')
   adminJobs(@Req() req: HttpReq, @Res() res: HttpRes, @Query('limit') limit: unknown) {
-    return guard(res, () => this.s.admin.jobs(req, res, limit));
+    return guard(res, () => this.withRedis(() => this.s.admin.jobs(req, res, limit)));
   }
 
   @Get('admin/jobs/:id')
   adminJob(@Req() req: HttpReq, @Res() res: HttpRes, @Param('id') id: string) {
-    return guard(res, () => this.s.admin.job(req, res, id));
+    return guard(res, () => this.withRedis(() => this.s.admin.job(req, res, id)));
   }
 
   @Get('admin/jobs/:id/timeline')
@@ -178,7 +184,7 @@ export class GatewayController {
 
   @Get('admin/cluster')
   adminCluster(@Req() req: HttpReq, @Res() res: HttpRes) {
-    return guard(res, () => this.s.admin.cluster(req, res));
+    return guard(res, () => this.withRedis(() => this.s.admin.cluster(req, res)));
   }
 }
 

@@ -12,7 +12,7 @@ import { writeRandomCheckpoint } from '@starq/model/synthetic/random-checkpoint'
 import { Authenticator } from './auth';
 import { parseGatewayConfig } from './config';
 import { compareEntryIds } from './event-hub';
-import { readJsonBody, toErrorResponse, type Req } from './http';
+import { parseJsonObject, readBody, toErrorResponse, type Req } from './http';
 import { chatToIds, StopMatcher } from './prompting';
 import { ChatBody, CompletionBody, JobBody, parseBody } from './schemas';
 
@@ -109,13 +109,28 @@ describe('request bodies', () => {
     return s;
   };
 
-  it('reads bounded JSON bodies: 413 over the limit, 400 for bad JSON or non-objects', async () => {
-    await expect(readJsonBody(body('{"a":1}'), 1024)).resolves.toEqual({ a: 1 });
-    await expect(readJsonBody(body('x'.repeat(2000)), 1024)).rejects.toMatchObject({ code: 'body_too_large', status: 413 });
-    await expect(readJsonBody(body('{}', { 'content-length': '5000' }), 1024)).rejects.toMatchObject({ code: 'body_too_large' });
-    await expect(readJsonBody(body('{"a":'), 1024)).rejects.toMatchObject({ code: 'invalid_json', status: 400 });
-    await expect(readJsonBody(body(''), 1024)).rejects.toMatchObject({ code: 'invalid_json' });
-    await expect(readJsonBody(body('"str"'), 1024)).rejects.toMatchObject({ code: 'invalid_body' });
+  it('reads bounded bodies: 413 over the limit, 415 for a non-JSON Content-Type', async () => {
+    await expect(readBody(body('{"a":1}'), 1024)).resolves.toEqual(Buffer.from('{"a":1}'));
+    await expect(readBody(body('{"a":1}', { 'content-type': 'application/json; charset=UTF-8' }), 1024)).resolves.toHaveLength(7);
+    await expect(readBody(body('{}', { 'content-type': 'application/vnd.api+json' }), 1024)).resolves.toHaveLength(2);
+    await expect(readBody(body('x'.repeat(2000)), 1024)).rejects.toMatchObject({ code: 'body_too_large', status: 413 });
+    await expect(readBody(body('{}', { 'content-length': '5000' }), 1024)).rejects.toMatchObject({ code: 'body_too_large' });
+    for (const ct of ['application/x-www-form-urlencoded', 'text/plain', 'multipart/form-data; boundary=x', 'application/json; charset=latin1']) {
+      await expect(readBody(body('{}', { 'content-type': ct }), 1024)).rejects.toMatchObject({ code: 'unsupported_media_type', status: 415, param: 'Content-Type' });
+    }
+  });
+
+  it('parses bodies strictly: 400 for bad JSON, non-objects, invalid UTF-8 and lone surrogates', () => {
+    const parse = (b: string | Buffer) => errorOf(() => parseJsonObject(Buffer.from(b as string)));
+    expect(parseJsonObject(Buffer.from('{"a":"é😀"}'))).toEqual({ a: 'é😀' });
+    expect(parse('{"a":')).toMatchObject({ code: 'invalid_json', status: 400 });
+    expect(parse('')).toMatchObject({ code: 'invalid_json' });
+    expect(parse('"str"')).toMatchObject({ code: 'invalid_body' });
+    expect(parse(Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0xfe, 0x22, 0x7d]))).toMatchObject({ code: 'invalid_utf8', status: 400 });
+    expect(parse(Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xc3, 0x22, 0x7d])).message).toContain('offset 6');
+    expect(parse('{"context":"ok","query":"a\\ud800b"}')).toMatchObject({ code: 'invalid_unicode', param: 'query' });
+    expect(parse('{"messages":[{"role":"user","content":"\\udc00"}]}')).toMatchObject({ code: 'invalid_unicode', param: 'messages[0].content' });
+    expect(parseJsonObject(Buffer.from('{"q":"\\ud83d\\ude00"}'))).toEqual({ q: '😀' }); // an escaped pair is fine
   });
 });
 

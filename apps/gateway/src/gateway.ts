@@ -15,6 +15,7 @@ import { Authenticator } from './auth';
 import type { GatewayConfig } from './config';
 import { entryTime, EventHub } from './event-hub';
 import { HistoryRecorder } from './history';
+import { IntakePool } from './intake/intake-pool';
 import { JobService } from './jobs';
 import { KvMapService } from './kv-map';
 import { HttpError } from './http';
@@ -41,6 +42,8 @@ export class Gateway {
   draining = false;
   /** HTTP responses not yet finished (SSE streams included). */
   private open = 0;
+  /** Parses, validates and tokenizes request bodies in worker threads (never on the event loop). */
+  intake!: IntakePool;
 
   constructor(readonly cfg: GatewayConfig) {
     this.model = loadConfig(cfg.modelDir);
@@ -60,6 +63,16 @@ export class Gateway {
   }
 
   async start(): Promise<void> {
+    this.intake = new IntakePool({
+      modelDir: this.cfg.modelDir,
+      vocabSize: this.model.vocabSize,
+      maxPositions: this.maxPositions,
+      workers: this.cfg.intakeWorkers,
+      queueLimit: this.cfg.intakeQueue,
+      timeoutMs: this.cfg.intakeTimeoutMs,
+      memoryMb: this.cfg.intakeMemoryMb,
+    });
+    await this.intake.start();
     this.client = await StarqClient.connect(this.cfg.redisUrl, { prefix: this.cfg.prefix, urlSource: 'STARQ_REDIS_URL' });
     this.hub = new EventHub(this.client.redis, (id) => this.client.keys.requestEvents(id));
     await this.hub.start();
@@ -70,6 +83,7 @@ export class Gateway {
       modelId: this.modelId,
       maxPositions: this.maxPositions,
       maxQueue: this.cfg.maxQueue,
+      actorWaitMs: this.cfg.actorWaitMs,
       stopIds: this.tokenizer?.eosTokenIds ?? [],
       onFinished: (meta, t) => this.metrics.jobFinished(meta, t),
       onEvent: (meta, e, entryId) => this.history.observe(meta.id, e.type, entryTime(entryId), e.type === 'token' ? e.index : undefined),
@@ -83,9 +97,19 @@ export class Gateway {
 
   async stop(): Promise<void> {
     await this.history?.stop();
+    await this.intake?.close().catch(() => undefined);
     await this.hub?.close().catch(() => undefined);
     await this.actors?.close().catch(() => undefined);
     await this.client?.close().catch(() => undefined);
+  }
+
+  /**
+   * Fails fast while Redis is unreachable, instead of letting a request wait on a reconnecting
+   * connection.
+   * @throws HttpError 503 `redis_unavailable`.
+   */
+  requireRedis(): void {
+    if (!this.client.connected) throw new HttpError(503, 'redis_unavailable', 'Redis is not reachable: the gateway cannot take or report jobs now; retry when it is back (GET /ready tells)');
   }
 
   /** Counts `res` as in flight until it closes (what a drain waits for). */

@@ -83,6 +83,8 @@ class EntryMapper {
         return { name: 'recovered', data: { blocks: e.blocks, fromHost: e.fromHost } };
       case 'queued':
         return { name: 'queued', data: { reason: e.reason, position: e.position } };
+      case 'requeued':
+        return { name: 'requeued', data: { job: e.job, block: e.block, actor: e.actor } };
       case 'done':
       case 'error':
         this.terminal = true;
@@ -177,6 +179,7 @@ export async function serveJobEvents(gw: Gateway, req: Req, res: Res, id: string
       sendEntry(entryId, mapper.map(e));
     },
     from.entry,
+    (waitingFor) => sendMade({ name: 'waitingFor', data: { waitingFor } }),
   );
   sse.onClose(() => f.stop());
   // Phase-1 progress of star and global jobs is not in the stream (hosts encode the blocks): poll it.

@@ -6,11 +6,15 @@
  *
  * Status: `queued` (no block encoded or being encoded yet) → `encoding` (phase 1, or encoded and
  * waiting for a query actor) → `generating` (a query actor runs phase 2) → `completed` | `failed`
- * | `cancelled`.
+ * | `cancelled`. The status follows the queue's truth: without a terminal event in the job's
+ * stream, BullMQ's state decides (a job BullMQ failed is `failed` with its coded reason, whatever
+ * its stream says). `waitingFor` says what a job that cannot progress waits for (no live query actor,
+ * no live host); a job left waiting longer than STARQ_ACTOR_WAIT_MS is failed with
+ * `query_actor_unavailable` / `host_unavailable` by the gateway following it.
  */
 import type { Redis } from 'ioredis';
 import { planMode, type Mode } from '@starq/attention';
-import { requestCancelKey, type RequestEvent, type RequestFailure, type RequestResult, type SamplingData, type StarqClient } from '@starq/cluster';
+import { describeFailure, requestCancelKey, type FailureDescription, type RequestEvent, type RequestFailure, type RequestResult, type SamplingData, type StarqClient } from '@starq/cluster';
 import { generationReport, type GenerationReport } from '@starq/model/generation-report';
 import { checkPositions, type PositionParams } from '@starq/model/positions';
 import type { StarqTokenizer } from '@starq/model/tokenizer';
@@ -65,6 +69,8 @@ export interface JobView {
   kind: JobKind;
   model: string;
   status: JobStatus;
+  /** The actor kind an unfinished job waits for because none is alive, e.g. `waiting for a query actor` (null when it can progress). */
+  waitingFor: string | null;
   createdAt: number;
   mode: Mode;
   cache: boolean;
@@ -146,10 +152,13 @@ function foldEvents(entries: [string, string[]][]): StreamState {
     } catch {
       continue;
     }
-    if (e.type === 'started') st.startedAt = entryTime(id);
+    if (e.type === 'started') {
+      st.startedAt = entryTime(id); // a rerun (requeued request) starts over: its own first token
+      st.firstTokenAt = null;
+    }
     else if (e.type === 'phase1') st.phase1 = { done: e.done, total: e.total };
     else if (e.type === 'token') {
-      if (e.index === 0 && st.firstTokenAt === null) st.firstTokenAt = entryTime(id);
+      if (e.index === 0 && st.firstTokenAt === null && st.startedAt !== null) st.firstTokenAt = entryTime(id);
       st.tokens[e.index] = e.id; // a rerun after a stall re-sends from index 0: same slots
     } else if (e.type === 'done') st.result = e.result;
     else if (e.type === 'error') st.error = { kind: 'error', error: e.error };
@@ -170,6 +179,8 @@ export interface JobServiceOptions {
   onEvent?: (meta: JobMeta, e: RequestEvent, entryId: string) => void;
   /** True while the gateway drains: new jobs are refused with 503 `draining`. @defaultValue never */
   draining?: () => boolean;
+  /** How long a job may wait for a missing actor kind before the gateway fails it (ms). @defaultValue 60000 */
+  actorWaitMs?: number;
 }
 
 const META_TTL_S = 7 * 24 * 3600;
@@ -274,10 +285,27 @@ export class JobService {
       if (e.type === 'started') entry.started = true;
       this.o.onEvent?.(meta, e, entryId);
     });
-    void f.done.then((t) => {
+    void f.done.then(async (t) => {
       this.inFlight.delete(meta.id);
+      if (t.kind === 'error' && t.error.code === 'redis_unavailable') await this.recordLost(meta, t.error).catch(() => undefined);
       this.o.onFinished?.(meta, t);
     });
+  }
+
+  /**
+   * Writes back the record and a final error event of a job Redis lost (restarted without
+   * persistence), so that GET and the event stream report `redis_unavailable` instead of 404.
+   */
+  private async recordLost(meta: JobMeta, error: { code: string; message: string; param: string | null }): Promise<void> {
+    const stream = this.client.keys.requestEvents(meta.id);
+    const e: RequestEvent = { type: 'error', error };
+    await this.redis
+      .multi()
+      .set(this.metaKey(meta.id), JSON.stringify(meta), 'EX', META_TTL_S, 'NX')
+      .zadd(this.indexKey(), meta.createdAt, meta.id)
+      .xadd(stream, '*', 'e', JSON.stringify(e))
+      .expire(stream, 86400)
+      .exec();
   }
 
   /** The job record, if the caller may see it (404 otherwise: other owners' jobs do not exist). */
@@ -323,25 +351,29 @@ export class JobService {
     const st = foldEvents(entries);
     let status: JobStatus;
     let result = st.result;
-    let error = st.error?.error ?? null;
+    let error: FailureDescription | null = st.error?.error ?? null;
     let encoded = meta.blocksToEncode;
+    let waitingFor: string | null = null;
     if (result) status = 'completed';
     else if (error) status = error.code === 'cancelled' ? 'cancelled' : 'failed';
     else if (cancelFlag) status = 'cancelled';
-    else if (st.startedAt !== null || st.tokens.length > 0) status = 'generating';
     else {
-      const job = await this.client.requests.getJob(meta.id);
-      const state = job ? await job.getState() : 'unknown';
-      if (state === 'completed' && job?.returnvalue) {
-        status = 'completed'; // events expired; BullMQ kept the result
-        result = job.returnvalue as RequestResult;
-      } else if (state === 'failed' || state === 'unknown') {
+      // No terminal event: the queue decides (a stalled-out job has no event of its own).
+      const q = await this.queueState(meta.id);
+      if (q.kind === 'done') {
+        status = 'completed';
+        result = q.result;
+      } else if (q.kind === 'failed') {
         status = 'failed';
-        error = job ? failureError(await this.client.requestFailure(job)) : { code: 'job_lost', message: 'the request is no longer in the queue (expired or removed)', param: null };
+        error = q.error;
       } else {
-        const progress = await this.phase1Progress(meta.id, state);
-        encoded = progress.encoded;
-        status = progress.encoded > 0 || progress.running || state === 'waiting' || state === 'prioritized' || state === 'active' ? 'encoding' : 'queued';
+        waitingFor = await this.missingActor(q.state);
+        if (st.startedAt !== null || st.tokens.length > 0) status = q.state === 'active' || q.state === 'completed' ? 'generating' : 'encoding';
+        else {
+          const progress = await this.phase1Progress(meta.id, q.state);
+          encoded = progress.encoded;
+          status = progress.encoded > 0 || progress.running || q.state === 'waiting' || q.state === 'prioritized' || q.state === 'active' ? 'encoding' : 'queued';
+        }
       }
     }
     if ((status === 'cancelled' || status === 'failed') && st.startedAt === null) {
@@ -353,17 +385,19 @@ export class JobService {
     const tokens = result ? result.generatedIds.length : st.tokens.length;
     const phase1Ms = result ? result.timings.phase1Ms : st.startedAt !== null ? st.startedAt - meta.createdAt : null;
     const firstTokenMs = result ? result.timings.firstTokenMs : st.firstTokenAt !== null && st.startedAt !== null ? st.firstTokenAt - st.startedAt : null;
+    const phase2Started = status === 'generating' || status === 'completed';
     return {
       id: meta.id,
       object: 'job',
       kind: meta.kind,
       model: meta.model,
       status,
+      waitingFor: finished ? null : waitingFor,
       createdAt: meta.createdAt,
       mode: meta.mode,
       cache: meta.cache,
       progress: {
-        blocks: { done: meta.blocksReused + (status === 'generating' || status === 'completed' ? meta.blocksToEncode : encoded), total: meta.blocksTotal, reused: meta.blocksReused, encoded: status === 'generating' || status === 'completed' ? meta.blocksToEncode : encoded },
+        blocks: { done: meta.blocksReused + (phase2Started ? meta.blocksToEncode : encoded), total: meta.blocksTotal, reused: meta.blocksReused, encoded: phase2Started ? meta.blocksToEncode : encoded },
         tokens,
         maxNewTokens: meta.maxNewTokens,
       },
@@ -379,6 +413,28 @@ export class JobService {
       blocks: result ? { encoded: result.blocksEncoded, reused: result.blocksReused, recovered: result.blocksRecovered } : null,
       waiting: finished ? null : st.waiting,
     };
+  }
+
+  /** The request job's state in BullMQ: finished (with its result or coded failure) or its state name. */
+  async queueState(id: string): Promise<{ kind: 'done'; result: RequestResult } | { kind: 'failed'; error: FailureDescription } | { kind: 'open'; state: string }> {
+    const job = await this.client.requests.getJob(id);
+    const state = job ? await job.getState() : 'unknown';
+    if (state === 'completed' && job?.returnvalue) return { kind: 'done', result: job.returnvalue as RequestResult };
+    if (state === 'failed' || state === 'unknown') {
+      return { kind: 'failed', error: job ? failureError(await this.client.requestFailure(job)) : describeFailure(null, id) };
+    }
+    return { kind: 'open', state };
+  }
+
+  /**
+   * What a job in BullMQ state `state` waits for, when no live actor can move it on: a query actor
+   * (ready for phase 2, or held by a query actor that died), a host (block jobs waiting).
+   */
+  async missingActor(state: string): Promise<string | null> {
+    if (state !== 'waiting' && state !== 'prioritized' && state !== 'active' && state !== 'waiting-children') return null;
+    const actors = await this.client.registry.list();
+    if (state === 'waiting-children') return actors.some((a) => a.type === 'host') ? null : 'waiting for a host actor';
+    return actors.some((a) => a.type === 'query') ? null : 'waiting for a query actor';
   }
 
   /**
@@ -422,14 +478,17 @@ export class JobService {
 
   /**
    * Follow a job's events until it ends. `onEvent` sees every event after stream entry `from`
-   * ('0' = all) up to the terminal one, with its entry id. A request failed by a block job (no
-   * event: the query actor never ran it) is noticed by a look at its BullMQ state (after 1 s, then
-   * less and less often).
+   * ('0' = all) up to the terminal one, with its entry id. The job's BullMQ state is looked at
+   * after 1 s, then every 1.5 s: it notices a request failed without an event of its own (a block
+   * job failed, the job stalled out, Redis lost it), tells `onWaiting` when the job starts or stops
+   * waiting for a missing actor kind (see {@link missingActor}), and fails a job that waited longer
+   * than `actorWaitMs` (`query_actor_unavailable` / `host_unavailable`).
    */
-  follow(id: string, onEvent: (e: RequestEvent, entryId: string) => void = () => undefined, from = '0'): Follower {
+  follow(id: string, onEvent: (e: RequestEvent, entryId: string) => void = () => undefined, from = '0', onWaiting: (waiting: string | null) => void = () => undefined): Follower {
     let settle!: (t: Terminal) => void;
     let ended = false;
     let watchdog: NodeJS.Timeout | undefined;
+    let waiting: string | null = null;
     const done = new Promise<Terminal>((r) => (settle = r));
     const finish = (t: Terminal) => {
       if (ended) return;
@@ -448,29 +507,63 @@ export class JobService {
       },
       from,
     );
-    // The watchdog looks after 1 s, then less and less often (at most every 10 s).
-    let delay = 1000;
-    const schedule = () => {
-      watchdog = setTimeout(() => void check().finally(() => !ended && schedule()), delay);
+    const schedule = (delay: number) => {
+      watchdog = setTimeout(() => void check().finally(() => !ended && schedule(1500)), delay);
       watchdog.unref();
-      delay = Math.min(10000, Math.round(delay * 1.5));
     };
     const check = () =>
       (async () => {
-        const job = await this.client.requests.getJob(id);
+        const q = await this.queueState(id);
         if (ended) return;
-        const state = job ? await job.getState() : 'unknown';
-        if (ended) return;
-        if (state === 'failed' || state === 'unknown') {
+        if (q.kind === 'failed') {
           await new Promise((r) => setTimeout(r, 300)); // let a last error event arrive first
           if (ended) return;
-          finish({ kind: 'error', error: job ? failureError(await this.client.requestFailure(job)) : { code: 'job_lost', message: `request ${id} is no longer in the queue`, param: null } });
-        } else if (state === 'completed' && job?.returnvalue) {
+          // A job followed while it ran and then gone from the queue without a final event: Redis
+          // lost it (starq removes no job; an ended one stays an hour, its final event with it).
+          finish({ kind: 'error', error: q.error.code === 'job_lost' ? redisLostError(id) : q.error });
+        } else if (q.kind === 'done') {
           await new Promise((r) => setTimeout(r, 300));
-          finish({ kind: 'done', result: job.returnvalue as RequestResult });
+          finish({ kind: 'done', result: q.result });
+        } else {
+          const w = await this.missingActor(q.state);
+          if (ended) return;
+          if (w !== waiting) {
+            waiting = w;
+            onWaiting(w);
+          }
+          await this.enforceActorWait(id, w);
         }
       })().catch(() => undefined);
-    schedule();
+    schedule(1000);
     return { done, stop: () => finish({ kind: 'error', error: { code: 'unsubscribed', message: 'stopped following', param: null } }) };
   }
+
+  /** Records since when a job waits for a missing actor kind; fails it past `actorWaitMs`. */
+  private async enforceActorWait(id: string, waiting: string | null): Promise<void> {
+    const key = `${this.client.keys.prefix}:gw:waiting:${id}`;
+    if (waiting === null) {
+      await this.redis.del(key);
+      return;
+    }
+    const now = Date.now();
+    await this.redis.set(key, String(now), 'EX', 86400, 'NX');
+    const since = Number(await this.redis.get(key));
+    const limit = this.o.actorWaitMs ?? 60000;
+    if (!(now - since > limit)) return;
+    const host = waiting.includes('host');
+    await this.client.fail(id, {
+      code: host ? 'host_unavailable' : 'query_actor_unavailable',
+      message: `job ${id} waited ${Math.round((now - since) / 1000)} s for a ${host ? 'host' : 'query'} actor and none came (the limit is STARQ_ACTOR_WAIT_MS = ${limit} ms): start one (\`starq cluster up\` restarts dead actors) and resubmit`,
+      param: null,
+    });
+  }
+}
+
+/** A job Redis no longer knows (its record and queue entry are gone: Redis restarted without persistence). */
+export function redisLostError(id: string): { code: string; message: string; param: null } {
+  return {
+    code: 'redis_unavailable',
+    message: `Redis lost job ${id} (it restarted without persistence while the job ran: see docs/DEPLOY.md "Redis"): resubmit it`,
+    param: null,
+  };
 }

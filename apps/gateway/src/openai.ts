@@ -12,19 +12,14 @@
  */
 import { randomInt, randomUUID } from 'node:crypto';
 import type { RequestResult } from '@starq/cluster';
-import { resolvePrompt } from '@starq/model/prompt';
 import { InvalidInputError, StarqError } from '@starq/protocol';
-import { withParams } from './api';
 import type { Principal } from './auth';
 import type { Gateway } from './gateway';
-import { HttpError, readJsonBody, sendJson, SseWriter, type Req, type Res } from './http';
+import { HttpError, readBody, sendJson, SseWriter, type Req, type Res } from './http';
 import { statusOfJobError, type JobInput, type JobKind } from './jobs';
-import { chatToIds, messageText, StopMatcher } from './prompting';
-import { ChatBody, CompletionBody, parseBody } from './schemas';
-
-const STAR_PARAMS: Record<string, string> = { block_size: 'star.block_size', anchor_size: 'star.anchor_size', hosts: 'star.hosts', mode: 'star.mode' };
-const COMPLETION_PARAMS: Record<string, string> = { ...STAR_PARAMS, context: 'prompt', context_ids: 'prompt', query_ids: 'query' };
-const CHAT_PARAMS: Record<string, string> = { ...STAR_PARAMS, context: 'messages', prompt: 'messages', query: 'messages' };
+import { CHAT_PARAMS, COMPLETION_PARAMS, withParams } from './params';
+import { StopMatcher } from './prompting';
+import type { ChatBody, CompletionBody } from './schemas';
 
 type Common = Pick<CompletionBody, 'model' | 'max_tokens' | 'temperature' | 'top_p' | 'top_k' | 'seed' | 'stop' | 'ignore_eos' | 'star' | 'stream' | 'stream_options'>;
 
@@ -54,30 +49,19 @@ export class OpenAiApi {
 
   async completions(req: Req, res: Res): Promise<void> {
     const who = this.gw.auth.authenticate(req, 'user');
-    const b = parseBody(CompletionBody, await readJsonBody(req, this.gw.cfg.maxBodyBytes));
+    const got = await this.gw.intake.run('completion', await readBody(req, this.gw.cfg.maxBodyBytes));
+    const b = got.body as Common;
     this.checkModel(b.model);
-    const prompt = Array.isArray(b.prompt) && b.prompt.length === 1 && (typeof b.prompt[0] === 'string' || Array.isArray(b.prompt[0])) ? (b.prompt[0] as string | number[]) : (b.prompt as string | number[]);
-    const query = b.query ?? undefined;
-    if (query !== undefined && typeof query !== typeof prompt) {
-      throw new InvalidInputError('invalid_prompt', 'prompt and query must both be text or both be token ids', 'query');
-    }
-    const ids = await withParams(COMPLETION_PARAMS, () => {
-      const vocab = this.gw.model.vocabSize;
-      if (typeof prompt === 'string') return resolvePrompt(query === undefined ? { prompt } : { context: prompt, query: query as string }, this.gw.tokenizer, vocab);
-      if (query !== undefined) return resolvePrompt({ contextIds: prompt, queryIds: query as number[] }, null, vocab);
-      if (prompt.length < 2) throw new InvalidInputError('empty_context', 'a token-id prompt needs at least 2 tokens (context and query)', 'prompt');
-      return resolvePrompt({ contextIds: prompt.slice(0, -1), queryIds: prompt.slice(-1) }, null, vocab);
-    });
+    const ids = { contextIds: Array.from(got.contextIds), queryIds: Array.from(got.queryIds) };
     await this.run('completion', who, b, ids, b.max_tokens ?? 16, req, res);
   }
 
   async chat(req: Req, res: Res): Promise<void> {
     const who = this.gw.auth.authenticate(req, 'user');
-    const b = parseBody(ChatBody, await readJsonBody(req, this.gw.cfg.maxBodyBytes));
+    const got = await this.gw.intake.run('chat', await readBody(req, this.gw.cfg.maxBodyBytes));
+    const b = got.body as Common & Pick<ChatBody, 'max_completion_tokens'>;
     this.checkModel(b.model);
-    if (!this.gw.tokenizer) throw new InvalidInputError('no_tokenizer', `model ${this.gw.modelId} has no tokenizer: chat needs one`, 'messages');
-    const messages = b.messages.map((m) => ({ role: m.role, content: messageText(m.content) }));
-    const ids = chatToIds(this.gw.tokenizer, messages);
+    const ids = { contextIds: Array.from(got.contextIds), queryIds: Array.from(got.queryIds) };
     const room = this.gw.maxPositions - ids.contextIds.length - ids.queryIds.length;
     await this.run('chat', who, b, ids, b.max_completion_tokens ?? b.max_tokens ?? Math.max(1, Math.min(1024, room)), req, res);
   }

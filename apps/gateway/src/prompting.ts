@@ -2,6 +2,7 @@
  * Pure text helpers of the OpenAI routes: chat messages → (context, query) token ids, and stop
  * sequences over streamed text.
  */
+import { encodeWithin } from '@starq/model/bounded-encode';
 import type { ChatMessage, StarqTokenizer } from '@starq/model/tokenizer';
 import { InvalidInputError } from '@starq/protocol';
 
@@ -13,20 +14,24 @@ import { InvalidInputError } from '@starq/protocol';
  * one tokenization keeps context ++ query identical to the rendered prompt's tokens; if the two
  * renderings disagree at the boundary, the split moves to their last common token. The context
  * keeps at least one token (BOS with most templates) and the query at least one.
+ * A rendering longer than `limit` tokens is refused early (see bounded-encode.ts).
+ * @throws TextTooLongError `context_too_long` (param `messages`) above `limit` tokens.
  * @throws InvalidInputError `no_chat_template` (model without a template), `invalid_messages`,
  *   `chat_template_error`, `empty_prompt`.
  */
-export function chatToIds(tokenizer: StarqTokenizer, messages: ChatMessage[]): { contextIds: number[]; queryIds: number[] } {
+export function chatToIds(tokenizer: StarqTokenizer, messages: ChatMessage[], limit = Infinity): { contextIds: number[]; queryIds: number[] } {
+  const encodeChat = (msgs: ChatMessage[], addGenerationPrompt: boolean) =>
+    encodeWithin(tokenizer, tokenizer.applyChatTemplate(msgs, { addGenerationPrompt }), { limit, param: 'messages', addSpecialTokens: false, splitSpecialTokens: false });
   const lastUser = messages.map((m) => m.role).lastIndexOf('user');
   if (lastUser < 0) throw new InvalidInputError('invalid_messages', 'messages must contain at least one user message (its text is the query)', 'messages');
   const endsWithAssistant = messages[messages.length - 1].role === 'assistant';
-  const full = tokenizer.encodeChat(messages, { addGenerationPrompt: !endsWithAssistant });
+  const full = encodeChat(messages, !endsWithAssistant);
   if (full.length < 2) throw new InvalidInputError('empty_prompt', `the rendered chat has ${full.length} token(s); need at least 2 (context and query)`, 'messages');
   let head: number[] = [];
-  if (lastUser > 0) head = tokenizer.encodeChat(messages.slice(0, lastUser), { addGenerationPrompt: false });
+  if (lastUser > 0) head = encodeChat(messages.slice(0, lastUser), false);
   else {
     try {
-      head = tokenizer.encodeChat([], { addGenerationPrompt: false });
+      head = encodeChat([], false);
     } catch {
       head = []; // templates that index messages[0]
     }

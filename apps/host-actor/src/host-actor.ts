@@ -16,15 +16,15 @@
 import type { Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { phase1Positions, phase1Tokens, type AttendRequest, type EncodeBlockRequest } from '@starq/attention';
-import { ActorClient, ActorServer, createRedis, createWorker, failJob } from '@starq/actors';
-import { actorReadiness, ClusterRegistry, fetchContextIds, HealthServer, KvDirectory, KvNotFoundError, serveHost, validateBlockJob, type ActorConfig, type BlockJobData } from '@starq/cluster';
+import { ActorClient, ActorServer, createRedis, createWorker, failJob, type JobReaper } from '@starq/actors';
+import { actorReadiness, ClusterRegistry, fetchContextIds, HealthServer, isRedisDown, KvDirectory, KvNotFoundError, serveHost, starqReaper, validateBlockJob, type ActorConfig, type BlockJobData } from '@starq/cluster';
 import { loadConfig } from '@starq/model/config';
 import { LocalHost } from '@starq/model/local/local-host';
 import { positionLimit } from '@starq/model/positions';
 import { ModelEngine } from '@starq/model/runtime/engine';
 import { resolveExecutionProvider, type ExecutionProviderChoice } from '@starq/model/runtime/execution-provider';
 import type { ModelConfig } from '@starq/model/types';
-import { ProtocolError, RedisKeys, StarqError } from '@starq/protocol';
+import { ProtocolError, RedisKeys, StarqError, type KvHandle } from '@starq/protocol';
 import { handOffBlocks, type HandoffResult } from './block-handoff';
 import { HostMetrics } from './host-metrics';
 
@@ -32,9 +32,17 @@ interface HeldBlock {
   bytes: number;
   tokens: number;
   lastUsed: number;
-  /** What it was encoded from (re-encoded from it on another host when this one drains). */
+  /** What it was encoded from (re-encoded from it on another host when this one drains); null for a Ring block. */
   input: EncodeBlockRequest | null;
+  createdAt: number;
+  /** The block's KV handle as last seen in the directory (re-announced if Redis loses it). */
+  handle?: KvHandle;
 }
+
+/** A block younger than this is left alone by reconcile (its handle may not be written yet). */
+const RECONCILE_GRACE_MS = 10000;
+/** How often a host compares what it holds with the KV directory. */
+const RECONCILE_EVERY_MS = 10000;
 
 /** Cache id of the warm-up block (encoded once at start, then released). */
 const WARMUP_CACHE = '__warmup__';
@@ -48,6 +56,9 @@ export class HostActor {
   private server!: ActorServer;
   private worker!: Worker;
   private directory!: KvDirectory;
+  private reaper!: JobReaper;
+  private reconciler: NodeJS.Timeout | null = null;
+  private reconciling: Promise<unknown> | null = null;
   private readonly keys: RedisKeys;
   private readonly model: ModelConfig;
   private readonly held = new Map<string, HeldBlock>();
@@ -126,14 +137,61 @@ export class HostActor {
         ...(this.provider.provider === 'cuda' ? { cudaDeviceId: this.provider.cudaDeviceId } : {}),
       },
     });
+    this.reaper = starqReaper(this.redis, this.keys, this.registry);
     this.worker = createWorker<BlockJobData>(this.keys.queues.blocks, (job) => this.metrics.track('block_job', () => this.processBlockJob(job)), {
       connection: this.bull,
       prefix: this.keys.bullPrefix,
       concurrency: 1,
       lockDuration: 30000,
-      stalledInterval: 5000,
+      stalledInterval: 1000, // a dead host's job is requeued by the next check once the reaper unlocked it
+      name: this.id, // the job's processedBy: the reaper checks its liveness
       maxStalledCount: 2,
     });
+    this.worker.on('error', (e) => !isRedisDown(e) && process.stderr.write(`host-actor ${this.id}: queue worker: ${e.message}\n`)); // outages are logged once by the connection
+    this.reaper.start();
+    // After Redis comes back (a reconnect: the first 'ready' happened before this listener), and
+    // every RECONCILE_EVERY_MS, make the directory and what this host holds agree.
+    this.redis.on('ready', () => this.scheduleReconcile());
+    this.reconciler = setInterval(() => this.scheduleReconcile(), RECONCILE_EVERY_MS);
+    this.reconciler.unref();
+  }
+
+  private scheduleReconcile(): void {
+    if (this.reconciling || this.draining) return;
+    this.reconciling = this.reconcile()
+      .then((r) => {
+        if (r.announced + r.freed > 0) process.stderr.write(`host-actor ${this.id}: reconciled with Redis: re-announced ${r.announced} block(s), freed ${r.freed} that nothing points to\n`);
+      })
+      .catch(() => undefined)
+      .finally(() => (this.reconciling = null));
+  }
+
+  /**
+   * Makes the KV directory and this host's blocks agree (after a Redis restart the directory may
+   * have lost them): a held block whose handle is gone is re-announced from the copy this host
+   * keeps; one with no copy, or whose handle now names another host (it was re-encoded there while
+   * this host looked dead), is freed. Blocks younger than RECONCILE_GRACE_MS and Ring blocks are
+   * left alone; nothing is done while Redis is unreachable (absence then means nothing).
+   */
+  async reconcile(): Promise<{ announced: number; freed: number }> {
+    const now = Date.now();
+    const ids = [...this.held].filter(([, h]) => h.input !== null && now - h.createdAt > RECONCILE_GRACE_MS).map(([id]) => id);
+    if (ids.length === 0 || this.redis.status !== 'ready') return { announced: 0, freed: 0 };
+    const handles = await this.directory.getMany(ids, { strict: true });
+    const free: string[] = [];
+    let announced = 0;
+    for (const [i, id] of ids.entries()) {
+      const mine = this.held.get(id);
+      if (!mine) continue;
+      const h = handles[i];
+      if (h && h.hostId === this.id) mine.handle = h;
+      else if (!h && mine.handle) {
+        await this.directory.put({ ...mine.handle, lastUsedAt: mine.lastUsed });
+        announced++;
+      } else free.push(id);
+    }
+    if (free.length > 0) await this.release(free);
+    return { announced, freed: free.length };
   }
 
   /**
@@ -154,7 +212,9 @@ export class HostActor {
   }
 
   async stop(): Promise<void> {
+    if (this.reconciler) clearInterval(this.reconciler);
     this.draining = true;
+    await this.reaper?.stop().catch(() => undefined);
     await this.worker?.close().catch(() => undefined);
     await this.server?.stop({ drainMs: 2000 }).catch(() => undefined);
     await this.drainClient?.close().catch(() => undefined);
@@ -194,7 +254,7 @@ export class HostActor {
       throw e;
     }
     const blockSeg = d.segments[d.segments.length - 1];
-    await this.directory.putEncoded({
+    const written = await this.directory.putEncoded({
       cacheId: d.cacheId,
       model: d.model,
       contextHash: d.contextHash,
@@ -207,6 +267,8 @@ export class HostActor {
       bytes: handle.bytes,
       hostId: this.id,
     });
+    const held = this.held.get(d.cacheId);
+    if (held) held.handle = written;
     return handle;
   }
 
@@ -218,7 +280,9 @@ export class HostActor {
     const t0 = performance.now();
     const handle = await this.local.encodeBlock(req);
     this.metrics.encoded(req.ids.length, (performance.now() - t0) / 1000);
-    this.held.set(req.cacheId, { bytes: handle.bytes, tokens: handle.tokens, lastUsed: Date.now(), input: { cacheId: req.cacheId, ids: req.ids, positions: req.positions, keepFrom: req.keepFrom } });
+    const prev = this.held.get(req.cacheId);
+    const now = Date.now();
+    this.held.set(req.cacheId, { bytes: handle.bytes, tokens: handle.tokens, lastUsed: now, createdAt: prev?.createdAt ?? now, handle: prev?.handle, input: { cacheId: req.cacheId, ids: req.ids, positions: req.positions, keepFrom: req.keepFrom } });
     await this.publishStatus();
     return handle;
   }
@@ -272,7 +336,7 @@ export class HostActor {
   private async ringStart(a: { cacheId: string; ids: Int32Array; positions: Int32Array }): Promise<void> {
     await this.makeRoom(() => a.ids.length * this.bytesPerToken, a.cacheId);
     await this.local.ringStart(a.cacheId, a.ids, a.positions);
-    this.held.set(a.cacheId, { bytes: a.ids.length * this.bytesPerToken, tokens: a.ids.length, lastUsed: Date.now(), input: null });
+    this.held.set(a.cacheId, { bytes: a.ids.length * this.bytesPerToken, tokens: a.ids.length, lastUsed: Date.now(), createdAt: Date.now(), input: null });
     await this.publishStatus();
   }
 

@@ -15,7 +15,7 @@
 import { WaitingError, type Job, type Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { blockCacheId, planMode, ringPhase1, type ContextPlacement, type StarPlan } from '@starq/attention';
-import { ActorClient, createRedis, createWorker, failJob } from '@starq/actors';
+import { ActorClient, createRedis, createWorker, failJob, type JobReaper } from '@starq/actors';
 import {
   actorReadiness,
   classifyActorFailure,
@@ -23,9 +23,11 @@ import {
   ClusterRegistry,
   fetchContextIds,
   HealthServer,
+  isRedisDown,
   KvDirectory,
   RemoteHost,
   requestCancelKey,
+  starqReaper,
   validateRequestJob,
   type ActorConfig,
   type ClusterContext,
@@ -62,6 +64,17 @@ class HandBack extends Error {
   }
 }
 
+/**
+ * This actor no longer holds the request's job: its lock was taken away (the reaper requeued it
+ * while this process looked dead, e.g. paused) and another query actor runs it. Stop quietly: the
+ * other run owns the request's events.
+ */
+export class JobLockLostError extends StarqError {
+  constructor(requestId: string) {
+    super('job_lock_lost', `request ${requestId} was requeued while this query actor looked dead; another query actor runs it`, { status: 409 });
+  }
+}
+
 /** Time kept at the end of a drain to move running requests back to the queue. */
 const HAND_BACK_MARGIN_MS = 3000;
 
@@ -75,6 +88,7 @@ export class QueryActor {
   private directory!: KvDirectory;
   private locator!: ClusterBlockLocator;
   private loop!: ServingLoop<ClusterContext>;
+  private reaper!: JobReaper;
   private readonly keys: RedisKeys;
   private readonly model: ModelConfig;
   private active = 0;
@@ -148,13 +162,17 @@ export class QueryActor {
     });
     this.statusTimer = setInterval(() => void this.publishStatus(false), STATUS_EVERY_MS); // the window moves on while idle
     this.statusTimer.unref();
+    this.reaper = starqReaper(this.redis, this.keys, this.registry);
     this.worker = createWorker<RequestJobData, RequestResult>(this.keys.queues.requests, (job, token) => this.run(job, token), {
       connection: this.bull,
       prefix: this.keys.bullPrefix,
       concurrency: this.cfg.concurrency,
       lockDuration: 30000,
-      stalledInterval: 5000,
+      stalledInterval: 1000, // a dead query actor's request is requeued by the next check once the reaper unlocked it
+      name: this.id, // the job's processedBy: the reaper checks its liveness
     });
+    this.worker.on('error', (e) => !isRedisDown(e) && process.stderr.write(`query-actor ${this.id}: queue worker: ${e.message}\n`)); // outages are logged once by the connection
+    this.reaper.start();
   }
 
   /**
@@ -182,6 +200,7 @@ export class QueryActor {
   async stop(): Promise<void> {
     this.draining = true;
     if (this.statusTimer) clearInterval(this.statusTimer);
+    await this.reaper?.stop().catch(() => undefined);
     await this.worker?.close().catch(() => undefined);
     await this.health?.stop().catch(() => undefined);
     await this.client?.close().catch(() => undefined);
@@ -207,7 +226,12 @@ export class QueryActor {
         throw new StarqError('malformed_job', `request job ${job.id} is malformed: ${e.message}`, { param: e.param });
       }
       return await this.runValid(job, valid, emit);
-    } catch (e) {
+    } catch (err) {
+      if (err instanceof JobLockLostError) throw err; // the run that holds the job reports it
+      // Driver text is never a request's error: an outage becomes `redis_unavailable`.
+      const down = !(err instanceof StarqError) && isRedisDown(err);
+      if (down) process.stderr.write(`query-actor ${this.id}: request ${streamId}: ${(err as Error).message}\n`);
+      const e = down ? new StarqError('redis_unavailable', `request ${streamId} failed: Redis was not reachable while it ran; resubmit it`, { status: 503 }) : err;
       if (e instanceof HandBack) {
         // Back to the queue as it is (no error event, no attempt used): another query actor reruns it.
         await job.moveToWait(token);
@@ -221,6 +245,7 @@ export class QueryActor {
       }).catch(() => undefined);
       // Retrying a malformed job cannot help: fail it for good (as the host does for block jobs).
       if (e instanceof StarqError && e.code === 'malformed_job') throw failJob(e, { retry: false });
+      if (e instanceof StarqError && e.code === 'redis_unavailable') throw failJob(e, { retry: false });
       throw e;
     } finally {
       await this.redis.expire(this.keys.requestEvents(streamId), 3600).catch(() => undefined);
@@ -233,14 +258,24 @@ export class QueryActor {
     const plan = planMode(d.mode, d.contextLength, { blockSize: d.blockSize, anchorSize: d.anchorSize, hosts: d.hosts });
     const ctx: ClusterContext = { mode: d.mode, plan, contextKey: d.contextKey, contextIds: await this.contextIds(d), model: d.model, contextHash: d.contextHash };
     const cancel = new AbortController();
-    const poll = setInterval(() => void this.isCancelled(d.requestId).then((c) => c && cancel.abort()), CANCEL_POLL_MS);
+    const poll = setInterval(
+      () =>
+        void this.isCancelled(job).then(
+          (c) => c && cancel.abort(),
+          (e) => cancel.abort(e), // JobLockLostError: another query actor runs it now
+        ),
+      CANCEL_POLL_MS,
+    );
     const handBack = () => cancel.abort(new HandBack(d.requestId));
     if (this.handBack.signal.aborted) handBack();
     else this.handBack.signal.addEventListener('abort', handBack, { once: true });
     let placement: ContextPlacement[] = [];
+    /** Blocks re-encoded by this request (lost ones): with its own block jobs', the only ones an uncached request releases. */
+    const reencoded = new Set<number>();
+    const ownBlocks = () => new Set([...(d.encodedBlocks ?? plan.blocks.map((b) => b.index)), ...reencoded]);
     try {
-      if (await this.isCancelled(d.requestId)) {
-        if (!d.cache && d.mode !== 'ring') await this.releaseBlocks(plan, d); // blocks encoded before the cancel
+      if (await this.isCancelled(job)) {
+        if (!d.cache && d.mode !== 'ring') await this.releaseBlocks(plan, d, ownBlocks()); // blocks encoded before the cancel
         throw new RequestCancelledError(d.requestId);
       }
       let encoded = 0;
@@ -253,11 +288,13 @@ export class QueryActor {
         const r = await this.locator.locate(ctx, new Set());
         placement = r.placement;
         recovered = r.reencoded.length;
+        for (const k of r.reencoded) reencoded.add(k);
         if (recovered > 0) await emit({ type: 'recovered', blocks: r.reencoded, fromHost: r.fromHost, toHosts: r.reencoded.map((k) => hostOfBlock(placement, blockCacheId(d.contextKey, k))) });
       }
-      const children = await job.getDependenciesCount({ processed: true }).catch(() => ({ processed: 0 }));
-      encoded = Math.max(encoded, children.processed ?? 0);
-      const reused = d.mode === 'ring' ? 0 : plan.numBlocks - encoded - recovered;
+      if (d.encodedBlocks) encoded = Math.max(encoded, d.encodedBlocks.length);
+      else encoded = Math.max(encoded, (await job.getDependenciesCount({ processed: true }).catch(() => ({ processed: 0 }))).processed ?? 0);
+      // Reused = blocks found in the cache, i.e. neither this request's block jobs' nor re-encoded by it.
+      const reused = d.mode === 'ring' ? 0 : Math.max(0, plan.numBlocks - (d.encodedBlocks ? ownBlocks().size : encoded + recovered));
       await emit({ type: 'started', queryActor: this.id, blocks: plan.numBlocks, reused });
       const phase1Ms = Date.now() - d.submittedAt;
       const r = await this.loop.submit({
@@ -273,14 +310,17 @@ export class QueryActor {
           ignoreEos: d.ignoreEos,
           onToken: (id, index) => {
             this.metrics.token();
-            void emit({ type: 'token', index, id, at: Date.now() });
+            void emit({ type: 'token', index, id, at: Date.now() }).catch(() => undefined); // Redis down: the step's own calls fail and tell
             void job.updateProgress({ tokens: index + 1 }).catch(() => undefined);
           },
         },
         signal: cancel.signal,
         onEvent: (e) => {
-          if (e.type === 'recovered') this.metrics.recovered();
-          void emit(e);
+          if (e.type === 'recovered') {
+            this.metrics.recovered();
+            for (const k of e.blocks) reencoded.add(k);
+          }
+          void emit(e).catch(() => undefined);
         },
       });
       placement = r.placement;
@@ -306,8 +346,11 @@ export class QueryActor {
       clearInterval(poll);
       this.handBack.signal.removeEventListener('abort', handBack);
       this.active--;
-      if (!d.cache || d.mode === 'ring') {
-        await Promise.all(placement.map((p) => p.host.release(p.cacheIds).catch(() => undefined)));
+      if (d.mode === 'ring') await Promise.all(placement.map((p) => p.host.release(p.cacheIds).catch(() => undefined)));
+      else if (!d.cache) {
+        // Only what this request encoded: blocks it reused belong to the cache (other requests').
+        const own = new Set([...ownBlocks()].map((k) => blockCacheId(d.contextKey, k)));
+        await Promise.all(placement.map((p) => p.host.release(p.cacheIds.filter((c) => own.has(c))).catch(() => undefined)));
       }
       void this.publishStatus(true);
     }
@@ -321,14 +364,26 @@ export class QueryActor {
     await this.registry.update({ busy: this.active > 0, serving: this.loop.snapshot() }).catch(() => undefined);
   }
 
-  /** Set by StarqClient.cancel (DELETE /v1/jobs/:id). */
-  private async isCancelled(requestId: string): Promise<boolean> {
-    return (await this.redis.exists(requestCancelKey(this.keys, requestId)).catch(() => 0)) === 1;
+  /**
+   * True when the request was cancelled (StarqClient.cancel, DELETE /v1/jobs/:id).
+   * @throws JobLockLostError when this actor's lock on the job is gone (see JobLockLostError).
+   */
+  private async isCancelled(job: Job<RequestJobData>): Promise<boolean> {
+    const r = await this.redis
+      .multi()
+      .exists(requestCancelKey(this.keys, job.data.requestId))
+      .get(`${this.keys.bullPrefix}:${this.keys.queues.requests}:${job.id}:lock`)
+      .exec()
+      .catch(() => null);
+    if (!r) return false; // Redis unreachable: the step itself will tell
+    // BullMQ never restores a lock once it is gone (the next stalled check requeues the job).
+    if (job.token && r[1][1] !== job.token) throw new JobLockLostError(job.data.requestId);
+    return r[0][1] === 1;
   }
 
-  /** Release every block of the request's plan that some host holds (a cancelled, uncached request). */
-  private async releaseBlocks(plan: StarPlan, d: RequestJobData): Promise<void> {
-    const cacheIds = plan.blocks.map((b) => blockCacheId(d.contextKey, b.index));
+  /** Release the request's own blocks (`own`: block indices) that some host holds (a cancelled, uncached request). */
+  private async releaseBlocks(plan: StarPlan, d: RequestJobData, own: ReadonlySet<number>): Promise<void> {
+    const cacheIds = plan.blocks.filter((b) => own.has(b.index)).map((b) => blockCacheId(d.contextKey, b.index));
     const byHost = new Map<string, string[]>();
     (await this.directory.getMany(cacheIds)).forEach((h, i) => {
       if (h) byHost.set(h.hostId, [...(byHost.get(h.hostId) ?? []), cacheIds[i]]);

@@ -51,6 +51,7 @@ export * from './actor-server';
 export * from './actor-handle';
 export * from './actor-client';
 export * from './task-queue';
+export * from './job-reaper';
 export * from './claim-check';
 export * from './direct-link';
 export * from './link-address';

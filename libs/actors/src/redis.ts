@@ -3,7 +3,7 @@
  * a {@link RedisUnavailableError} that names the URL; once connected, a dropped connection is
  * retried forever with capped backoff (Redis restarts should not kill services).
  */
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import { InvalidInputError } from '@starq/protocol';
 import { RedisUnavailableError } from './errors';
 
@@ -154,8 +154,8 @@ export async function createRedis(url: string = DEFAULT_REDIS_URL, opts: CreateR
  * command. Connection errors go to `onError` instead of ioredis' "Unhandled error event" output.
  * @param onError - @defaultValue console.warn of the first error of each outage
  */
-export function duplicateRedis(redis: Redis, onError?: (err: Error) => void): Redis {
-  const dup = redis.duplicate();
+export function duplicateRedis(redis: Redis, onError?: (err: Error) => void, overrides: Partial<RedisOptions> = {}): Redis {
+  const dup = redis.duplicate(overrides);
   let outage = false;
   dup.on('error', (err: Error) => {
     if (onError) onError(err);

@@ -51,6 +51,8 @@ export interface CreateWorkerOptions extends QueueFactoryOptions {
   maxStalledCount?: number;
   /** Start processing at once. @defaultValue true */
   autorun?: boolean;
+  /** Worker name, stored by BullMQ as each job's `processedBy` when it takes the job (JobReaper reads it). @defaultValue none */
+  name?: string;
 }
 
 /** Errors made by {@link failJob} (their message already is an error record). */
@@ -138,6 +140,7 @@ export function createWorker<D = unknown, R = unknown>(name: string, processor: 
     stalledInterval: opts.stalledInterval ?? 30000,
     maxStalledCount: opts.maxStalledCount ?? 1,
     autorun: opts.autorun ?? true,
+    ...(opts.name ? { name: opts.name } : {}),
   });
 }
 

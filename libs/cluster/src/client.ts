@@ -13,10 +13,11 @@ import type { Redis } from 'ioredis';
 import type { FlowJob, FlowProducer, Job, Queue } from 'bullmq';
 import { blockCacheId, planMode, type Mode, type StarPlan } from '@starq/attention';
 import { CapacityError, InvalidInputError, RedisKeys, StarqError, contextHash, contextKey } from '@starq/protocol';
-import { createFlowProducer, createQueue, createRedis, jobFailure } from '@starq/actors';
+import { createFlowProducer, createQueue, createRedis, duplicateRedis, jobFailure } from '@starq/actors';
 import { checkPositions } from '@starq/model/positions';
 import { storeContextIds } from './context-store';
 import { ClusterRegistry, type ClusterActorRecord } from './registry';
+import { describeFailure } from './failure';
 import type { BlockJobData, RequestEvent, RequestJobData, RequestResult, SamplingData } from './jobs';
 import { KvDirectory } from './kv-directory';
 
@@ -99,6 +100,11 @@ export class StarqClient {
     this.blocks = createQueue(this.keys.queues.blocks, { connection: bull, prefix: this.keys.bullPrefix });
   }
 
+  /** True while both Redis connections are up (false during an outage, while they reconnect). */
+  get connected(): boolean {
+    return this.redis.status === 'ready' && this.bull.status === 'ready';
+  }
+
   static async connect(url: string, opts: StarqClientOptions = {}): Promise<StarqClient> {
     const redis = await createRedis(url, { connectionName: 'starq-client', urlSource: opts.urlSource });
     const bull = await createRedis(url, { forBullmq: true, connectionName: 'starq-client-bull', urlSource: opts.urlSource });
@@ -117,6 +123,13 @@ export class StarqClient {
     const queryActors = await this.registry.list('query');
     if (hosts.length === 0 || queryActors.length === 0) {
       throw new RequestFailedError('cluster_unavailable', `the cluster has ${hosts.length} live host actors and ${queryActors.length} query actors; need at least one of each (start one with \`starq cluster up\`)`, null, 503);
+    }
+    if (req.hosts !== undefined && req.hosts !== null && req.hosts > hosts.length) {
+      throw new CapacityError(
+        'not_enough_hosts',
+        `hosts = ${req.hosts} asks for more hosts than the ${hosts.length} live host actors of this cluster: give at most ${hosts.length}, or leave it out (any free host then takes each block)`,
+        'hosts',
+      );
     }
     const models = new Set([...hosts, ...queryActors].map((a) => a.capacity.model));
     if (!models.has(req.model)) {
@@ -155,6 +168,7 @@ export class StarqClient {
       stopIds: req.stopIds,
       ignoreEos: !!req.ignoreEos,
       cache: req.cache ?? true,
+      encodedBlocks: missing.map((b) => b.index),
       submittedAt: Date.now(),
     };
     const children: FlowJob[] = missing.map((b) => {
@@ -192,7 +206,7 @@ export class StarqClient {
    */
   async wait(requestId: string, on: { token?: (id: number, index: number) => void; phase1?: (done: number, total: number) => void; event?: (e: RequestEvent) => void } = {}, timeoutMs = 0): Promise<RequestResult> {
     const stream = this.keys.requestEvents(requestId);
-    const reader = this.redis.duplicate();
+    const reader = duplicateRedis(this.redis, () => undefined); // an outage surfaces as the read's own error
     let last = '0';
     let nextToken = 0; // a rerun (stalled or handed-back request) sends tokens from index 0 again
     const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : Infinity;
@@ -219,8 +233,7 @@ export class StarqClient {
           const state = job ? await job.getState() : 'unknown';
           if (state === 'failed') {
             const f = await this.requestFailure(job!);
-            if (f.recorded) throw new RequestFailedError(f.code, f.message, f.param, 400);
-            throw new RequestFailedError('request_failed', `request ${requestId} failed: ${f.message}`);
+            throw new RequestFailedError(f.code, f.message, f.param, f.code === 'job_failed' ? 500 : 400);
           }
           if (state === 'unknown' && (await this.redis.exists(stream)) === 0) throw new RequestFailedError('request_not_found', `request ${requestId} does not exist (or expired)`, 'request_id', 404);
           if (Date.now() > deadline) throw new RequestFailedError('request_timeout', `request ${requestId} did not finish within ${timeoutMs} ms (state: ${state})`, null, 504);
@@ -255,17 +268,36 @@ export class StarqClient {
 
   /**
    * Why a failed request job failed: the error of the block job that failed it (a request fails
-   * when one of its block jobs fails for good), else the request job's own error.
+   * when one of its block jobs fails for good), else the request job's own error. BullMQ's own
+   * reasons (not error records) get a documented code (see failure.ts).
    */
   async requestFailure(job: Job): Promise<RequestFailure> {
+    const id = String(job.id);
     const failedChildren = (await job.getDependencies({ failed: { count: 10 } }).catch(() => ({ failed: [] as string[] }))).failed ?? [];
     const blockKey = `${this.blocks.qualifiedName}:`;
     for (const key of failedChildren) {
       if (!key.startsWith(blockKey)) continue;
       const child = await this.blocks.getJob(key.slice(blockKey.length));
-      if (child?.failedReason) return failureOf(child.failedReason);
+      if (child?.failedReason) return failureOf(child.failedReason, id);
     }
-    return failureOf(job.failedReason);
+    return failureOf(job.failedReason, id);
+  }
+
+  /**
+   * End a request with an error from outside its actors (e.g. no query actor came in time): the
+   * first of cancel/fail to mark the request decides; later calls do nothing. Its block jobs that
+   * no host started are removed; an actor that takes it later stops at once (as after cancel).
+   * @returns false when the request was already cancelled or failed this way.
+   */
+  async fail(requestId: string, error: { code: string; message: string; param: string | null }): Promise<boolean> {
+    const first = await this.redis.set(requestCancelKey(this.keys, requestId), error.code, 'EX', 86400, 'NX');
+    if (first !== 'OK') return false;
+    const job = await this.requests.getJob(requestId);
+    await job?.removeUnprocessedChildren().catch(() => undefined);
+    const stream = this.keys.requestEvents(requestId);
+    const e: RequestEvent = { type: 'error', error };
+    await this.redis.multi().xadd(stream, '*', 'e', JSON.stringify(e)).expire(stream, 86400).exec();
+    return true;
   }
 
   /** Queue counts (for tests and the dashboard); `waiting` includes BullMQ's `prioritized` state. */
@@ -285,9 +317,9 @@ export class StarqClient {
   }
 }
 
-function failureOf(reason: string | undefined): RequestFailure {
+function failureOf(reason: string | undefined, requestId: string): RequestFailure {
   const r = jobFailure(reason);
-  return r ? { code: r.code, message: r.message, param: r.param, recorded: true } : { code: 'job_failed', message: reason || 'unknown reason', param: null, recorded: false };
+  return r ? { code: r.code, message: r.message, param: r.param, recorded: true } : { ...describeFailure(reason || 'unknown reason', requestId), recorded: false };
 }
 
 /** Bytes of KV for N context tokens, from a host's advertised per-token size (null if unknown). */

@@ -48,6 +48,11 @@ export interface RequestJobData {
   ignoreEos: boolean;
   /** Keep the context's KV blocks for later requests. @defaultValue true */
   cache: boolean;
+  /**
+   * Indices of the blocks this request's own block jobs encode (the flow's children). The other
+   * blocks were reused from the cache: an uncached request releases only blocks it encoded.
+   */
+  encodedBlocks?: number[];
   /** Epoch ms when the client submitted (phase-1 time is measured from here). */
   submittedAt: number;
 }
@@ -74,6 +79,8 @@ export type RequestEvent =
   | { type: 'queued'; reason: 'running_set_full' | 'kv_memory'; position: number }
   /** Phase 2 joined the running set after `queuedMs`; `running` requests are now batched together. */
   | { type: 'admitted'; queuedMs: number; running: number }
+  /** The actor running the request (`job: 'request'`) or one of its block jobs died; the job went back to the queue. */
+  | { type: 'requeued'; job: 'request' | 'block'; block: number | null; actor: string }
   | { type: 'done'; result: RequestResult }
   | { type: 'error'; error: { code: string; message: string; param: string | null } };
 

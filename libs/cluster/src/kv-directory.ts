@@ -32,12 +32,18 @@ export class KvDirectory {
     return kvHandleFromHash(await this.redis.hgetall(this.keys.kvHandle(cacheId)));
   }
 
-  async getMany(cacheIds: string[]): Promise<(KvHandle | null)[]> {
+  /**
+   * Handles of many blocks (null = none). A read that fails counts as none, unless `strict`:
+   * then it throws (callers that act on absence, like a host freeing blocks, must not mistake an
+   * outage for it).
+   */
+  async getMany(cacheIds: string[], opts: { strict?: boolean } = {}): Promise<(KvHandle | null)[]> {
     if (cacheIds.length === 0) return [];
     const p = this.redis.pipeline();
     for (const id of cacheIds) p.hgetall(this.keys.kvHandle(id));
-    const res = (await p.exec()) ?? [];
-    return res.map(([err, rec]) => (err ? null : kvHandleFromHash(rec as Record<string, string>)));
+    const res = await p.exec();
+    if (opts.strict && (!res || res.some(([err]) => err))) throw res?.find(([err]) => err)?.[0] ?? new Error('Redis pipeline returned nothing');
+    return (res ?? []).map(([err, rec]) => (err ? null : kvHandleFromHash(rec as Record<string, string>)));
   }
 
   async touch(cacheIds: string[], now = Date.now()): Promise<void> {

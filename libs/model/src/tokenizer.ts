@@ -134,6 +134,7 @@ export class StarqTokenizer {
   private readonly hf: Tokenizer;
   /** tokenizer.json with its special added tokens removed; built lazily for split mode. */
   private splitHf: Tokenizer | null = null;
+  private maxCharsCache: number | null = null;
   private readonly tokenizerJson: JsonObject;
   private readonly libConfig: JsonObject;
   private readonly splitSpecialTokensDefault: boolean;
@@ -321,6 +322,20 @@ export class StarqTokenizer {
   /** The token string of an id (`undefined` when absent), e.g. `idToToken(1) === '<s>'`. */
   idToToken(id: number): string | undefined {
     return this.hf.id_to_token(id);
+  }
+
+  /**
+   * The most UTF-16 code units of input text that one token can stand for: the longest token
+   * string of the vocabulary and of the added tokens (a byte-level token string has one character
+   * per byte, a SentencePiece byte-fallback token `<0xAB>` stands for one byte). So a text of `c`
+   * code units encodes to at least `c / maxCharsPerToken` tokens, which lets a caller refuse text
+   * that cannot fit a position limit without tokenizing it. `Infinity` when the tokenizer's
+   * normalizer may shrink text (Unicode composition, stripping, replacements by shorter strings):
+   * then no such bound holds.
+   */
+  get maxCharsPerToken(): number {
+    if (this.maxCharsCache === null) this.maxCharsCache = normalizerMayShrink(this.tokenizerJson.normalizer) ? Infinity : longestToken(this.tokenizerJson);
+    return this.maxCharsCache;
   }
 
   /** True for ids of special added tokens (BOS, EOS, unk, chat markers, …). */
@@ -570,6 +585,41 @@ function idList(value: unknown, source: string, what: string): number[] {
     }
   }
   return list as number[];
+}
+
+/**
+ * True unless every step of the normalizer keeps or grows the text's length: Prepend, Lowercase
+ * (may grow: 'İ' → 'i̇'), NFD/NFKD decomposition, and string Replace by content at least as long.
+ */
+function normalizerMayShrink(n: unknown): boolean {
+  if (n === null || n === undefined) return false;
+  if (!isObject(n)) return true;
+  switch (n.type) {
+    case 'Sequence':
+      return !Array.isArray(n.normalizers) || n.normalizers.some((x) => normalizerMayShrink(x));
+    case 'Prepend':
+    case 'Lowercase':
+    case 'NFD':
+    case 'NFKD':
+      return false;
+    case 'Replace': {
+      const pattern = isObject(n.pattern) ? n.pattern.String : undefined;
+      return !(typeof pattern === 'string' && typeof n.content === 'string' && n.content.length >= pattern.length);
+    }
+    default:
+      return true;
+  }
+}
+
+/** Longest token string (UTF-16 units) of a tokenizer.json's vocabulary and added tokens. */
+function longestToken(tj: JsonObject): number {
+  let max = 1;
+  const model = isObject(tj.model) ? tj.model : {};
+  const vocab = model.vocab;
+  const tokens: unknown[] = Array.isArray(vocab) ? vocab.map((v) => (Array.isArray(v) ? v[0] : v)) : isObject(vocab) ? Object.keys(vocab) : [];
+  for (const t of tokens) if (typeof t === 'string' && t.length > max) max = t.length;
+  for (const t of tj.added_tokens as unknown[]) if (isObject(t) && typeof t.content === 'string' && t.content.length > max) max = t.content.length;
+  return max;
 }
 
 function isObject(value: unknown): value is JsonObject {

@@ -346,13 +346,18 @@
           wrap.appendChild(el('span', { 'data-field': 'kv' }, fmtBytes(a.kvBytes) + ' / ' + fmtBytes(a.kvLimitBytes)));
           td[4].appendChild(wrap);
         } else td[4].appendChild(el('span', { class: 'muted', 'data-field': 'kv' }, a.type === 'host' ? fmtBytes(a.kvBytes) : '–'));
-        setCell(td[5], a.type === 'host' ? fmtInt(a.blocks) : '–', 'num');
-        setCell(td[6], a.busy ? 'busy' : 'idle');
-        setCell(td[7], fmtAge(a.lastHeartbeatMsAgo), 'num' + (a.lastHeartbeatMsAgo > 3000 ? ' hb-old' : ''));
+        var down = a.state && a.state !== 'alive';
+        tr.setAttribute('data-actor-state', a.state || 'alive');
+        tr.className = down ? 'actor-down' : '';
+        setCell(td[5], a.type === 'host' && !down ? fmtInt(a.blocks) : '–', 'num');
+        // state: busy / idle while alive; starting / restarting / dead (with how it ended) from the supervisor
+        setCell(td[6], down ? a.state + (a.lastExit ? ' (' + a.lastExit + (a.restarts ? ', ' + a.restarts + ' restarts' : '') + ')' : '') : a.busy ? 'busy' : 'idle', down ? 'down' : '');
+        td[6].setAttribute('data-field', 'state');
+        setCell(td[7], down ? '–' : fmtAge(a.lastHeartbeatMsAgo), 'num' + (!down && a.lastHeartbeatMsAgo > 3000 ? ' hb-old' : ''));
         td[7].setAttribute('data-field', 'heartbeat');
         if (a.draining) setCell(td[6], 'draining');
         var db = td[8].querySelector('button');
-        if (a.type === 'host' && !a.draining) {
+        if (a.type === 'host' && !a.draining && !down) {
           if (!db) {
             db = el('button', { type: 'button', class: 'danger', 'data-action': 'drain' }, 'Drain');
             td[8].appendChild(db);
@@ -360,7 +365,7 @@
           db.setAttribute('data-host-id', a.id);
         } else if (db) td[8].removeChild(db);
       },
-      'no live actors',
+      'no actors',
     );
   }
 

@@ -15,6 +15,7 @@ import { writeRandomCheckpoint } from '@starq/model/synthetic/random-checkpoint'
 import { InvalidInputError, RedisKeys, StarqError } from '@starq/protocol';
 import { ClusterRegistry } from '../registry';
 import { spawnGateway } from './gateway-process';
+import { Supervisor, type RestartPolicy, type SupervisedProcess } from './supervisor';
 
 const ACTOR_BIN = path.resolve(__dirname, '../../../../bin/starq-actor');
 
@@ -26,8 +27,10 @@ export interface LocalProcessCluster {
   queryIds: string[];
   /** URL of the HTTP gateway, when one was started. */
   gatewayUrl: string | null;
-  /** Process ids of the actor processes (hosts first, then the query actor). */
+  /** Process ids of the actor processes as started (hosts first, then the query actor). */
   actorPids: number[];
+  /** The supervisor of every process started (states, current processes). */
+  supervisor: Supervisor;
   /** Stop every process started (actors first, then the private Redis), remove temp files. */
   stop(): Promise<void>;
 }
@@ -36,6 +39,8 @@ export interface StartClusterOptions {
   hosts: number;
   /** ORT threads per actor process. */
   threads: number;
+  /** Query-actor processes. @defaultValue 1 */
+  queryActors?: number;
   /** ORT threads of the query actor. @defaultValue threads */
   queryThreads?: number;
   prefix: string;
@@ -48,6 +53,12 @@ export interface StartClusterOptions {
   gateway?: { port: number; apiKeys?: string[] };
   /** Where actor output goes. @defaultValue process.stderr */
   log?: (line: string) => void;
+  /**
+   * What to do when a process exits unasked (see supervisor.ts). `starq cluster up` restarts
+   * (`always`); programs that measure want a dead actor to stay dead.
+   * @defaultValue `{ policy: 'never' }`
+   */
+  restart?: RestartPolicy;
 }
 
 /**
@@ -56,14 +67,13 @@ export interface StartClusterOptions {
  */
 export async function startProcessCluster(o: StartClusterOptions): Promise<LocalProcessCluster> {
   const log = o.log ?? ((l: string) => process.stderr.write(l));
-  const children: ChildProcess[] = [];
   let tmpModel: string | null = null;
   let redisProc: ChildProcess | null = null;
-  let stopping = false;
+  let supervisor: Supervisor | null = null;
+  let supRedis: Awaited<ReturnType<typeof createRedis>> | null = null;
   const stop = async () => {
-    stopping = true;
-    for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
-    await Promise.all(children.map((c) => waitExit(c, 10000)));
+    await supervisor?.stop(10000);
+    supRedis?.disconnect();
     if (redisProc && redisProc.exitCode === null) {
       redisProc.kill('SIGTERM');
       await waitExit(redisProc, 5000);
@@ -91,56 +101,75 @@ export async function startProcessCluster(o: StartClusterOptions): Promise<Local
       redis = await retry(() => createRedis(redisUrl), 50, 100);
       log(`cluster: no Redis at 127.0.0.1:6379, started redis-server on ${redisUrl}\n`);
     }
-    try {
-      const registry = new ClusterRegistry(redis, { keys: new RedisKeys(o.prefix) });
-      const existing = (await registry.list()).length;
-      if (existing > 0) log(`cluster: note: ${existing} actors already live under prefix ${o.prefix}\n`);
-      const tag = `${os.hostname()}-${process.pid}`;
-      const spawnActor = (app: 'host-actor' | 'query-actor', i: number) => {
-        const id = `${app === 'host-actor' ? 'host' : 'query'}-${i}-${tag}`;
-        const env = {
-          ...process.env,
-          STARQ_REDIS_URL: redisUrl,
-          STARQ_PREFIX: o.prefix,
-          STARQ_MODEL_DIR: modelDir!,
-          STARQ_THREADS: String(app === 'query-actor' ? (o.queryThreads ?? o.threads) : o.threads),
-          STARQ_ACTOR_ID: id,
-          ...(o.kvLimit ? { STARQ_KV_LIMIT_BYTES: String(o.kvLimit) } : {}),
-          ...(app === 'query-actor' ? o.queryEnv : {}),
-        };
-        const c = spawn(process.execPath, [ACTOR_BIN, app], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-        const name = `${app}-${i}`;
-        c.stdout!.on('data', (b: Buffer) => log(prefixLines(name, b)));
-        c.stderr!.on('data', (b: Buffer) => log(prefixLines(name, b)));
-        c.on('exit', (code, sig) => {
-          if (!stopping) log(`cluster: ${name} (pid ${c.pid}) exited (${sig ?? code}); its KV blocks are lost and will be re-encoded on demand\n`);
-        });
-        children.push(c);
-        return id;
-      };
-      const hostIds = Array.from({ length: o.hosts }, (_, i) => spawnActor('host-actor', i));
-      const queryIds = [spawnActor('query-actor', 0)];
-      const ids = [...hostIds, ...queryIds];
-      const deadline = Date.now() + 180000;
-      for (;;) {
-        const live = new Set((await registry.list()).map((a) => a.id));
-        if (ids.every((id) => live.has(id))) break;
-        const dead = children.find((c) => c.exitCode !== null);
-        if (dead) throw new StarqError('actor_failed', `an actor process exited during start-up (exit ${dead.exitCode}); see its output above`, { status: 500 });
-        if (Date.now() > deadline) throw new StarqError('startup_timeout', `actors did not register within 180 s (registered: ${[...live].join(', ') || 'none'})`, { status: 500 });
-        await sleep(200);
-      }
-      let gatewayUrl: string | null = null;
-      if (o.gateway) {
-        const g = spawnGateway({ redisUrl, prefix: o.prefix, modelDir, port: o.gateway.port, apiKeys: o.gateway.apiKeys, gatewayId: `gateway-0-${tag}`, log });
-        children.push(g.proc);
-        gatewayUrl = await g.url;
-      }
-      const actorPids = children.slice(0, ids.length).map((c) => c.pid!);
-      return { redisUrl, prefix: o.prefix, modelDir, hostIds, queryIds, gatewayUrl, actorPids, stop };
-    } finally {
-      redis.disconnect();
+    const keys = new RedisKeys(o.prefix);
+    const tag = `${os.hostname()}-${process.pid}`;
+    supRedis = redis;
+    const registry = new ClusterRegistry(redis, { keys });
+    supervisor = new Supervisor({ id: tag, redis, keys, policy: o.restart ?? { policy: 'never' }, log });
+    const sup = supervisor;
+    const existing = (await registry.list()).length;
+    if (existing > 0) log(`cluster: note: ${existing} actors already live under prefix ${o.prefix}\n`);
+    const isUp = async (id: string) => (await registry.get(id)) !== null;
+    const spawnActor = (app: 'host-actor' | 'query-actor', i: number): SupervisedProcess => {
+      const base = `${app === 'host-actor' ? 'host' : 'query'}-${i}-${tag}`;
+      const name = `${app}-${i}`;
+      return sup.add({
+        name,
+        kind: app === 'host-actor' ? 'host' : 'query',
+        isUp,
+        start: (n) => {
+          // A restarted actor takes a new id: the dead one's registry record may not have expired yet.
+          const id = n === 0 ? base : `${base}-r${n}`;
+          const env = {
+            ...process.env,
+            STARQ_REDIS_URL: redisUrl,
+            STARQ_PREFIX: o.prefix,
+            STARQ_MODEL_DIR: modelDir!,
+            STARQ_THREADS: String(app === 'query-actor' ? (o.queryThreads ?? o.threads) : o.threads),
+            STARQ_ACTOR_ID: id,
+            ...(o.kvLimit ? { STARQ_KV_LIMIT_BYTES: String(o.kvLimit) } : {}),
+            ...(app === 'query-actor' ? o.queryEnv : {}),
+          };
+          const c = spawn(process.execPath, [ACTOR_BIN, app], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+          c.stdout!.on('data', (b: Buffer) => log(prefixLines(name, b)));
+          c.stderr!.on('data', (b: Buffer) => log(prefixLines(name, b)));
+          return { proc: c, actorId: id };
+        },
+      });
+    };
+    const hosts = Array.from({ length: o.hosts }, (_, i) => spawnActor('host-actor', i));
+    const queries = Array.from({ length: o.queryActors ?? 1 }, (_, i) => spawnActor('query-actor', i));
+    const started = [...hosts, ...queries];
+    const ids = started.map((p) => p.actorId);
+    const actorPids = started.map((p) => p.pid!);
+    const deadline = Date.now() + 180000;
+    for (;;) {
+      const live = new Set((await registry.list()).map((a) => a.id));
+      if (ids.every((id) => live.has(id))) break;
+      const dead = sup.states().find((p) => p.lastExit !== null);
+      if (dead) throw new StarqError('actor_failed', `an actor process exited during start-up (${dead.lastExit!.signal ?? `exit ${dead.lastExit!.code}`}); see its output above`, { status: 500 });
+      if (Date.now() > deadline) throw new StarqError('startup_timeout', `actors did not register within 180 s (registered: ${[...live].join(', ') || 'none'})`, { status: 500 });
+      await sleep(200);
     }
+    for (const p of started) sup.markRunning(p.name);
+    let gatewayUrl: string | null = null;
+    if (o.gateway) {
+      const gw = o.gateway;
+      let first: Promise<string> | null = null;
+      sup.add({
+        name: 'gateway-0',
+        kind: 'gateway',
+        start: (n) => {
+          const g = spawnGateway({ redisUrl, prefix: o.prefix, modelDir, port: gw.port, apiKeys: gw.apiKeys, gatewayId: `gateway-0-${tag}${n === 0 ? '' : `-r${n}`}`, log });
+          if (n === 0) first = g.url;
+          else void g.url.then((u) => log(`cluster: gateway-0 listens again on ${u}\n`)).catch(() => undefined);
+          void g.url.then(() => sup.markRunning('gateway-0')).catch(() => undefined);
+          return { proc: g.proc, actorId: `gateway-0-${tag}` };
+        },
+      });
+      gatewayUrl = await first!;
+    }
+    return { redisUrl, prefix: o.prefix, modelDir, hostIds: hosts.map((h) => h.actorId), queryIds: queries.map((q) => q.actorId), gatewayUrl, actorPids, supervisor: sup, stop };
   } catch (e) {
     await stop();
     throw e;
