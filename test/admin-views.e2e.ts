@@ -196,6 +196,7 @@ describeBrowser('admin dashboard views (browser)', () => {
   });
 
   it('history: queue, tokens/s, latency percentiles and KV per host over time, from Redis', async () => {
+    await finished(await submit({ contextIds: DOC, queryIds: [8], blockSize: 40, hosts: 2, maxNewTokens: 16, ignoreEos: true }));
     const h = await until('history with generated tokens', async () => {
       const r = await request(url, 'GET', '/admin/history', { key: ADMIN_KEY });
       return r.json.points.some((p: any) => p.tokensPerSec > 0 && p.perTokenP50Ms !== null) ? r.json : null;

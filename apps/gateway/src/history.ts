@@ -29,8 +29,13 @@ export interface HistorySnapshot {
   t: number;
   /** Requests not finished and not running: waiting (incl. prioritized), waiting for their blocks, delayed. */
   queueDepth: number;
-  /** Requests a query actor is running (BullMQ `active`): the batch size across query actors. */
+  /**
+   * Requests in the query actors' running sets (the batch size across query actors, from their
+   * serving status); BullMQ's `active` count when no query actor reports one.
+   */
   running: number;
+  /** Requests a query actor took from the queue but has not admitted yet (waiting for room). */
+  admissionWaiting: number;
   /** Block jobs waiting or being encoded. */
   blocksPending: number;
   hosts: number;
@@ -157,13 +162,15 @@ export class HistoryRecorder {
     if (won !== 'OK') return;
     const [counts, actors] = await Promise.all([this.client.queueCounts(), this.client.registry.list()]);
     const r = counts.requests;
+    const queries = actors.filter((a) => a.type === 'query');
     const snap: HistorySnapshot = {
       t: b,
       queueDepth: (r.waiting ?? 0) + (r['waiting-children'] ?? 0) + (r.delayed ?? 0),
-      running: r.active ?? 0,
+      running: queries.some((a) => a.status.serving) ? queries.reduce((n, a) => n + (a.status.serving?.running ?? 0), 0) : (r.active ?? 0),
+      admissionWaiting: queries.reduce((n, a) => n + (a.status.serving?.waiting ?? 0), 0),
       blocksPending: (counts.blocks.waiting ?? 0) + (counts.blocks.active ?? 0),
       hosts: actors.filter((a) => a.type === 'host').length,
-      queryActors: actors.filter((a) => a.type === 'query').length,
+      queryActors: queries.length,
       kvBytes: Object.fromEntries(actors.filter((a) => a.type === 'host').map((a) => [a.id, a.status.kvBytes])),
     };
     await this.redis

@@ -686,7 +686,7 @@
         }),
       };
     };
-    C.lineChart($('h-queue'), [series('queued', function (p) { return p.queueDepth; }), series('running', function (p) { return p.running; })], { xFormat: xf, title: 'requests queued and running' });
+    C.lineChart($('h-queue'), [series('queued', function (p) { return p.queueDepth + (p.admissionWaiting || 0); }), series('running', function (p) { return p.running; })], { xFormat: xf, title: 'requests queued and running' });
     C.lineChart($('h-tokens'), [series('tokens/s', function (p) { return p.tokensPerSec; })], { xFormat: xf, title: 'generated tokens per second' });
     C.lineChart($('h-ttft'), [series('p50', function (p) { return p.ttftP50Ms; }), series('p99', function (p) { return p.ttftP99Ms; })], { xFormat: xf, yUnit: 'ms', title: 'time to first token' });
     C.lineChart($('h-pertoken'), [series('p50', function (p) { return p.perTokenP50Ms; }), series('p99', function (p) { return p.perTokenP99Ms; })], { xFormat: xf, yUnit: 'ms', title: 'per-token latency' });
