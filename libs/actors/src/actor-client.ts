@@ -110,6 +110,8 @@ interface Pending {
 /** How calls to one actor travel: resolved once (registry lookup + connect), reused until the actor is found dead. */
 interface Route {
   ready: Promise<DirectLink | null>;
+  /** Set once `ready` settled. */
+  resolved: boolean;
   link: DirectLink | null;
 }
 
@@ -178,10 +180,10 @@ export class ActorClient {
     this.onTrace = opts.onTrace ?? null;
   }
 
-  /** The transport calls to `actorId` use now: 'link', 'pubsub', or null when not decided yet (no call made). */
+  /** The transport calls to `actorId` use now: 'link', 'pubsub', or null when not decided (no call made yet, the lookup still running, or the actor found dead). */
   transportTo(actorId: string): 'link' | 'pubsub' | null {
     const r = this.routes.get(actorId);
-    if (!r) return null;
+    if (!r?.resolved) return null;
     return r.link?.open ? 'link' : r.link ? null : 'pubsub';
   }
 
@@ -305,8 +307,8 @@ export class ActorClient {
   private routeTo(actorId: string): Route {
     const have = this.routes.get(actorId);
     if (have) return have;
-    const route: Route = { ready: Promise.resolve(null), link: null };
-    if (this.directLinks) route.ready = this.openLink(actorId, route);
+    const route: Route = { ready: Promise.resolve(null), resolved: false, link: null };
+    route.ready = (this.directLinks ? this.openLink(actorId, route) : route.ready).finally(() => (route.resolved = true));
     this.routes.set(actorId, route);
     return route;
   }
