@@ -165,11 +165,12 @@ describeBrowser('admin dashboard views (browser)', () => {
     expect(await page.locator(`#kv-map .kv-host[data-host-id="${victim}"]`).count()).toBe(0);
     await open('#audit');
     await expect(page.locator('#audit tr[data-action="drain_host"]').first().getAttribute('data-outcome')).resolves.toBe('ok');
-    // The moved blocks serve the same question: nothing re-encoded, the same tokens.
+    // A replacement host joins (as a supervisor or Kubernetes would start one); the moved blocks
+    // serve the same question: nothing re-encoded, the same tokens.
+    await cluster.addHosts(1);
     const second = await finished(await submit(q));
     expect(second.blocks).toMatchObject({ encoded: 0, reused: 4 });
     expect(second.result.generatedIds).toEqual(first.result.generatedIds);
-    await cluster.addHosts(1); // two hosts again for the next test
   });
 
   it('a host killed during generation: the job completes and its Gantt marks the re-encoded blocks', async () => {
