@@ -477,8 +477,6 @@ describe('malformed and hostile requests', () => {
       { name: 'JSON in a non-UTF-8 charset', body: job({}), headers: { 'Content-Type': 'application/json; charset=iso-8859-1' }, status: 415, code: 'unsupported_media_type' },
       { name: 'invalid UTF-8 bytes', body: Buffer.concat([Buffer.from('{"context":"a'), Buffer.from([0xc3, 0x28]), Buffer.from('","query":"b"}')]), status: 400, code: 'invalid_utf8' },
       { name: 'a lone surrogate escape', body: '{"context":"once upon","query":"a \\udc00 b"}', status: 400, code: 'invalid_unicode', param: 'query' },
-      { name: 'more hosts than the cluster has', body: job({ hosts: 1000 }), status: 422, code: 'not_enough_hosts', param: 'hosts', message: /2 live host actors/ },
-      { name: 'more hosts than the cluster has (completions)', path: '/v1/completions', body: { model: modelId, prompt: 'hi there', star: { hosts: 3 } }, status: 422, code: 'not_enough_hosts', param: 'star.hosts' },
       { name: 'body over the limit (Content-Length)', body: 'x'.repeat(MAX_BODY + 10), status: 413, code: 'body_too_large', message: new RegExp(String(MAX_BODY)) },
       { name: 'body over the limit (chunked)', body: JSON.stringify(job({ contextIds: Array(150000).fill(5) })), chunked: true, status: 413, code: 'body_too_large' },
       { name: 'context over the cluster KV capacity', body: job({ contextIds: bigCtx, queryIds: [4], maxNewTokens: 1, blockSize: 512 }), status: 422, code: 'context_over_capacity', param: 'contextIds', message: new RegExp(`${bigCtx.length * KV_PER_TOKEN}.*${2 * KV_LIMIT}`) },
@@ -508,8 +506,10 @@ describe('malformed and hostile requests', () => {
     }
     expect(failures).toEqual([]);
     // The gateway and cluster are unharmed.
-    const after = await waitJob(await submit({ contextIds: ctx, queryIds: [6], maxNewTokens: 3, hosts: 2 }));
+    // (It asks for far more hosts than the cluster has: accepted; the 2 live hosts hold the blocks.)
+    const after = await waitJob(await submit({ contextIds: ctx, queryIds: [6], maxNewTokens: 3, hosts: 1000 }));
     expect(after.status).toBe('completed');
+    expect(after.result.hosts).toBeLessThanOrEqual(2);
     expect(after.result.generatedIds.length).toBeGreaterThan(0);
   });
 

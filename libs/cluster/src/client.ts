@@ -124,13 +124,10 @@ export class StarqClient {
     if (hosts.length === 0 || queryActors.length === 0) {
       throw new RequestFailedError('cluster_unavailable', `the cluster has ${hosts.length} live host actors and ${queryActors.length} query actors; need at least one of each (start one with \`starq cluster up\`)`, null, 503);
     }
-    if (req.hosts !== undefined && req.hosts !== null && req.hosts > hosts.length) {
-      throw new CapacityError(
-        'not_enough_hosts',
-        `hosts = ${req.hosts} asks for more hosts than the ${hosts.length} live host actors of this cluster: give at most ${hosts.length}, or leave it out (any free host then takes each block)`,
-        'hosts',
-      );
-    }
+    // `hosts` above the live host count is accepted: it shapes the plan only (how blocks group);
+    // any free host takes each block job, and ring mode deals its blocks round-robin over the live
+    // hosts, so at most the live hosts hold the blocks (`RequestResult.hosts` says how many did).
+    // A client that always asks for N hosts keeps working while one of them restarts or drains.
     const models = new Set([...hosts, ...queryActors].map((a) => a.capacity.model));
     if (!models.has(req.model)) {
       throw new InvalidInputError('unknown_model', `model ${JSON.stringify(req.model)} is not served by this cluster (served: ${[...models].join(', ')})`, 'model');
