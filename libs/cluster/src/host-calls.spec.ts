@@ -46,7 +46,7 @@ const request = (): RequestJobData => ({
   stopIds: [],
   ignoreEos: false,
   cache: true,
-  submittedAt: Date.now(),
+  submittedAt: 1_796_000_000_000, // fixed: two calls of request() must build equal objects
 });
 
 describe('host wire', () => {
