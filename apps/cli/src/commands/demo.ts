@@ -78,7 +78,7 @@ async function demo(dir: string, hosts: number, redisUrl: string | undefined, pr
     await cluster.close();
   }
 
-  out(`\n2) a cluster of processes: ${hosts} host actors + 1 query actor on Redis (BullMQ block jobs, pub/sub partials)\n`);
+  out(`\n2) a cluster of processes: ${hosts} host actors + 1 query actor on Redis (BullMQ block jobs; partials over direct links, Redis pub/sub as the fallback)\n`);
   const pc = await startProcessCluster({ hosts, threads: 1, prefix, redisUrl, modelDir: dir, log: () => undefined });
   const client = await StarqClient.connect(pc.redisUrl, { prefix: pc.prefix });
   try {
