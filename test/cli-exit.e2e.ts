@@ -76,7 +76,7 @@ describe('engines shut down between ORT calls', () => {
 });
 
 describe('starq generate exit codes', () => {
-  itStories('a context that does not fit: context_too_long with all four numbers, exit 2, before any engine (10 runs, with and without --json)', async () => {
+  itStories('a context that does not fit: context_too_long with all four numbers, exit 2, before any engine (10 runs, with and without --json; requires ../shared)', async () => {
     const dir = tmp.make('starq-cli-story-');
     const story = path.join(dir, 'story.txt');
     fs.writeFileSync(story, fs.readFileSync(TINYSTORIES, 'utf8').slice(0, 1000));

@@ -190,7 +190,7 @@ describe('starq eval fidelity: bad input exits 2 with one stderr line', () => {
 });
 
 describe('starq eval fidelity on stories260K (requires ../shared)', () => {
-  itStories('tinystories_sample.txt as [BOS] story …, N=128, M=16, 2 windows: structure, b ≥ N is Global', () => {
+  itStories('tinystories_sample.txt as [BOS] story …, N=128, M=16, 2 windows: structure, b ≥ N is Global (requires ../shared)', () => {
     const out = jsonOf('stories');
     checkStructure(out, 128, 16, 2);
     expect(out.cells.map((c: any) => [c.blockSize, c.anchorSize])).toEqual([[32, 0], [32, 32], [128, 0], [128, 128]]);

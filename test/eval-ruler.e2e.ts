@@ -138,7 +138,7 @@ describe('starq eval ruler: bad input exits 2 with one coded stderr line', () =>
 });
 
 describe('starq eval ruler on niah-1M (needs ../shared)', () => {
-  itShared('niah_single at 512 tokens, global, 8 samples on TinyStories: the trained model finds most needles', () => {
+  itShared('niah_single at 512 tokens, global, 8 samples on TinyStories: the trained model finds most needles (requires ../shared)', () => {
     const out = jsonOf('niah');
     expect(out.results).toHaveLength(1);
     const [c] = out.results;

@@ -347,7 +347,7 @@ describe('stories260K (real checkpoint from ../shared)', () => {
   const { path: dir, present } = sharedModel('stories260K');
   const maybe = present ? it : it.skip;
 
-  maybe('loads stories260K: shapes and tied embeddings', () => {
+  maybe('loads stories260K: shapes and tied embeddings (requires ../shared)', () => {
     const { config, weights } = loadModelDir(dir);
     expect(config).toMatchObject({
       architecture: 'LlamaForCausalLM',

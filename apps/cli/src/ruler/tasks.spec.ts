@@ -167,7 +167,7 @@ describe('RULER generators (random test tokenizer)', () => {
 });
 
 describe('RULER generators on niah-1M (needs ../shared)', () => {
-  itShared('every task at 1024 and 4000 tokens with the TinyStories haystack: within tolerance, answers present', () => {
+  itShared('every task at 1024 and 4000 tokens with the TinyStories haystack: within tolerance, answers present (requires ../shared)', () => {
     const tok = StarqTokenizer.load(NIAH);
     const hay = new TextHaystack(fs.readFileSync(SAMPLE_TEXT, 'utf8'), 'tinystories');
     for (const task of TASKS) {

@@ -81,7 +81,7 @@ describe('STARQ_EXECUTION_PROVIDER', () => {
     }
   });
 
-  (cudaInstalled ? it.skip : it)('this machine (no CUDA provider installed): cuda fails, cuda,cpu runs on cpu with exactly one warning', async () => {
+  (cudaInstalled ? it.skip : it)('this machine (no CUDA provider installed; skipped where one is): cuda fails, cuda,cpu runs on cpu with exactly one warning', async () => {
     await expect(resolveExecutionProvider({ order: ['cuda'], cudaDeviceId: 0 }, { warn: () => undefined })).rejects.toBeInstanceOf(CudaProviderUnavailableError);
     const warnings: string[] = [];
     const choice = await resolveExecutionProvider({ order: ['cuda', 'cpu'], cudaDeviceId: 0 }, { warn: (m) => warnings.push(m) });
