@@ -16,13 +16,13 @@
 import type { Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { phase1Positions, phase1Tokens, type AttendRequest, type EncodeBlockRequest } from '@starq/attention';
-import { ActorClient, ActorServer, createRedis, createWorker, failJob, type JobReaper } from '@starq/actors';
-import { actorReadiness, ClusterRegistry, fetchContextIds, HealthServer, isRedisDown, KvDirectory, KvNotFoundError, serveHost, starqReaper, validateBlockJob, type ActorConfig, type BlockJobData } from '@starq/cluster';
+import { ActorClient, ActorServer, createWorker, failJob, type JobReaper } from '@starq/actors';
+import { ActorBoot, ClusterRegistry, fetchContextIds, isRedisDown, KvDirectory, KvNotFoundError, serveHost, starqReaper, validateBlockJob, type ActorConfig, type BlockJobData } from '@starq/cluster';
 import { loadConfig } from '@starq/model/config';
 import { LocalHost } from '@starq/model/local/local-host';
 import { positionLimit } from '@starq/model/positions';
 import { ModelEngine } from '@starq/model/runtime/engine';
-import { resolveExecutionProvider, type ExecutionProviderChoice } from '@starq/model/runtime/execution-provider';
+import type { ExecutionProviderChoice } from '@starq/model/runtime/execution-provider';
 import type { ModelConfig } from '@starq/model/types';
 import { ProtocolError, RedisKeys, StarqError, type KvHandle } from '@starq/protocol';
 import { handOffBlocks, type HandoffResult } from './block-handoff';
@@ -44,9 +44,6 @@ const RECONCILE_GRACE_MS = 10000;
 /** How often a host compares what it holds with the KV directory. */
 const RECONCILE_EVERY_MS = 10000;
 
-/** Cache id of the warm-up block (encoded once at start, then released). */
-const WARMUP_CACHE = '__warmup__';
-
 export class HostActor {
   private redis!: Redis;
   private bull!: Redis;
@@ -63,15 +60,16 @@ export class HostActor {
   private readonly model: ModelConfig;
   private readonly held = new Map<string, HeldBlock>();
   private readonly bytesPerToken: number;
-  private health: HealthServer | null = null;
+  private boot: ActorBoot | null = null;
+  /** Port of the health server once started. */
+  get healthPort(): number | null {
+    return this.boot?.healthPort ?? null;
+  }
   private drainClient: ActorClient | null = null;
-  private warmed = false;
   private draining = false;
   /** The execution provider this host computes on (resolved at start). */
-  provider: ExecutionProviderChoice | null = null;
+  private provider!: ExecutionProviderChoice;
   readonly metrics: HostMetrics;
-  /** Port of the health server once started. */
-  healthPort: number | null = null;
   /** Called when a `drain` command arrives (main.ts starts the process's drain). */
   onDrainCommand: (() => void) | null = null;
 
@@ -87,22 +85,20 @@ export class HostActor {
   }
 
   async start(): Promise<void> {
-    this.redis = await createRedis(this.cfg.redisUrl, { connectionName: this.id, urlSource: 'STARQ_REDIS_URL' });
-    this.bull = await createRedis(this.cfg.redisUrl, { forBullmq: true, connectionName: `${this.id}-bull`, urlSource: 'STARQ_REDIS_URL' });
-    this.health = new HealthServer({
-      host: this.cfg.lifecycle.healthHost,
-      port: this.cfg.lifecycle.healthPort,
+    this.boot = await ActorBoot.start({
+      cfg: this.cfg,
+      model: this.model,
+      role: 'host',
       metrics: this.metrics.registry,
-      readiness: () => actorReadiness({ redis: () => this.redis, registry: () => this.registry, warmed: () => this.warmed, draining: () => this.draining }),
-      describe: () => ({ actor: this.id, role: 'host', draining: this.draining, executionProvider: this.provider?.provider ?? null }),
+      registry: () => this.registry,
+      draining: () => this.draining,
+      testEncodeDelayMs: this.cfg.testEncodeDelayMs,
     });
-    this.healthPort = await this.health.start(); // /health answers during the model load; /ready waits for it
-    this.provider = await resolveExecutionProvider(this.cfg.executionProvider);
-    this.engine = await ModelEngine.load(this.cfg.modelDir, this.model, { threads: this.cfg.threads, executionProvider: this.provider, testEncodeDelayMs: this.cfg.testEncodeDelayMs });
+    this.redis = this.boot.redis;
+    this.bull = this.boot.bull;
+    this.engine = this.boot.engine;
+    this.provider = this.boot.provider!;
     this.local = new LocalHost(this.id, this.engine);
-    await this.local.encodeBlock({ cacheId: WARMUP_CACHE, ids: Int32Array.of(0), positions: Int32Array.of(0), keepFrom: 0 });
-    await this.local.release([WARMUP_CACHE]);
-    this.warmed = true;
     this.directory = new KvDirectory(this.redis, this.keys);
     this.registry = new ClusterRegistry(this.redis, { keys: this.keys, heartbeatMs: this.cfg.heartbeatMs, ttlMs: this.cfg.ttlMs });
     this.server = new ActorServer(this.redis, { actorId: this.id, keys: this.keys, link: this.cfg.link ?? undefined });
@@ -218,12 +214,9 @@ export class HostActor {
     await this.worker?.close().catch(() => undefined);
     await this.server?.stop({ drainMs: 2000 }).catch(() => undefined);
     await this.drainClient?.close().catch(() => undefined);
-    await this.health?.stop().catch(() => undefined);
     await this.directory?.dropHost(this.id).catch(() => undefined);
     await this.registry?.deregister().catch(() => undefined);
-    await this.engine?.close().catch(() => undefined);
-    this.redis?.disconnect();
-    this.bull?.disconnect();
+    await this.boot?.close();
   }
 
   /**

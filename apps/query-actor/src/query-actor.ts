@@ -15,14 +15,13 @@
 import { WaitingError, type Job, type Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { blockCacheId, planMode, ringPhase1, type ContextPlacement, type StarPlan } from '@starq/attention';
-import { ActorClient, createRedis, createWorker, failJob, type JobReaper } from '@starq/actors';
+import { ActorClient, createWorker, failJob, type JobReaper } from '@starq/actors';
 import {
-  actorReadiness,
+  ActorBoot,
   classifyActorFailure,
   ClusterBlockLocator,
   ClusterRegistry,
   fetchContextIds,
-  HealthServer,
   isRedisDown,
   KvDirectory,
   RemoteHost,
@@ -36,9 +35,8 @@ import {
   type RequestResult,
 } from '@starq/cluster';
 import { loadConfig } from '@starq/model/config';
-import { LocalHost } from '@starq/model/local/local-host';
 import { ModelEngine } from '@starq/model/runtime/engine';
-import { resolveExecutionProvider, type ExecutionProviderChoice } from '@starq/model/runtime/execution-provider';
+import type { ExecutionProviderChoice } from '@starq/model/runtime/execution-provider';
 import { EngineQueryBackend } from '@starq/model/serving/query-backend';
 import { RequestCancelledError, ServingLoop } from '@starq/model/serving/serving-loop';
 import type { ModelConfig } from '@starq/model/types';
@@ -94,16 +92,17 @@ export class QueryActor {
   private active = 0;
   private lastStatus = 0;
   private statusTimer: NodeJS.Timeout | null = null;
-  private health: HealthServer | null = null;
-  private warmed = false;
+  private boot: ActorBoot | null = null;
+  /** Port of the health server once started. */
+  get healthPort(): number | null {
+    return this.boot?.healthPort ?? null;
+  }
   private draining = false;
   /** Set when the drain timeout runs out: every running request is aborted with `HandBack`. */
   private readonly handBack = new AbortController();
   /** The execution provider this actor computes on (resolved at start). */
-  provider: ExecutionProviderChoice | null = null;
+  private provider!: ExecutionProviderChoice;
   readonly metrics: QueryMetrics;
-  /** Port of the health server once started. */
-  healthPort: number | null = null;
 
   constructor(readonly cfg: ActorConfig) {
     this.keys = new RedisKeys(cfg.prefix);
@@ -116,22 +115,18 @@ export class QueryActor {
   }
 
   async start(): Promise<void> {
-    this.redis = await createRedis(this.cfg.redisUrl, { connectionName: this.id, urlSource: 'STARQ_REDIS_URL' });
-    this.bull = await createRedis(this.cfg.redisUrl, { forBullmq: true, connectionName: `${this.id}-bull`, urlSource: 'STARQ_REDIS_URL' });
-    this.health = new HealthServer({
-      host: this.cfg.lifecycle.healthHost,
-      port: this.cfg.lifecycle.healthPort,
+    this.boot = await ActorBoot.start({
+      cfg: this.cfg,
+      model: this.model,
+      role: 'query',
       metrics: this.metrics.registry,
-      readiness: () => actorReadiness({ redis: () => this.redis, registry: () => this.registry, warmed: () => this.warmed, draining: () => this.draining }),
-      describe: () => ({ actor: this.id, role: 'query', draining: this.draining, executionProvider: this.provider?.provider ?? null }),
+      registry: () => this.registry,
+      draining: () => this.draining,
     });
-    this.healthPort = await this.health.start(); // /health answers during the model load; /ready waits for it
-    this.provider = await resolveExecutionProvider(this.cfg.executionProvider);
-    this.engine = await ModelEngine.load(this.cfg.modelDir, this.model, { threads: this.cfg.threads, executionProvider: this.provider });
-    const warm = new LocalHost(`${this.id}-warmup`, this.engine);
-    await warm.encodeBlock({ cacheId: '__warmup__', ids: Int32Array.of(0), positions: Int32Array.of(0), keepFrom: 0 });
-    await warm.release(['__warmup__']);
-    this.warmed = true;
+    this.redis = this.boot.redis;
+    this.bull = this.boot.bull;
+    this.engine = this.boot.engine;
+    this.provider = this.boot.provider!;
     this.directory = new KvDirectory(this.redis, this.keys);
     this.registry = new ClusterRegistry(this.redis, { keys: this.keys, heartbeatMs: this.cfg.heartbeatMs, ttlMs: this.cfg.ttlMs });
     this.client = new ActorClient(this.redis, { keys: this.keys, registry: this.registry, defaultTimeoutMs: this.cfg.attendTimeoutMs });
@@ -202,12 +197,9 @@ export class QueryActor {
     if (this.statusTimer) clearInterval(this.statusTimer);
     await this.reaper?.stop().catch(() => undefined);
     await this.worker?.close().catch(() => undefined);
-    await this.health?.stop().catch(() => undefined);
     await this.client?.close().catch(() => undefined);
     await this.registry?.deregister().catch(() => undefined);
-    await this.engine?.close().catch(() => undefined);
-    this.redis?.disconnect();
-    this.bull?.disconnect();
+    await this.boot?.close();
   }
 
   /** One request, start to finish. */

@@ -23,3 +23,4 @@ export * from './launcher/process-cluster';
 export * from './cluster-block-locator';
 export * from './launcher/supervisor';
 export * from './actor-status';
+export * from './actor-boot';
