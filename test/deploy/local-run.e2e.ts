@@ -24,11 +24,10 @@
  * from the manifests) so that the roll happens during it on any machine.
  */
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { parseActorConfig, parseLifecycleConfig } from '@starq/cluster';
+import { freePort, parseActorConfig, parseLifecycleConfig } from '@starq/cluster';
 import { loadConfig } from '@starq/model/config';
 import { LocalCluster } from '@starq/model/local/local-cluster';
 import { writeRandomCheckpoint } from '@starq/model/synthetic/random-checkpoint';
@@ -69,17 +68,6 @@ let apiKey: string;
 function imageEnv(): Record<string, string> {
   const df = parseDockerfile(fs.readFileSync(path.join(ROOT, 'deploy/docker/Dockerfile'), 'utf8'));
   return Object.assign({}, ...stageChain(df, 'cpu').filter((s) => s.name === 'cpu').flatMap((s) => s.instructions.filter((i) => i.op === 'ENV').map((i) => envAssignments(i.args))));
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
 }
 
 /** The container's environment with the stand-ins for the cluster applied. */

@@ -22,5 +22,6 @@ export * from './launcher/gateway-process';
 export * from './launcher/process-cluster';
 export * from './cluster-block-locator';
 export * from './launcher/supervisor';
+export * from './launcher/child-process';
 export * from './actor-status';
 export * from './actor-boot';

@@ -6,7 +6,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { createRedis, RedisUnavailableError } from '@starq/actors';
@@ -16,6 +15,7 @@ import { InvalidInputError, RedisKeys, StarqError } from '@starq/protocol';
 import { ClusterRegistry } from '../registry';
 import { spawnGateway } from './gateway-process';
 import { Supervisor, type RestartPolicy, type SupervisedProcess } from './supervisor';
+import { freePort, waitExit } from './child-process';
 
 const ACTOR_BIN = path.resolve(__dirname, '../../../../bin/starq-actor');
 
@@ -200,17 +200,6 @@ function startRedis(port: number): Promise<ChildProcess> {
   });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
-
 async function retry<T>(fn: () => Promise<T>, times: number, delayMs: number): Promise<T> {
   for (let i = 0; ; i++) {
     try {
@@ -220,20 +209,6 @@ async function retry<T>(fn: () => Promise<T>, times: number, delayMs: number): P
       await sleep(delayMs);
     }
   }
-}
-
-function waitExit(c: ChildProcess, ms: number): Promise<void> {
-  if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const t = setTimeout(() => {
-      c.kill('SIGKILL');
-      resolve();
-    }, ms);
-    c.once('exit', () => {
-      clearTimeout(t);
-      resolve();
-    });
-  });
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

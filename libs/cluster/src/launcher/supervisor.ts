@@ -14,6 +14,7 @@ import type { ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import type { Redis } from 'ioredis';
 import { InvalidInputError, type RedisKeys } from '@starq/protocol';
+import { waitExit } from './child-process';
 
 export type RestartPolicyName = 'always' | 'on-failure' | 'never';
 
@@ -243,18 +244,4 @@ export class Supervisor {
     const rec: SupervisorRecord = { id: this.o.id, pid: process.pid, hostname: os.hostname(), updatedAt: Date.now(), policy: this.policy, processes: this.states() };
     await this.o.redis.set(Supervisor.key(this.o.keys, this.o.id), JSON.stringify(rec), 'PX', RECORD_TTL_MS).catch(() => undefined);
   }
-}
-
-function waitExit(c: ChildProcess, ms: number): Promise<void> {
-  if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const t = setTimeout(() => {
-      c.kill('SIGKILL');
-      resolve();
-    }, ms);
-    c.once('exit', () => {
-      clearTimeout(t);
-      resolve();
-    });
-  });
 }
