@@ -7,6 +7,8 @@
  *   tokens of an undisturbed run;
  * - `cache: false` on a cached context: `blocks.reused` counts the cached blocks (never negative)
  *   and they stay cached;
+ * - a host SIGKILLed under a Ring request (whose K/V cannot be re-encoded block by block): the job
+ *   fails with the documented `host_lost`, naming the host;
  * - a query actor SIGKILLed mid-generation: the request is requeued onto the other query actor
  *   within seconds, with the same tokens;
  * - both query actors of one request die: BullMQ fails the job, and GET /v1/jobs/:id says
@@ -141,10 +143,24 @@ describe('failover in seconds', () => {
     await waitJob(next.json.id);
   });
 
+  it('a host lost by a Ring request (not re-encodable block by block): failed with host_lost naming the host', async () => {
+    const j = await longJob(30, { mode: 'ring', anchorSize: 0 });
+    await j.started;
+    const victim = cluster.hosts()[0];
+    await cluster.kill(victim.id);
+    const job = await waitJob(j.id, 60000);
+    j.stop();
+    expect(job.status).toBe('failed');
+    expect(job.error.code).toBe('host_lost');
+    expect(job.error.message).toContain(`host ${victim.id}`);
+    expect(job.error.message).toMatch(/Ring/);
+    await cluster.addHosts(1);
+  });
+
   /** Submits a long generation and resolves with its id once a query actor started it. */
-  async function longJob(seed: number): Promise<{ id: string; started: Promise<string>; events: RequestEvent[]; stop: () => void }> {
+  async function longJob(seed: number, extra: Record<string, unknown> = {}): Promise<{ id: string; started: Promise<string>; events: RequestEvent[]; stop: () => void }> {
     const c = [1, ...randomTokenIds(255, OPTS.vocab, seed, 3)];
-    const id = await submit({ contextIds: c, queryIds: [3], blockSize: 128, maxNewTokens: 6000, ignoreEos: true });
+    const id = await submit({ contextIds: c, queryIds: [3], blockSize: 128, maxNewTokens: 6000, ignoreEos: true, ...extra });
     const events: RequestEvent[] = [];
     let onStart!: (qa: string) => void;
     const started = new Promise<string>((r) => (onStart = r));
@@ -178,7 +194,7 @@ describe('failover in seconds', () => {
     await cluster.addQueryActors(1);
   });
 
-  it('both query actors of a request die: failed with actor_lost, DELETE 409, no negative firstTokenMs', async () => {
+  it('both query actors of a request die: failed with query_actor_lost naming them, DELETE 409, no negative firstTokenMs', async () => {
     const j = await longJob(32);
     const first = await j.started;
     await cluster.kill(first);
@@ -198,8 +214,10 @@ describe('failover in seconds', () => {
     const job = await waitJob(j.id, 60000);
     j.stop();
     expect(job.status).toBe('failed');
-    expect(job.error.code).toBe('actor_lost');
+    expect(job.error.code).toBe('query_actor_lost');
     expect(job.error.message).not.toMatch(/allowable limit/);
+    expect(job.error.message).toContain(first);
+    expect(job.error.message).toContain(second);
     expect(job.timings.firstTokenMs === null || job.timings.firstTokenMs >= 0).toBe(true);
     const del = await request(gw.url, 'DELETE', `/v1/jobs/${j.id}`);
     expect(del.status).toBe(409);

@@ -14,7 +14,7 @@
  */
 import type { Redis } from 'ioredis';
 import { planMode, type Mode } from '@starq/attention';
-import { describeFailure, requestCancelKey, type FailureDescription, type RequestEvent, type RequestFailure, type RequestResult, type SamplingData, type StarqClient } from '@starq/cluster';
+import { describeFailure, documentedFailure, requestCancelKey, statusOfJobError, type FailureDescription, type RequestEvent, type RequestFailure, type RequestResult, type SamplingData, type StarqClient } from '@starq/cluster';
 import { generationReport, type GenerationReport } from '@starq/model/generation-report';
 import { checkPositions, type PositionParams } from '@starq/model/positions';
 import type { StarqTokenizer } from '@starq/model/tokenizer';
@@ -111,19 +111,8 @@ export interface Follower {
   stop(): void;
 }
 
-/** HTTP status of a job that failed with `code` (for requests that wait for the job). */
-export function statusOfJobError(code: string): number {
-  const table: Record<string, number> = {
-    cancelled: 409,
-    block_too_large: 422,
-    context_too_long: 422,
-    context_over_capacity: 422,
-    invalid_token_id: 400,
-    cluster_unavailable: 503,
-    context_expired: 409,
-  };
-  return table[code] ?? 500;
-}
+/** HTTP status of a job that failed with `code` (for requests that wait for the job): the table of libs/cluster failure.ts. */
+export { statusOfJobError };
 
 /** Folded contents of a request's event stream. */
 interface StreamState {
@@ -351,7 +340,7 @@ export class JobService {
     const st = foldEvents(entries);
     let status: JobStatus;
     let result = st.result;
-    let error: FailureDescription | null = st.error?.error ?? null;
+    let error: FailureDescription | null = st.error ? documentedFailure(st.error.error, meta.id) : null; // every job ends with a documented code
     let encoded = meta.blocksToEncode;
     let waitingFor: string | null = null;
     if (result) status = 'completed';
@@ -421,7 +410,7 @@ export class JobService {
     const state = job ? await job.getState() : 'unknown';
     if (state === 'completed' && job?.returnvalue) return { kind: 'done', result: job.returnvalue as RequestResult };
     if (state === 'failed' || state === 'unknown') {
-      return { kind: 'failed', error: job ? failureError(await this.client.requestFailure(job)) : describeFailure(null, id) };
+      return { kind: 'failed', error: job ? failureError(await this.client.requestFailure(job)) : describeFailure(null, { requestId: id, job: 'request' }) };
     }
     return { kind: 'open', state };
   }
@@ -503,7 +492,7 @@ export class JobService {
         if (ended) return;
         onEvent(e, entryId);
         if (e.type === 'done') finish({ kind: 'done', result: e.result });
-        else if (e.type === 'error') finish({ kind: 'error', error: e.error });
+        else if (e.type === 'error') finish({ kind: 'error', error: documentedFailure(e.error, id) });
       },
       from,
     );
@@ -518,9 +507,9 @@ export class JobService {
         if (q.kind === 'failed') {
           await new Promise((r) => setTimeout(r, 300)); // let a last error event arrive first
           if (ended) return;
-          // A job followed while it ran and then gone from the queue without a final event: Redis
-          // lost it (starq removes no job; an ended one stays an hour, its final event with it).
-          finish({ kind: 'error', error: q.error.code === 'job_lost' ? redisLostError(id) : q.error });
+          // A job gone from the queue without a final event is `redis_unavailable` (Redis lost it:
+          // starq removes no request job).
+          finish({ kind: 'error', error: q.error });
         } else if (q.kind === 'done') {
           await new Promise((r) => setTimeout(r, 300));
           finish({ kind: 'done', result: q.result });
@@ -557,13 +546,4 @@ export class JobService {
       param: null,
     });
   }
-}
-
-/** A job Redis no longer knows (its record and queue entry are gone: Redis restarted without persistence). */
-export function redisLostError(id: string): { code: string; message: string; param: null } {
-  return {
-    code: 'redis_unavailable',
-    message: `Redis lost job ${id} (it restarted without persistence while the job ran: see docs/DEPLOY.md "Redis"): resubmit it`,
-    param: null,
-  };
 }

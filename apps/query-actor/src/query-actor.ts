@@ -14,7 +14,7 @@
  */
 import { WaitingError, type Job, type Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { blockCacheId, planMode, ringPhase1, type ContextPlacement, type StarPlan } from '@starq/attention';
+import { blockCacheId, HostCallError, planMode, ringPhase1, type ContextPlacement, type StarPlan } from '@starq/attention';
 import { ActorClient, createWorker, failJob, type JobReaper } from '@starq/actors';
 import {
   ActorBoot,
@@ -23,10 +23,12 @@ import {
   ClusterRegistry,
   fetchContextIds,
   isRedisDown,
+  jobErrorOf,
   KvDirectory,
   RemoteHost,
   requestCancelKey,
   starqReaper,
+  statusOfJobError,
   validateRequestJob,
   type ActorConfig,
   type ClusterContext,
@@ -37,6 +39,7 @@ import {
 import { loadConfig } from '@starq/model/config';
 import { ModelEngine } from '@starq/model/runtime/engine';
 import type { ExecutionProviderChoice } from '@starq/model/runtime/execution-provider';
+import type { Relocation } from '@starq/model/serving/block-locator';
 import { EngineQueryBackend } from '@starq/model/serving/query-backend';
 import { RequestCancelledError, ServingLoop } from '@starq/model/serving/serving-loop';
 import type { ModelConfig } from '@starq/model/types';
@@ -72,6 +75,9 @@ export class JobLockLostError extends StarqError {
     super('job_lock_lost', `request ${requestId} was requeued while this query actor looked dead; another query actor runs it`, { status: 409 });
   }
 }
+
+/** Placement attempts before phase 2 when hosts die while lost blocks are re-encoded. */
+const FIRST_PLACEMENT_TRIES = 4;
 
 /** Time kept at the end of a drain to move running requests back to the queue. */
 const HAND_BACK_MARGIN_MS = 3000;
@@ -220,25 +226,19 @@ export class QueryActor {
       return await this.runValid(job, valid, emit);
     } catch (err) {
       if (err instanceof JobLockLostError) throw err; // the run that holds the job reports it
-      // Driver text is never a request's error: an outage becomes `redis_unavailable`.
-      const down = !(err instanceof StarqError) && isRedisDown(err);
-      if (down) process.stderr.write(`query-actor ${this.id}: request ${streamId}: ${(err as Error).message}\n`);
-      const e = down ? new StarqError('redis_unavailable', `request ${streamId} failed: Redis was not reachable while it ran; resubmit it`, { status: 503 }) : err;
-      if (e instanceof HandBack) {
+      if (err instanceof HandBack) {
         // Back to the queue as it is (no error event, no attempt used): another query actor reruns it.
         await job.moveToWait(token);
         this.metrics.handBack();
         throw new WaitingError();
       }
-      const { code, param } = e as { code?: unknown; param?: unknown };
-      await emit({
-        type: 'error',
-        error: { code: typeof code === 'string' ? code : 'internal_error', message: (e as Error).message, param: typeof param === 'string' ? param : null },
-      }).catch(() => undefined);
-      // Retrying a malformed job cannot help: fail it for good (as the host does for block jobs).
-      if (e instanceof StarqError && e.code === 'malformed_job') throw failJob(e, { retry: false });
-      if (e instanceof StarqError && e.code === 'redis_unavailable') throw failJob(e, { retry: false });
-      throw e;
+      // Every way a run ends in error becomes one documented job error (failure.ts): the event
+      // clients read and the job's failure record say the same.
+      const error = jobErrorOf(err, streamId);
+      if (error.code === 'redis_unavailable' || error.code === 'internal_error') process.stderr.write(`query-actor ${this.id}: request ${streamId}: ${(err as Error)?.stack ?? String(err)}\n`);
+      await emit({ type: 'error', error }).catch(() => undefined);
+      // A request job has one attempt: fail it for good with the same record.
+      throw failJob(new StarqError(error.code, error.message, { param: error.param, status: statusOfJobError(error.code) }), { retry: false });
     } finally {
       await this.redis.expire(this.keys.requestEvents(streamId), 3600).catch(() => undefined);
     }
@@ -277,7 +277,7 @@ export class QueryActor {
         placement = await ringPhase1(plan, ctx.contextIds, hosts, d.contextKey, this.model.numLayers, (done, total) => void emit({ type: 'phase1', done, total }));
         encoded = plan.numBlocks;
       } else {
-        const r = await this.locator.locate(ctx, new Set());
+        const r = await this.firstPlacement(ctx);
         placement = r.placement;
         recovered = r.reencoded.length;
         for (const k of r.reencoded) reencoded.add(k);
@@ -345,6 +345,24 @@ export class QueryActor {
         await Promise.all(placement.map((p) => p.host.release(p.cacheIds.filter((c) => own.has(c))).catch(() => undefined)));
       }
       void this.publishStatus(true);
+    }
+  }
+
+  /**
+   * Where the request's blocks are, re-encoding lost ones. A host that dies while re-encoding is
+   * left out and the placement looked up again, up to {@link FIRST_PLACEMENT_TRIES} times; then the
+   * HostCallError ends the request (`host_lost`).
+   */
+  private async firstPlacement(ctx: ClusterContext): Promise<Relocation> {
+    const lost = new Set<string>();
+    for (let i = 1; ; i++) {
+      try {
+        return await this.locator.locate(ctx, lost);
+      } catch (e) {
+        const kind = e instanceof HostCallError ? classifyActorFailure(e.cause) : null;
+        if (!(e instanceof HostCallError) || !kind || i >= FIRST_PLACEMENT_TRIES) throw e;
+        if (kind === 'host-lost') lost.add(e.hostId);
+      }
     }
   }
 

@@ -71,8 +71,10 @@ export class HostCallError extends Error {
   constructor(
     readonly hostId: string,
     cause: unknown,
+    /** What the host was asked to do. @defaultValue 'a phase-2 attend call' */
+    call = 'a phase-2 attend call',
   ) {
-    super(`host ${hostId} failed a phase-2 attend call: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+    super(`host ${hostId} failed ${call}: ${(cause as Error)?.message ?? String(cause)}`, { cause });
     this.name = 'HostCallError';
   }
 }

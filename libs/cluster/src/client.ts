@@ -17,7 +17,7 @@ import { createFlowProducer, createQueue, createRedis, duplicateRedis, jobFailur
 import { checkPositions } from '@starq/model/positions';
 import { storeContextIds } from './context-store';
 import { ClusterRegistry, type ClusterActorRecord } from './registry';
-import { describeFailure } from './failure';
+import { describeFailure, documentedFailure, failedChildKey, statusOfJobError, type FailureFacts } from './failure';
 import type { BlockJobData, RequestEvent, RequestJobData, RequestResult, SamplingData } from './jobs';
 import { KvDirectory } from './kv-directory';
 
@@ -64,7 +64,7 @@ export interface RequestFailure {
   param: string | null;
   /**
    * True when the failure is an error record written by a starq process; false for BullMQ's own
-   * reasons (e.g. a job that stalled too often): `code` is then `job_failed` and `message` the reason.
+   * reasons (e.g. a job that stalled too often), which failure.ts turns into a documented code.
    */
   recorded: boolean;
 }
@@ -74,6 +74,9 @@ export class RequestFailedError extends StarqError {
     super(code, message, { param, status });
   }
 }
+
+/** Attempts of a block job (backoff 0.5 s, 1 s) before it fails its request. */
+const BLOCK_JOB_ATTEMPTS = 3;
 
 /**
  * Redis key marking a request as cancelled: set by {@link StarqClient.cancel}, checked by the query
@@ -181,7 +184,9 @@ export class StarqClient {
         segments: b.phase1.segments,
         keepFrom: b.phase1.keepFrom,
       };
-      return { name: 'block', queueName: this.keys.queues.blocks, data: child, opts: { jobId: `${requestId}-b${b.index}`, failParentOnFailure: true } };
+      // Flows take no queue defaults: a block job that fails for a reason retrying can fix (a host
+      // error, Redis down for a moment) is retried (encoding is idempotent); final errors fail at once.
+      return { name: 'block', queueName: this.keys.queues.blocks, data: child, opts: { jobId: `${requestId}-b${b.index}`, failParentOnFailure: true, attempts: BLOCK_JOB_ATTEMPTS, backoff: { type: 'exponential', delay: 500 } } };
     });
     // priority: a flow parent whose children finish is moved to the front of `wait` (LIFO under load:
     // the oldest request could starve behind newer ones); prioritized jobs of equal priority are FIFO.
@@ -222,7 +227,10 @@ export class StarqClient {
               }
             } else if (e.type === 'phase1') on.phase1?.(e.done, e.total);
             else if (e.type === 'done') return e.result;
-            else if (e.type === 'error') throw new RequestFailedError(e.error.code, e.error.message, e.error.param, 400);
+            else if (e.type === 'error') {
+              const f = documentedFailure(e.error, requestId);
+              throw new RequestFailedError(f.code, f.message, f.param, statusOfJobError(f.code));
+            }
           }
         }
         if (!res) {
@@ -230,7 +238,7 @@ export class StarqClient {
           const state = job ? await job.getState() : 'unknown';
           if (state === 'failed') {
             const f = await this.requestFailure(job!);
-            throw new RequestFailedError(f.code, f.message, f.param, f.code === 'job_failed' ? 500 : 400);
+            throw new RequestFailedError(f.code, f.message, f.param, statusOfJobError(f.code));
           }
           if (state === 'unknown' && (await this.redis.exists(stream)) === 0) throw new RequestFailedError('request_not_found', `request ${requestId} does not exist (or expired)`, 'request_id', 404);
           if (Date.now() > deadline) throw new RequestFailedError('request_timeout', `request ${requestId} did not finish within ${timeoutMs} ms (state: ${state})`, null, 504);
@@ -264,20 +272,56 @@ export class StarqClient {
   }
 
   /**
-   * Why a failed request job failed: the error of the block job that failed it (a request fails
-   * when one of its block jobs fails for good), else the request job's own error. BullMQ's own
-   * reasons (not error records) get a documented code (see failure.ts).
+   * Why a failed request job failed, as a documented job error (failure.ts): the error of the
+   * block job that failed it (a request fails when one of its block jobs fails for good), else the
+   * request job's own. BullMQ's own reasons get a code and a message naming the actors that held
+   * the job (from the request's `started` / `requeued` events and BullMQ's processedBy).
    */
   async requestFailure(job: Job): Promise<RequestFailure> {
     const id = String(job.id);
+    let reason = job.failedReason || null;
+    let facts: FailureFacts = { requestId: id, job: 'request' };
+    let holder = job.processedBy ?? null;
+    let stalls = job.stalledCounter ?? null;
+    const childKey = reason ? failedChildKey(reason) : null;
     const failedChildren = (await job.getDependencies({ failed: { count: 10 } }).catch(() => ({ failed: [] as string[] }))).failed ?? [];
     const blockKey = `${this.blocks.qualifiedName}:`;
-    for (const key of failedChildren) {
+    for (const key of childKey ? [childKey, ...failedChildren] : failedChildren) {
       if (!key.startsWith(blockKey)) continue;
       const child = await this.blocks.getJob(key.slice(blockKey.length));
-      if (child?.failedReason) return failureOf(child.failedReason, id);
+      if (!child?.failedReason) continue;
+      reason = child.failedReason;
+      facts = { requestId: id, job: 'block', block: (child.data as BlockJobData | undefined)?.blockIndex ?? null };
+      holder = child.processedBy ?? null;
+      stalls = child.stalledCounter ?? null;
+      break;
     }
-    return failureOf(job.failedReason, id);
+    const record = jobFailure(reason);
+    if (record) return { ...documentedFailure({ code: record.code, message: record.message, param: record.param }, id), recorded: true };
+    if (reason !== null && !failedChildKey(reason) && /stalled|lock|active state/i.test(reason)) {
+      facts.actors = await this.holders(id, facts, holder);
+      facts.stalls = stalls;
+    }
+    return { ...describeFailure(reason || null, facts), recorded: false };
+  }
+
+  /** Actors that held a request's job (or one of its block jobs), oldest first, from its events and BullMQ's processedBy. */
+  private async holders(requestId: string, facts: FailureFacts, last: string | null): Promise<string[]> {
+    const out: string[] = [];
+    const add = (a: string | null | undefined) => a && !out.includes(a) && out.push(a);
+    const entries = (await this.redis.xrange(this.keys.requestEvents(requestId), '-', '+').catch(() => [])) as [string, string[]][];
+    for (const [, fields] of entries) {
+      let e: RequestEvent;
+      try {
+        e = JSON.parse(fields[1]) as RequestEvent;
+      } catch {
+        continue;
+      }
+      if (facts.job === 'request' && e.type === 'started') add(e.queryActor);
+      if (e.type === 'requeued' && e.job === facts.job && (facts.job === 'request' || e.block === facts.block)) add(e.actor);
+    }
+    add(last);
+    return out;
   }
 
   /**
@@ -312,11 +356,6 @@ export class StarqClient {
     this.redis.disconnect();
     this.bull.disconnect();
   }
-}
-
-function failureOf(reason: string | undefined, requestId: string): RequestFailure {
-  const r = jobFailure(reason);
-  return r ? { code: r.code, message: r.message, param: r.param, recorded: true } : { ...describeFailure(reason || 'unknown reason', requestId), recorded: false };
 }
 
 /** Bytes of KV for N context tokens, from a host's advertised per-token size (null if unknown). */

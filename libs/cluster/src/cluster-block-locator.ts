@@ -3,10 +3,10 @@
  * every block is) and the registry (which hosts are alive). A block whose handle is missing or
  * names a host that is not alive (or is in the request's lost set) is re-encoded by lineage on the
  * live host holding the least KV (not draining, when there is such a host), and its handle
- * rewritten.
+ * rewritten. A host that fails while re-encoding is reported as a `HostCallError` naming it.
  */
-import { blockCacheId, phase1Positions, phase1Tokens, type ContextPlacement, type Host } from '@starq/attention';
-import { ActorDiedError, ActorTimeoutError } from '@starq/actors';
+import { blockCacheId, HostCallError, phase1Positions, phase1Tokens, type ContextPlacement, type Host } from '@starq/attention';
+import { ActorDiedError, ActorTimeoutError, SERVER_ERROR_CODES } from '@starq/actors';
 import type { BlockLocator, EncodedContext, HostFailureKind, Relocation } from '@starq/model/serving/block-locator';
 import { StarqError } from '@starq/protocol';
 import { isKvNotFound } from './errors';
@@ -66,7 +66,12 @@ export class ClusterBlockLocator implements BlockLocator<ClusterContext> {
       for (const k of reencoded) {
         const target = [...load.entries()].sort((a, b) => a[1] - b[1])[0][0];
         const b = plan.blocks[k];
-        const handle = await this.o.host(target).encodeBlock({ cacheId: cacheIds[k], ids: Int32Array.from(phase1Tokens(ctx.contextIds, b.phase1)), positions: phase1Positions(b.phase1), keepFrom: b.phase1.keepFrom });
+        let handle;
+        try {
+          handle = await this.o.host(target).encodeBlock({ cacheId: cacheIds[k], ids: Int32Array.from(phase1Tokens(ctx.contextIds, b.phase1)), positions: phase1Positions(b.phase1), keepFrom: b.phase1.keepFrom });
+        } catch (e) {
+          throw new HostCallError(target, e, `re-encoding block ${k}`); // the serving loop decides whether that host is lost too
+        }
         await this.o.directory.putEncoded({
           cacheId: cacheIds[k],
           model: ctx.model,
@@ -101,6 +106,9 @@ export class ClusterBlockLocator implements BlockLocator<ClusterContext> {
  */
 export function classifyActorFailure(e: unknown): HostFailureKind {
   if (e instanceof ActorDiedError || e instanceof ActorTimeoutError) return 'host-lost';
+  // A stopping host answers with `actor_stopped` (it is handing its blocks to the others) and an
+  // overloaded one lets calls pass their deadline: both are gone for this request.
+  if (e instanceof StarqError && (e.code === SERVER_ERROR_CODES.stopped || e.code === SERVER_ERROR_CODES.deadlineExceeded)) return 'host-lost';
   if (isKvNotFound(e)) return 'block-lost';
   return null;
 }

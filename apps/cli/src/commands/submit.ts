@@ -136,7 +136,7 @@ async function submitCommand(f: SubmitFlags): Promise<void> {
     progress.done();
     if (!final) throw new StarqError('stream_ended', `the event stream of job ${id} ended without a result`, { status: 502 });
     if (final.name === 'error') {
-      const e = final.data.error ?? { code: 'job_failed', message: `job ${id} failed`, param: null };
+      const e = final.data.error ?? { code: 'internal_error', message: `job ${id} failed and the gateway sent no error (a bug: please report it)`, param: null };
       throw new StarqError(e.code, e.message, { param: e.param ?? null, status: e.code === 'cancelled' ? 409 : 500 });
     }
     const result = final.data.result;

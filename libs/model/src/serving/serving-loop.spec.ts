@@ -5,7 +5,7 @@
  *     query lengths, modes, block sizes and host counts in one batch, joining and leaving
  *     mid-stream, one cancelled, one failing on its own;
  *   - lost-host recovery: a host's engine stops mid-generation, its blocks are re-encoded on the
- *     others, the tokens do not change;
+ *     others, the tokens do not change; without recoveries left the request fails with host_lost;
  *   - admission: running-set maximum and KV budget queue requests with the reason visible; a request
  *     larger than the budget is refused;
  *   - fairness: a long query is chunked and shares steps with a decoding request.
@@ -19,6 +19,7 @@ import { writeRandomCheckpoint } from '../synthetic/random-checkpoint';
 import type { ModelConfig } from '../types';
 import { loadModelDir } from '../weights';
 import { EngineQueryBackend } from './query-backend';
+import { HostLostError } from './host-lost-error';
 import { ServingLoop, type ServingEvent } from './serving-loop';
 import { TmpDirs, randomTokenIds } from '@starq/testing';
 
@@ -249,6 +250,24 @@ describe('lost-host recovery in the serving loop (in-process)', () => {
       expect(out[0].recoveredBlocks).toBeGreaterThan(0);
       expect(events.some((e) => e.type === 'recovered' && e.fromHost === 'local-host-1')).toBe(true);
       expect(cluster.hosts[1].engine.alive).toBe(false);
+    } finally {
+      await cluster.close();
+    }
+  });
+
+  it('a request that cannot recover (no recoveries left) fails with host_lost naming the host and the recoveries', async () => {
+    const [r] = mixedRequests().filter((x) => x.name === 'star-b64-3h');
+    const cluster = await LocalCluster.start(dir, config, { hosts: 3, hostThreads: 1, queryThreads: 1, serving: { maxRecoveries: 0 } });
+    try {
+      let stopped: Promise<void> | null = null;
+      const err = await cluster.generate(r, gen(r.maxNew, { onToken: (_id, k) => k === 2 && (stopped = cluster.stopHost(1)) })).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      await stopped;
+      expect(err).toBeInstanceOf(HostLostError);
+      expect(err).toMatchObject({ code: 'host_lost', hostId: 'local-host-1', recoveries: 0, lostHosts: ['local-host-1'] });
+      expect((err as Error).message).toMatch(/already used its 0 recoveries/);
     } finally {
       await cluster.close();
     }

@@ -17,14 +17,16 @@
  *
  * Failures: a step that fails rolls back every member's own cache to its length before the step.
  * A host failure that re-encoding fixes (`classifyFailure`) re-places the affected requests' blocks
- * through the `BlockLocator` (at most `maxRecoveries` times per request) and the step is retried; a
- * request that cannot recover fails alone. Any other failure of a multi-request step re-runs its
+ * through the `BlockLocator` (at most `maxRecoveries` times per request; a host that fails while
+ * re-encoding counts as one more) and the step is retried; a request that cannot recover fails
+ * alone with a `HostLostError` (code `host_lost`: the host, the recoveries used, the hosts lost). Any other failure of a multi-request step re-runs its
  * members one by one, so only the request at fault fails.
  */
 import { blockCacheId, HostCallError, starStep, type ContextPlacement, type StepRequest } from '@starq/attention';
 import { InvalidInputError, StarqError } from '@starq/protocol/errors';
 import { validateGenerateOptions, type GenerateOptions, type GenerationResult } from '../generate';
 import { EngineDiedError } from '../runtime/engine';
+import { HostLostError } from './host-lost-error';
 import { Rng, sample } from '../sampling';
 import { Admission, DEFAULT_ADMISSION_LIMITS, type AdmissionLimits, type WaitReason } from './admission';
 import type { BlockLocator, EncodedContext, HostFailureKind } from './block-locator';
@@ -363,23 +365,7 @@ export class ServingLoop<C extends EncodedContext = EncodedContext> {
     if (err instanceof HostCallError && kind) {
       for (const e of members) {
         if (!e.placement.some((p) => p.host.id === err.hostId)) continue;
-        const ctx = e.req.context;
-        if (!ctx || ctx.mode === 'ring' || !this.opts.locator || ++e.recoveries > this.maxRecoveries) {
-          this.finish(e, err.cause);
-          continue;
-        }
-        if (kind === 'host-lost') e.lost.add(err.hostId);
-        try {
-          const r = await this.opts.locator.locate(ctx, e.lost);
-          e.placement = r.placement;
-          e.recoveredBlocks += r.reencoded.length;
-          if (r.reencoded.length > 0) {
-            const holder = (k: number) => r.placement.find((p) => p.cacheIds.includes(blockCacheId(ctx.contextKey, k)))?.host.id ?? '';
-            this.emit(e, { type: 'recovered', blocks: r.reencoded, fromHost: r.fromHost || err.hostId, toHosts: r.reencoded.map(holder) });
-          }
-        } catch (x) {
-          this.finish(e, x);
-        }
+        await this.relocate(e, err, kind);
       }
       return;
     }
@@ -388,6 +374,53 @@ export class ServingLoop<C extends EncodedContext = EncodedContext> {
       return;
     }
     for (const e of members) if (!e.done) await this.step([e]); // find the request at fault
+  }
+
+  /**
+   * Re-place a request's blocks after host `failure.hostId` failed it (`kind`). A host that fails
+   * while re-encoding (the locator reports it as a HostCallError of its own) counts as one more
+   * recovery. Fails the request with a HostLostError once it cannot recover.
+   */
+  private async relocate(e: Running<C>, failure: HostCallError, kind: Exclude<HostFailureKind, null>): Promise<void> {
+    const ctx = e.req.context;
+    const lostOne = (f: HostCallError, k: HostFailureKind) => {
+      if (k === 'host-lost' && !e.lost.has(f.hostId)) e.lost.add(f.hostId);
+    };
+    const fail = (f: HostCallError, why: string, cause: unknown = f.cause) => this.finish(e, new HostLostError(e.req.id, f.hostId, e.recoveries, [...e.lost], why, cause));
+    if (!ctx || ctx.mode === 'ring' || !this.opts.locator) {
+      lostOne(failure, kind);
+      fail(failure, ctx?.mode === 'ring' ? 'a Ring context is not re-encodable block by block' : 'no block locator to re-encode its blocks');
+      return;
+    }
+    let f = failure;
+    let k: HostFailureKind = kind;
+    for (;;) {
+      lostOne(f, k);
+      if (e.recoveries >= this.maxRecoveries) {
+        fail(f, `it already used its ${this.maxRecoveries} recoveries`);
+        return;
+      }
+      e.recoveries++;
+      try {
+        const r = await this.opts.locator.locate(ctx, e.lost);
+        e.placement = r.placement;
+        e.recoveredBlocks += r.reencoded.length;
+        if (r.reencoded.length > 0) {
+          const holder = (b: number) => r.placement.find((p) => p.cacheIds.includes(blockCacheId(ctx.contextKey, b)))?.host.id ?? '';
+          this.emit(e, { type: 'recovered', blocks: r.reencoded, fromHost: r.fromHost || f.hostId, toHosts: r.reencoded.map(holder) });
+        }
+        return;
+      } catch (x) {
+        const xk = x instanceof HostCallError ? this.classify(x.cause) : null;
+        if (x instanceof HostCallError && xk) {
+          f = x; // the re-encoding target failed too: one more recovery
+          k = xk;
+          continue;
+        }
+        fail(f, `re-encoding its blocks failed: ${(x as Error)?.message ?? String(x)}`, f.cause);
+        return;
+      }
+    }
   }
 
   /** Leave the running set: free the cache and the budget, settle the promise, admit others. */
