@@ -44,6 +44,7 @@ import { EngineQueryBackend } from '@starq/model/serving/query-backend';
 import { RequestCancelledError, ServingLoop } from '@starq/model/serving/serving-loop';
 import type { ModelConfig } from '@starq/model/types';
 import { ProtocolError, RedisKeys, StarqError } from '@starq/protocol';
+import { EventWriter } from './event-writer';
 import { PacedQueryBackend } from './paced-query-backend';
 import { QueryMetrics } from './query-metrics';
 
@@ -54,6 +55,8 @@ function hostOfBlock(placement: ContextPlacement[], cacheId: string): string {
 
 /** How often a running request's cancel flag is checked. */
 const CANCEL_POLL_MS = 200;
+/** Most often a running request's job progress (tokens generated) is written to BullMQ. */
+const PROGRESS_EVERY_MS = 1000;
 /** Most often the serving statistics are published in the registry. */
 const STATUS_EVERY_MS = 1000;
 
@@ -90,6 +93,7 @@ export class QueryActor {
   private client!: ActorClient;
   private worker!: Worker;
   private directory!: KvDirectory;
+  private events!: EventWriter;
   private locator!: ClusterBlockLocator;
   private loop!: ServingLoop<ClusterContext>;
   private reaper!: JobReaper;
@@ -134,6 +138,7 @@ export class QueryActor {
     this.engine = this.boot.engine;
     this.provider = this.boot.provider!;
     this.directory = new KvDirectory(this.redis, this.keys);
+    this.events = new EventWriter(this.redis);
     this.registry = new ClusterRegistry(this.redis, { keys: this.keys, heartbeatMs: this.cfg.heartbeatMs, ttlMs: this.cfg.ttlMs });
     this.client = new ActorClient(this.redis, { keys: this.keys, registry: this.registry, defaultTimeoutMs: this.cfg.attendTimeoutMs });
     await this.client.start();
@@ -205,6 +210,7 @@ export class QueryActor {
     await this.worker?.close().catch(() => undefined);
     await this.client?.close().catch(() => undefined);
     await this.registry?.deregister().catch(() => undefined);
+    await this.events?.flushed();
     await this.boot?.close();
   }
 
@@ -289,6 +295,7 @@ export class QueryActor {
       const reused = d.mode === 'ring' ? 0 : Math.max(0, plan.numBlocks - (d.encodedBlocks ? ownBlocks().size : encoded + recovered));
       await emit({ type: 'started', queryActor: this.id, blocks: plan.numBlocks, reused });
       const phase1Ms = Date.now() - d.submittedAt;
+      let progressAt = 0;
       const r = await this.loop.submit({
         id: d.requestId,
         contextLength: d.contextLength,
@@ -300,10 +307,16 @@ export class QueryActor {
           sampling: d.sampling,
           stopIds: d.stopIds,
           ignoreEos: d.ignoreEos,
+          // Neither write is awaited: the token goes out with the step's other events in one
+          // pipeline (EventWriter) while the next step runs; Redis down: the step's own calls fail and tell.
           onToken: (id, index) => {
             this.metrics.token();
-            void emit({ type: 'token', index, id, at: Date.now() }).catch(() => undefined); // Redis down: the step's own calls fail and tell
-            void job.updateProgress({ tokens: index + 1 }).catch(() => undefined);
+            const at = Date.now();
+            void emit({ type: 'token', index, id, at }).catch(() => undefined);
+            if (at - progressAt >= PROGRESS_EVERY_MS) {
+              progressAt = at;
+              void job.updateProgress({ tokens: index + 1 }).catch(() => undefined);
+            }
           },
         },
         signal: cancel.signal,
@@ -332,6 +345,7 @@ export class QueryActor {
         blocksReused: reused,
         blocksRecovered: recovered + r.recoveredBlocks,
       };
+      void job.updateProgress({ tokens: r.generatedIds.length }).catch(() => undefined);
       await emit({ type: 'done', result });
       return result;
     } finally {
@@ -419,7 +433,8 @@ export class QueryActor {
     return ids;
   }
 
-  private async emit(requestId: string, e: RequestEvent): Promise<void> {
-    await this.redis.xadd(this.keys.requestEvents(requestId), 'MAXLEN', '~', '100000', '*', 'e', JSON.stringify(e));
+  /** Appends `e` to the request's event stream, in order with its earlier events (see EventWriter). */
+  private emit(requestId: string, e: RequestEvent): Promise<void> {
+    return this.events.write(this.keys.requestEvents(requestId), e);
   }
 }
