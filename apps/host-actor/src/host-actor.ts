@@ -3,7 +3,8 @@
  *  - takes phase-1 block jobs from the BullMQ `blocks` queue (any free host takes the next block),
  *    encodes them and registers a KV handle in Redis;
  *  - answers actor calls (the phase-2 hot path; over its direct link — advertised in its registry
- *    record — or Redis pub/sub): `attend` for its blocks, `encodeBlock`
+ *    record and served in the engine's worker thread, which answers `attend`/`attendMany` itself
+ *    (link-worker.ts) — or Redis pub/sub): `attend` for its blocks, `encodeBlock`
  *    (re-encoding a lost block, by lineage), the Ring steps, `release`, `stats`;
  *  - keeps its KV under a memory limit by evicting least-recently-used blocks;
  *  - heartbeats in the registry (blocks held, KV bytes, draining);
@@ -13,6 +14,7 @@
  * Restart semantics: a restarted host has no blocks; its stale handles are ignored by clients
  * (their host id is not alive) and its blocks are re-encoded where needed.
  */
+import { MessageChannel } from 'node:worker_threads';
 import type { Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { phase1Positions, phase1Tokens, type AttendRequest, type EncodeBlockRequest } from '@starq/attention';
@@ -25,8 +27,10 @@ import { ModelEngine } from '@starq/model/runtime/engine';
 import type { ExecutionProviderChoice } from '@starq/model/runtime/execution-provider';
 import type { ModelConfig } from '@starq/model/types';
 import { ProtocolError, RedisKeys, StarqError, type KvHandle } from '@starq/protocol';
+import { checkAttend } from './attend-checks';
 import { handOffBlocks, type HandoffResult } from './block-handoff';
 import { HostMetrics } from './host-metrics';
+import type { LinkWorkerData, LinkWorkerReport } from './link-worker';
 
 interface HeldBlock {
   bytes: number;
@@ -101,7 +105,7 @@ export class HostActor {
     this.local = new LocalHost(this.id, this.engine);
     this.directory = new KvDirectory(this.redis, this.keys);
     this.registry = new ClusterRegistry(this.redis, { keys: this.keys, heartbeatMs: this.cfg.heartbeatMs, ttlMs: this.cfg.ttlMs });
-    this.server = new ActorServer(this.redis, { actorId: this.id, keys: this.keys, link: this.cfg.link ?? undefined });
+    this.server = new ActorServer(this.redis, { actorId: this.id, keys: this.keys });
     serveHost(this.server, {
       attend: (req) => this.attend(req),
       attendMany: (a) => this.attendMany(a.items),
@@ -119,10 +123,11 @@ export class HostActor {
       },
     });
     await this.server.start();
+    const link = this.cfg.link ? await this.startLinks(this.cfg.link) : null;
     await this.registry.register({
       id: this.id,
       type: 'host',
-      link: this.cfg.linkAdvertise ?? this.server.linkAddress,
+      link: this.cfg.linkAdvertise ?? link,
       capacity: {
         model: this.cfg.modelId,
         freeKvBytes: this.cfg.kvLimitBytes,
@@ -150,6 +155,30 @@ export class HostActor {
     this.redis.on('ready', () => this.scheduleReconcile());
     this.reconciler = setInterval(() => this.scheduleReconcile(), RECONCILE_EVERY_MS);
     this.reconciler.unref();
+  }
+
+  /**
+   * Direct links served in the engine's worker thread (link-worker.ts): it answers attend calls
+   * itself and relays the other calls to this thread's ActorServer. Returns the bound address.
+   */
+  private async startLinks(address: string): Promise<string> {
+    const relay = new MessageChannel();
+    const reports = new MessageChannel();
+    this.server.relayLinks(relay.port1);
+    reports.port1.on('message', (r: LinkWorkerReport) => this.applyLinkReport(r));
+    reports.port1.unref();
+    const data: LinkWorkerData = { actorId: this.id, address, relay: relay.port2, reports: reports.port2, model: this.model };
+    const r = await this.engine.startWorkerModule<{ address: string }>(require.resolve('./link-worker'), data, [relay.port2, reports.port2]);
+    return r.address;
+  }
+
+  /** Block use and attend times of the calls the link thread answered. */
+  private applyLinkReport(r: LinkWorkerReport): void {
+    for (const [id, at] of r.used) {
+      const h = this.held.get(id);
+      if (h && h.lastUsed < at) h.lastUsed = at;
+    }
+    for (const [seconds, ok] of r.attends) this.metrics.attended(seconds, ok);
   }
 
   private scheduleReconcile(): void {
@@ -281,26 +310,16 @@ export class HostActor {
   }
 
   private async attend(req: AttendRequest) {
-    this.checkAttend(req, 'attend');
+    checkAttend(this.model, req, 'attend');
     this.touch(req.cacheIds);
     return this.timedAttend(() => this.local.attend(req));
   }
 
   /** Every item is checked and its caches found before any work: a bad item or a missing block fails the whole call. */
   private async attendMany(items: AttendRequest[]) {
-    items.forEach((it, i) => this.checkAttend(it, `attendMany.items[${i}]`));
+    items.forEach((it, i) => checkAttend(this.model, it, `attendMany.items[${i}]`));
     for (const it of items) this.touch(it.cacheIds);
     return this.timedAttend(() => this.local.attendMany(items));
-  }
-
-  /** The wire checked the types; this checks them against the model (layer in range, q of H·Tq·D). */
-  private checkAttend(req: AttendRequest, name: string): void {
-    const { numLayers, numHeads, headDim } = this.model;
-    if (req.layer >= numLayers) throw new ProtocolError(`${name}.layer (${req.layer}) must be < the model's ${numLayers} layers`, { param: `${name}.layer` });
-    const want = numHeads * req.qpos.length * headDim;
-    if (req.q.length !== want) {
-      throw new ProtocolError(`${name}.q has ${req.q.length} elements but heads*rows*headDim (${numHeads}*${req.qpos.length}*${headDim}) = ${want}`, { param: `${name}.q` });
-    }
   }
 
   /** An attend call counted in flight and timed (starq_host_attend_seconds). */

@@ -22,7 +22,7 @@ import type { Redis } from 'ioredis';
 import { InvalidInputError, RedisKeys, decode, encode, message, type Message, type ReplyMessage, type ServerTrace } from '@starq/protocol';
 import { ActorHandle } from './actor-handle';
 import { DEFAULT_INLINE_LIMIT_BYTES, isPayloadRef, publishMessage, resolveMessage } from './claim-check';
-import { SERVER_ERROR_CODES, preciseNow } from './actor-server';
+import { SERVER_ERROR_CODES, preciseNow } from './call-runner';
 import { DirectLink } from './direct-link';
 import { isMachineLocal, parseLinkAddress } from './link-address';
 import { ActorClientClosedError, ActorDiedError, ActorTimeoutError, CallAbortedError, RemoteCallError } from './errors';

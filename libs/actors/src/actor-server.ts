@@ -2,7 +2,9 @@
  * The receiving side of actor calls: subscribes to the actor's inbox channel — and, with the `link`
  * option, also accepts direct links (direct-link.ts) — runs `call` messages on registered method
  * handlers and sends each `reply` back the way its call came: published on the caller's reply
- * channel, or written on the same link.
+ * channel, or written on the same link. The direct links may also be served from another thread
+ * (`WorkerLinkServer`, e.g. the thread that computes): that thread answers the methods registered
+ * there itself and relays every other message here (`relayLinks`).
  *
  * Ordering and concurrency:
  * - Messages are handled in arrival order. Redis delivers messages published on one connection in
@@ -20,6 +22,7 @@
  * reply address can be recovered, else counted in `stats.malformed` and dropped. Nothing a peer
  * sends can crash the server.
  */
+import type { MessagePort } from 'node:worker_threads';
 import type { Redis } from 'ioredis';
 import { DEFAULT_INLINE_LIMIT_BYTES, isPayloadRef, publishMessage, resolveMessage } from './claim-check';
 import {
@@ -27,21 +30,16 @@ import {
   ProtocolError,
   RedisKeys,
   decode,
-  encode,
-  message,
   toWireError,
   type CallMessage,
   type Message,
   type TellMessage,
   type WireError,
 } from '@starq/protocol';
+import { errorReply, preciseNow, runCall, SERVER_ERROR_CODES, stoppedError, type MethodHandler } from './call-runner';
+import { RelayPort } from './link-relay';
 import { duplicateRedis } from './redis';
 import { LinkListener, type LinkPeer } from './link-listener';
-
-/** Epoch ms with sub-ms precision (comparable across processes on one machine). */
-export function preciseNow(): number {
-  return performance.timeOrigin + performance.now();
-}
 
 /** How a message reached the server, and so where its reply goes. */
 type Inbound = { via: 'pubsub' } | { via: 'link'; peer: LinkPeer };
@@ -53,19 +51,6 @@ interface Incoming {
   received: number;
   decoded: number;
 }
-
-/** What a handler learns about the call besides its args. */
-export interface CallContext {
-  actorId: string;
-  callId: string;
-  /** Caller's reply channel. */
-  from: string;
-  method: string;
-  /** Epoch ms; work past it will not be awaited by the caller. */
-  deadline: number;
-}
-
-export type MethodHandler<A = any, R = unknown> = (args: A, ctx: CallContext) => R | Promise<R>;
 
 export interface MethodOptions {
   /**
@@ -116,14 +101,6 @@ export interface ActorServerStats {
   dropped: number;
 }
 
-/** Error codes the server puts in replies it generates itself. */
-export const SERVER_ERROR_CODES = {
-  unknownMethod: 'unknown_method',
-  deadlineExceeded: 'deadline_exceeded',
-  stopped: 'actor_stopped',
-  replyEncode: 'reply_encode_failed',
-} as const;
-
 interface Lane {
   running: boolean;
   queue: Incoming[];
@@ -149,6 +126,7 @@ export class ActorServer {
   private readonly inlineLimit: number;
   private readonly linkRequest: string | null;
   private linkListener: LinkListener | null = null;
+  private relay: RelayPort | null = null;
   /** Inbox messages in arrival order: a parked (large) message is fetched before later ones are handled. */
   private inbox: Promise<void> = Promise.resolve();
   private readonly listener = (channel: Buffer, data: Buffer) => {
@@ -231,6 +209,17 @@ export class ActorServer {
     }
   }
 
+  /**
+   * Serves the calls a {@link WorkerLinkServer} relays from its direct links (the methods it does
+   * not answer in its own thread): they run on this server's handlers and their replies go back on
+   * the link they came on. `stop()` stops the worker's links too.
+   */
+  relayLinks(port: MessagePort): this {
+    if (this.relay) throw new InvalidInputError('server_state', `actor server ${this.actorId} already serves relayed links`, null);
+    this.relay = new RelayPort(port, (buf, peer) => this.receive(buf, { via: 'link', peer }));
+    return this;
+  }
+
   /** The direct-link address callers can use (null: pub/sub only, or not started). */
   get linkAddress(): string | null {
     return this.linkListener?.address ?? null;
@@ -245,11 +234,13 @@ export class ActorServer {
   async stop(opts: { drainMs?: number } = {}): Promise<void> {
     if (this.state !== 'running') {
       this.state = 'stopped';
+      await this.relay?.close(0);
       return;
     }
     this.state = 'stopped';
     this.subscriber.off('messageBuffer', this.listener);
     const closing = this.linkListener?.close();
+    this.relay?.stopping();
     try {
       if (this.ownSubscriber) await this.subscriber.quit();
       else await this.subscriber.unsubscribe(this.address);
@@ -269,7 +260,7 @@ export class ActorServer {
     ]);
     clearTimeout(timer);
     this.linkListener?.destroyConnections();
-    await closing;
+    await Promise.all([closing, this.relay?.close(drainMs)]);
   }
 
   /** Replies only go to reply channels of this key prefix (a call cannot make us publish elsewhere). */
@@ -373,60 +364,21 @@ export class ActorServer {
   }
 
   private async run(inc: Incoming, fn: MethodHandler): Promise<void> {
-    const call = inc.call;
-    if (Date.now() > call.deadline) {
-      this.stats.expired++;
-      await this.replyError(inc, {
-        code: SERVER_ERROR_CODES.deadlineExceeded,
-        message: `call ${call.method} reached actor ${this.actorId} ${Date.now() - call.deadline} ms after its deadline and was not run`,
-        param: null,
-        name: 'DeadlineExceededError',
-        status: 504,
-      });
-      return;
-    }
-    const started = preciseNow();
-    let result: unknown;
-    try {
-      result = await fn(call.args, { actorId: this.actorId, callId: call.id, from: call.from, method: call.method, deadline: call.deadline });
-    } catch (err) {
-      this.stats.failed++;
-      await this.replyError(inc, toWireError(err), started);
-      return;
-    }
-    const trace = call.trace ? { received: inc.received, decoded: inc.decoded, started, finished: preciseNow() } : undefined;
-    let buf: Buffer;
-    try {
-      buf = encode(message('reply', { id: call.id, ok: true, result, ...(trace ? { trace } : {}) }));
-    } catch (err) {
-      this.stats.failed++;
-      await this.replyError(inc, {
-        code: SERVER_ERROR_CODES.replyEncode,
-        message: `result of ${call.method} cannot be sent: ${(err as Error).message}`,
-        param: null,
-        name: 'ReplyEncodeError',
-        status: 500,
-      });
-      return;
-    }
-    await this.publish(inc, buf);
+    const { outcome, reply, problem } = await runCall(inc, this.actorId, fn);
+    if (outcome === 'expired') this.stats.expired++;
+    else if (outcome === 'failed') this.stats.failed++;
+    if (reply) await this.publish(inc, reply);
+    else this.onError(new Error(problem));
   }
 
   private replyStopped(inc: Incoming): Promise<void> {
-    return this.replyError(inc, { code: SERVER_ERROR_CODES.stopped, message: `actor ${this.actorId} is stopping`, param: null, name: 'ActorStoppedError' });
+    return this.replyError(inc, stoppedError(this.actorId));
   }
 
-  private async replyError(inc: Incoming, error: WireError, started = preciseNow()): Promise<void> {
-    const call = inc.call;
-    const trace = call.trace ? { received: inc.received, decoded: inc.decoded, started, finished: preciseNow() } : undefined;
-    let buf: Buffer;
-    try {
-      buf = encode(message('reply', { id: call.id, ok: false, error, ...(trace ? { trace } : {}) }));
-    } catch (err) {
-      this.onError(new Error(`cannot encode error reply to ${call.from}: ${(err as Error).message}`));
-      return;
-    }
-    await this.publish(inc, buf);
+  private async replyError(inc: Incoming, error: WireError): Promise<void> {
+    const { reply, problem } = errorReply(inc, error);
+    if (reply) await this.publish(inc, reply);
+    else this.onError(new Error(problem));
   }
 
   /** Sends a reply back the way its call came: on the same direct link, or published on the caller's reply channel. */

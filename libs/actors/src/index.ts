@@ -14,7 +14,9 @@
  *   connection per caller and actor, advertised in the actor's registry record) or, when the
  *   actor advertises none or it cannot be reached, over Redis pub/sub (messages over 1 MiB travel
  *   as a claim check); `bench/rpc.ts` measures both round trips (docs/BENCHMARKS.md). Calls can
- *   carry a trace of both sides (`onTrace`).
+ *   carry a trace of both sides (`onTrace`). `WorkerLinkServer` serves an actor's direct links
+ *   from a worker thread (the methods registered there run in that thread; everything else is
+ *   relayed to the main thread's `ActorServer`, `relayLinks`).
  *   One-way messages: `send(topic, body)` / `onMessage(topic, fn)`.
  * - `createQueue` / `createWorker` / `createFlowProducer`: BullMQ for durable stateless work.
  *   ~1.2 ms per job; JSON payloads only. A failed job's reason is an error record (`failJob`,
@@ -47,6 +49,7 @@
 export * from './errors';
 export * from './redis';
 export * from './registry';
+export * from './call-runner';
 export * from './actor-server';
 export * from './actor-handle';
 export * from './actor-client';
@@ -57,3 +60,5 @@ export * from './direct-link';
 export * from './link-address';
 export * from './link-frames';
 export * from './link-listener';
+export * from './link-relay';
+export * from './worker-link-server';

@@ -17,6 +17,8 @@ export interface LinkListenerOptions {
   onFrame: (buf: Buffer, peer: LinkPeer) => void;
   /** Connection-level problems (bad handshake, oversized frame, socket errors). */
   onError: (err: Error) => void;
+  /** Called once when an accepted connection closes (after its last `onFrame`). */
+  onPeerClose?: (peer: LinkPeer) => void;
 }
 
 /** The server side: accepts links for one actor. */
@@ -120,7 +122,10 @@ export class LinkListener {
     socket.on('error', (err) => {
       if ((err as NodeJS.ErrnoException).code !== 'ECONNRESET' && (err as NodeJS.ErrnoException).code !== 'EPIPE') opts.onError(err);
     });
-    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('close', () => {
+      this.sockets.delete(socket);
+      opts.onPeerClose?.(peer);
+    });
   }
 }
 

@@ -16,13 +16,13 @@
  * on success, error and SIGINT/SIGTERM).
  */
 import path from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { Worker, type MessagePort, type TransferListItem } from 'node:worker_threads';
 import type { AttendRequest, GroupedQuery, Partial, RowGroup } from '@starq/attention';
 import { StarqError } from '@starq/protocol/errors';
 import type { ModelConfig } from '../types';
 import type { ExecutorOptions, ExecutorStats, ForwardRequest, QkvOut } from './executor';
 import type { SerializedError, WorkerRequest, WorkerResponse } from './worker';
-import { EXIT_OP } from './worker-exit';
+import { EXIT_OP, START_MODULE_OP } from './worker-exit';
 import { assertOrtSafeCommandLine } from './command-line';
 
 /** Options of a {@link ModelEngine}: the executor's, plus a test hook. */
@@ -185,6 +185,15 @@ export class ModelEngine {
     return this.call('stats') as Promise<ExecutorStats>;
   }
 
+  /**
+   * Loads `modulePath` in the engine's worker thread and runs its `setupWorkerModule({ executor,
+   * data })` there (worker-module.ts); resolves with what it returns. `transfer` lists what in
+   * `data` moves to the worker (e.g. MessagePorts). The module lives as long as the worker.
+   */
+  startWorkerModule<R = unknown>(modulePath: string, data: unknown, transfer: readonly (MessagePort | ArrayBuffer)[] = []): Promise<R> {
+    return this.callWith(START_MODULE_OP, [modulePath, data], transfer) as Promise<R>;
+  }
+
   /** False once the worker has died or been closed (every call then rejects with `EngineDiedError`). */
   get alive(): boolean {
     return this.dead === null;
@@ -221,12 +230,16 @@ export class ModelEngine {
   }
 
   private call(op: string, ...args: unknown[]): Promise<unknown> {
+    return this.callWith(op, args, []);
+  }
+
+  private callWith(op: string, args: unknown[], transfer: readonly (MessagePort | ArrayBuffer)[]): Promise<unknown> {
     if (this.dead) return Promise.reject(this.dead);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       const msg: WorkerRequest = { id, op, args };
-      this.worker.postMessage(msg);
+      this.worker.postMessage(msg, transfer as TransferListItem[]);
     });
   }
 }

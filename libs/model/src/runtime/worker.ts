@@ -8,7 +8,8 @@ import { StarqError } from '@starq/protocol/errors';
 import { loadModelDir } from '../weights';
 import type { EngineOptions } from './engine';
 import { ModelExecutor, type ForwardRequest } from './executor';
-import { EXIT_OP } from './worker-exit';
+import { EXIT_OP, START_MODULE_OP } from './worker-exit';
+import type { WorkerModuleSetup } from './worker-module';
 
 export interface WorkerRequest {
   id: number;
@@ -69,6 +70,14 @@ async function handle(op: string, args: unknown[]): Promise<unknown> {
     executor = await ModelExecutor.create(config, weights, opts);
     encodeDelayMs = testEncodeDelayMs ?? 0;
     return null;
+  }
+  if (op === START_MODULE_OP) {
+    if (!executor) throw new Error('worker: a worker module was started before load');
+    const [modulePath, data] = args as [string, unknown];
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const setup = (require(modulePath) as { setupWorkerModule?: WorkerModuleSetup }).setupWorkerModule;
+    if (typeof setup !== 'function') throw new Error(`worker: module ${modulePath} exports no setupWorkerModule function`);
+    return await setup({ executor, data });
   }
   if (op === 'stats') return executor ? { ...executor.stats, forwardMs: { ...executor.stats.forwardMs } } : null;
   if (!executor) throw new Error(`worker: "${op}" called before load`);
