@@ -73,7 +73,7 @@ export class Gateway {
       memoryMb: this.cfg.intakeMemoryMb,
     });
     await this.intake.start();
-    this.client = await StarqClient.connect(this.cfg.redisUrl, { prefix: this.cfg.prefix, urlSource: 'STARQ_REDIS_URL' });
+    this.client = await StarqClient.connect(this.cfg.redisUrl, { prefix: this.cfg.prefix, urlSource: 'STARQ_REDIS_URL', actorWaitMs: this.cfg.actorWaitMs });
     this.hub = new EventHub(this.client.redis, (id) => this.client.keys.requestEvents(id));
     await this.hub.start();
     this.actors = new ActorClient(this.client.redis, { keys: this.client.keys, registry: this.client.registry, defaultTimeoutMs: 5000 });
@@ -83,7 +83,6 @@ export class Gateway {
       modelId: this.modelId,
       maxPositions: this.maxPositions,
       maxQueue: this.cfg.maxQueue,
-      actorWaitMs: this.cfg.actorWaitMs,
       stopIds: this.tokenizer?.eosTokenIds ?? [],
       onFinished: (meta, t) => this.metrics.jobFinished(meta, t),
       onEvent: (meta, e, entryId) => this.history.observe(meta.id, e.type, entryTime(entryId), e.type === 'token' ? e.index : undefined),

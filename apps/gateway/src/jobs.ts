@@ -10,11 +10,12 @@
  * stream, BullMQ's state decides (a job BullMQ failed is `failed` with its coded reason, whatever
  * its stream says). `waitingFor` says what a job that cannot progress waits for (no live query actor,
  * no live host); a job left waiting longer than STARQ_ACTOR_WAIT_MS is failed with
- * `query_actor_unavailable` / `host_unavailable` by the gateway following it.
+ * `query_actor_unavailable` / `host_unavailable` (libs/cluster actor-wait.ts: by the gateway
+ * following it, and by the cluster's actors whoever submitted it).
  */
 import type { Redis } from 'ioredis';
 import { planMode, type Mode } from '@starq/attention';
-import { describeFailure, documentedFailure, requestCancelKey, statusOfJobError, type FailureDescription, type RequestEvent, type RequestFailure, type RequestResult, type SamplingData, type StarqClient } from '@starq/cluster';
+import { describeFailure, documentedFailure, missingActor, requestCancelKey, statusOfJobError, type FailureDescription, type RequestEvent, type RequestFailure, type RequestResult, type SamplingData, type StarqClient } from '@starq/cluster';
 import { generationReport, type GenerationReport } from '@starq/model/generation-report';
 import { checkPositions, type PositionParams } from '@starq/model/positions';
 import type { StarqTokenizer } from '@starq/model/tokenizer';
@@ -168,8 +169,6 @@ export interface JobServiceOptions {
   onEvent?: (meta: JobMeta, e: RequestEvent, entryId: string) => void;
   /** True while the gateway drains: new jobs are refused with 503 `draining`. @defaultValue never */
   draining?: () => boolean;
-  /** How long a job may wait for a missing actor kind before the gateway fails it (ms). @defaultValue 60000 */
-  actorWaitMs?: number;
 }
 
 const META_TTL_S = 7 * 24 * 3600;
@@ -415,15 +414,9 @@ export class JobService {
     return { kind: 'open', state };
   }
 
-  /**
-   * What a job in BullMQ state `state` waits for, when no live actor can move it on: a query actor
-   * (ready for phase 2, or held by a query actor that died), a host (block jobs waiting).
-   */
+  /** What a job in BullMQ state `state` waits for when no live actor can move it on (actor-wait.ts), or null. */
   async missingActor(state: string): Promise<string | null> {
-    if (state !== 'waiting' && state !== 'prioritized' && state !== 'active' && state !== 'waiting-children') return null;
-    const actors = await this.client.registry.list();
-    if (state === 'waiting-children') return actors.some((a) => a.type === 'host') ? null : 'waiting for a host actor';
-    return actors.some((a) => a.type === 'query') ? null : 'waiting for a query actor';
+    return missingActor(state, await this.client.registry.list());
   }
 
   /**
@@ -471,7 +464,7 @@ export class JobService {
    * after 1 s, then every 1.5 s: it notices a request failed without an event of its own (a block
    * job failed, the job stalled out, Redis lost it), tells `onWaiting` when the job starts or stops
    * waiting for a missing actor kind (see {@link missingActor}), and fails a job that waited longer
-   * than `actorWaitMs` (`query_actor_unavailable` / `host_unavailable`).
+   * than STARQ_ACTOR_WAIT_MS (`query_actor_unavailable` / `host_unavailable`).
    */
   follow(id: string, onEvent: (e: RequestEvent, entryId: string) => void = () => undefined, from = '0', onWaiting: (waiting: string | null) => void = () => undefined): Follower {
     let settle!: (t: Terminal) => void;
@@ -514,36 +507,15 @@ export class JobService {
           await new Promise((r) => setTimeout(r, 300));
           finish({ kind: 'done', result: q.result });
         } else {
-          const w = await this.missingActor(q.state);
+          const w = await this.client.enforceActorWait(id, q.state); // past STARQ_ACTOR_WAIT_MS the job fails (its error event ends this follow)
           if (ended) return;
           if (w !== waiting) {
             waiting = w;
             onWaiting(w);
           }
-          await this.enforceActorWait(id, w);
         }
       })().catch(() => undefined);
     schedule(1000);
     return { done, stop: () => finish({ kind: 'error', error: { code: 'unsubscribed', message: 'stopped following', param: null } }) };
-  }
-
-  /** Records since when a job waits for a missing actor kind; fails it past `actorWaitMs`. */
-  private async enforceActorWait(id: string, waiting: string | null): Promise<void> {
-    const key = `${this.client.keys.prefix}:gw:waiting:${id}`;
-    if (waiting === null) {
-      await this.redis.del(key);
-      return;
-    }
-    const now = Date.now();
-    await this.redis.set(key, String(now), 'EX', 86400, 'NX');
-    const since = Number(await this.redis.get(key));
-    const limit = this.o.actorWaitMs ?? 60000;
-    if (!(now - since > limit)) return;
-    const host = waiting.includes('host');
-    await this.client.fail(id, {
-      code: host ? 'host_unavailable' : 'query_actor_unavailable',
-      message: `job ${id} waited ${Math.round((now - since) / 1000)} s for a ${host ? 'host' : 'query'} actor and none came (the limit is STARQ_ACTOR_WAIT_MS = ${limit} ms): start one (\`starq cluster up\` restarts dead actors) and resubmit`,
-      param: null,
-    });
   }
 }

@@ -18,8 +18,8 @@ import { MessageChannel } from 'node:worker_threads';
 import type { Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { phase1Positions, phase1Tokens, type AttendRequest, type EncodeBlockRequest } from '@starq/attention';
-import { ActorClient, ActorServer, createWorker, failJob, type JobReaper } from '@starq/actors';
-import { ActorBoot, ClusterRegistry, fetchContextIds, isRedisDown, KvDirectory, KvNotFoundError, serveHost, starqReaper, validateBlockJob, type ActorConfig, type BlockJobData } from '@starq/cluster';
+import { ActorClient, ActorServer, createWorker, failJob } from '@starq/actors';
+import { ActorBoot, ClusterRegistry, fetchContextIds, isRedisDown, KvDirectory, KvNotFoundError, serveHost, StarqReaper, validateBlockJob, type ActorConfig, type BlockJobData } from '@starq/cluster';
 import { loadConfig } from '@starq/model/config';
 import { LocalHost } from '@starq/model/local/local-host';
 import { positionLimit } from '@starq/model/positions';
@@ -57,7 +57,7 @@ export class HostActor {
   private server!: ActorServer;
   private worker!: Worker;
   private directory!: KvDirectory;
-  private reaper!: JobReaper;
+  private reaper!: StarqReaper;
   private reconciler: NodeJS.Timeout | null = null;
   private reconciling: Promise<unknown> | null = null;
   private readonly keys: RedisKeys;
@@ -138,7 +138,7 @@ export class HostActor {
         ...(this.provider.provider === 'cuda' ? { cudaDeviceId: this.provider.cudaDeviceId } : {}),
       },
     });
-    this.reaper = starqReaper(this.redis, this.keys, this.registry);
+    this.reaper = new StarqReaper({ redis: this.redis, bull: this.bull, keys: this.keys, registry: this.registry, actorWaitMs: this.cfg.actorWaitMs });
     this.worker = createWorker<BlockJobData>(this.keys.queues.blocks, (job) => this.metrics.track('block_job', () => this.processBlockJob(job)), {
       connection: this.bull,
       prefix: this.keys.bullPrefix,

@@ -15,7 +15,7 @@
 import { WaitingError, type Job, type Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { blockCacheId, HostCallError, planMode, ringPhase1, type ContextPlacement, type StarPlan } from '@starq/attention';
-import { ActorClient, createWorker, failJob, type JobReaper } from '@starq/actors';
+import { ActorClient, createWorker, failJob } from '@starq/actors';
 import {
   ActorBoot,
   classifyActorFailure,
@@ -27,7 +27,7 @@ import {
   KvDirectory,
   RemoteHost,
   requestCancelKey,
-  starqReaper,
+  StarqReaper,
   statusOfJobError,
   validateRequestJob,
   type ActorConfig,
@@ -96,7 +96,7 @@ export class QueryActor {
   private events!: EventWriter;
   private locator!: ClusterBlockLocator;
   private loop!: ServingLoop<ClusterContext>;
-  private reaper!: JobReaper;
+  private reaper!: StarqReaper;
   private readonly keys: RedisKeys;
   private readonly model: ModelConfig;
   private active = 0;
@@ -168,7 +168,7 @@ export class QueryActor {
     });
     this.statusTimer = setInterval(() => void this.publishStatus(false), STATUS_EVERY_MS); // the window moves on while idle
     this.statusTimer.unref();
-    this.reaper = starqReaper(this.redis, this.keys, this.registry);
+    this.reaper = new StarqReaper({ redis: this.redis, bull: this.bull, keys: this.keys, registry: this.registry, actorWaitMs: this.cfg.actorWaitMs });
     this.worker = createWorker<RequestJobData, RequestResult>(this.keys.queues.requests, (job, token) => this.run(job, token), {
       connection: this.bull,
       prefix: this.keys.bullPrefix,

@@ -21,6 +21,8 @@
  * | STARQ_HEARTBEAT_MS       | registry heartbeat period                      | 1000                      |
  * | STARQ_TTL_MS             | registry record TTL (dead after this)          | 5000                      |
  * | STARQ_ATTEND_TIMEOUT_MS  | query actor: per-layer host call timeout       | 15000                     |
+ * | STARQ_ACTOR_WAIT_MS      | a request waiting this long for an actor kind  | 60000                     |
+ * |                          | with no live actor is failed (actor-wait.ts)   |                           |
  * | STARQ_LINK               | host: direct-link listen address, or `off`     | tcp://127.0.0.1:0         |
  * | STARQ_LINK_ADVERTISE     | host: link address put in the registry record  | the bound address         |
  *
@@ -69,6 +71,8 @@ export interface ActorConfig {
   heartbeatMs: number;
   ttlMs: number;
   attendTimeoutMs: number;
+  /** A request waiting this long for an actor kind with no live actor is failed (`query_actor_unavailable` / `host_unavailable`). */
+  actorWaitMs: number;
   /** Direct-link listen address (null: pub/sub only). */
   link: string | null;
   /** Address advertised for the link (null: the bound address). */
@@ -117,6 +121,7 @@ export function parseActorConfig(kind: 'host' | 'query', env: NodeJS.ProcessEnv 
     heartbeatMs: int('STARQ_HEARTBEAT_MS', 1000, 10),
     ttlMs: int('STARQ_TTL_MS', 5000, 20),
     attendTimeoutMs: int('STARQ_ATTEND_TIMEOUT_MS', 15000, 10),
+    actorWaitMs: int('STARQ_ACTOR_WAIT_MS', 60000, 100),
     link: env.STARQ_LINK === 'off' ? null : env.STARQ_LINK || 'tcp://127.0.0.1:0',
     linkAdvertise: env.STARQ_LINK_ADVERTISE || null,
     lifecycle: parseLifecycleConfig(env, problems),

@@ -20,6 +20,7 @@ import { ClusterRegistry, type ClusterActorRecord } from './registry';
 import { describeFailure, documentedFailure, failedChildKey, statusOfJobError, type FailureFacts } from './failure';
 import type { BlockJobData, RequestEvent, RequestJobData, RequestResult, SamplingData } from './jobs';
 import { KvDirectory } from './kv-directory';
+import { ActorWaitDeadline, DEFAULT_ACTOR_WAIT_MS, failRequest, missingActor, requestCancelKey } from './actor-wait';
 
 export interface SubmitRequest {
   model: string;
@@ -55,6 +56,13 @@ export interface StarqClientOptions {
   contextTtlSeconds?: number;
   /** The flag or variable the URL came from, named when Redis is unreachable. @defaultValue none */
   urlSource?: string;
+  /**
+   * How long a request may wait for a missing actor kind (no live query actor or host) before
+   * {@link StarqClient.wait} (and the gateway) fail it with `query_actor_unavailable` /
+   * `host_unavailable`; the cluster's actors enforce their own STARQ_ACTOR_WAIT_MS as well
+   * (actor-wait.ts). @defaultValue 60000
+   */
+  actorWaitMs?: number;
 }
 
 /** Why a request job failed. */
@@ -78,14 +86,6 @@ export class RequestFailedError extends StarqError {
 /** Attempts of a block job (backoff 0.5 s, 1 s) before it fails its request. */
 const BLOCK_JOB_ATTEMPTS = 3;
 
-/**
- * Redis key marking a request as cancelled: set by {@link StarqClient.cancel}, checked by the query
- * actor before phase 2 and at every generation step.
- */
-export function requestCancelKey(keys: RedisKeys, requestId: string): string {
-  return `${keys.prefix}:cancel:${requestId}`;
-}
-
 export class StarqClient {
   readonly keys: RedisKeys;
   readonly registry: ClusterRegistry;
@@ -93,6 +93,8 @@ export class StarqClient {
   private readonly flows: FlowProducer;
   readonly requests: Queue;
   readonly blocks: Queue;
+  /** The actor-wait deadline this client enforces on the requests it follows. */
+  readonly actorWait: ActorWaitDeadline;
 
   private constructor(readonly redis: Redis, private readonly bull: Redis, private readonly opts: Required<StarqClientOptions>) {
     this.keys = new RedisKeys(opts.prefix);
@@ -101,6 +103,7 @@ export class StarqClient {
     this.flows = createFlowProducer({ connection: bull, prefix: this.keys.bullPrefix });
     this.requests = createQueue(this.keys.queues.requests, { connection: bull, prefix: this.keys.bullPrefix });
     this.blocks = createQueue(this.keys.queues.blocks, { connection: bull, prefix: this.keys.bullPrefix });
+    this.actorWait = new ActorWaitDeadline({ redis, keys: this.keys, requests: this.requests, limitMs: opts.actorWaitMs });
   }
 
   /** True while both Redis connections are up (false during an outage, while they reconnect). */
@@ -111,7 +114,7 @@ export class StarqClient {
   static async connect(url: string, opts: StarqClientOptions = {}): Promise<StarqClient> {
     const redis = await createRedis(url, { connectionName: 'starq-client', urlSource: opts.urlSource });
     const bull = await createRedis(url, { forBullmq: true, connectionName: 'starq-client-bull', urlSource: opts.urlSource });
-    return new StarqClient(redis, bull, { prefix: opts.prefix ?? 'starq', contextTtlSeconds: opts.contextTtlSeconds ?? 86400, urlSource: opts.urlSource ?? '' });
+    return new StarqClient(redis, bull, { prefix: opts.prefix ?? 'starq', contextTtlSeconds: opts.contextTtlSeconds ?? 86400, urlSource: opts.urlSource ?? '', actorWaitMs: opts.actorWaitMs ?? DEFAULT_ACTOR_WAIT_MS });
   }
 
   /** Live actors, optionally of one type. */
@@ -241,6 +244,7 @@ export class StarqClient {
             throw new RequestFailedError(f.code, f.message, f.param, statusOfJobError(f.code));
           }
           if (state === 'unknown' && (await this.redis.exists(stream)) === 0) throw new RequestFailedError('request_not_found', `request ${requestId} does not exist (or expired)`, 'request_id', 404);
+          await this.enforceActorWait(requestId, state); // a failure arrives as the stream's error event
           if (Date.now() > deadline) throw new RequestFailedError('request_timeout', `request ${requestId} did not finish within ${timeoutMs} ms (state: ${state})`, null, 504);
         }
       }
@@ -326,19 +330,22 @@ export class StarqClient {
 
   /**
    * End a request with an error from outside its actors (e.g. no query actor came in time): the
-   * first of cancel/fail to mark the request decides; later calls do nothing. Its block jobs that
-   * no host started are removed; an actor that takes it later stops at once (as after cancel).
+   * first of cancel/fail to mark the request decides; later calls do nothing (see `failRequest`).
    * @returns false when the request was already cancelled or failed this way.
    */
   async fail(requestId: string, error: { code: string; message: string; param: string | null }): Promise<boolean> {
-    const first = await this.redis.set(requestCancelKey(this.keys, requestId), error.code, 'EX', 86400, 'NX');
-    if (first !== 'OK') return false;
-    const job = await this.requests.getJob(requestId);
-    await job?.removeUnprocessedChildren().catch(() => undefined);
-    const stream = this.keys.requestEvents(requestId);
-    const e: RequestEvent = { type: 'error', error };
-    await this.redis.multi().xadd(stream, '*', 'e', JSON.stringify(e)).expire(stream, 86400).exec();
-    return true;
+    return failRequest(this.redis, this.keys, this.requests, requestId, error);
+  }
+
+  /**
+   * What a request in BullMQ state `state` waits for (no live actor of a kind it needs), recorded
+   * for the actor-wait deadline; fails the request past the deadline (actor-wait.ts).
+   * @returns what it waits for, or null.
+   */
+  async enforceActorWait(requestId: string, state: string): Promise<string | null> {
+    const waiting = missingActor(state, await this.registry.list());
+    await this.actorWait.check(requestId, waiting);
+    return waiting;
   }
 
   /** Queue counts (for tests and the dashboard); `waiting` includes BullMQ's `prioritized` state. */

@@ -13,6 +13,7 @@ export * from './remote-host';
 export * from './client';
 export * from './failure';
 export * from './reaper';
+export * from './actor-wait';
 export * from './actor-config';
 export * from './lifecycle-config';
 export * from './health-server';
