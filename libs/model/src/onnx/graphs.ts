@@ -104,27 +104,37 @@ export function buildQkvGraph(cfg: ModelConfig, w: LayerWeights, layer: number):
  */
 export function buildAttendGraph(cfg: ModelConfig, masked: boolean): Uint8Array {
   const { numHeads: H, numKvHeads: Hkv, headDim: D } = cfg;
-  const G = H / Hkv;
   const g = new GraphBuilder(masked ? 'attend_masked' : 'attend');
   const q = g.input('q', 'float32', [H, 'Tq', D]); // (H, Tq, D)
   const k = g.input('k', 'float32', [Hkv, 'Tk', D]); // (Hkv, Tk, D)
   const v = g.input('v', 'float32', [Hkv, 'Tk', D]); // (Hkv, Tk, D)
+  const bias = masked ? g.input('bias', 'float32', ['Tq', 'Tk']) : null; // (Tq, Tk): 0 visible, −1e30 hidden
+  const { o, lse } = attendTile(g, cfg, q, k, v, bias);
+  g.output('o', o, 'float32', [H, 'Tq', D]);
+  g.output('lse', lse, 'float32', [H, 'Tq']);
+  return g.toBytes();
+}
+
+/**
+ * The ops of `buildAttendGraph` on values already in graph `g`: q (H, Tq, D), k/v (Hkv, Tk, D),
+ * bias (Tq, Tk) or null (unmasked) → o (H, Tq, D), lse (H, Tq). Graphs that run several tiles
+ * side by side (`buildAttendBatchGraph`) call it once per tile, so each tile's result is that of
+ * `buildAttendGraph` on the tile alone.
+ */
+export function attendTile(g: GraphBuilder, cfg: ModelConfig, q: string, k: string, v: string, bias: string | null): { o: string; lse: string } {
+  const { numHeads: H, numKvHeads: Hkv, headDim: D } = cfg;
+  const G = H / Hkv;
   // One GEMM per KV head for its G query heads (K and V are read once per KV head, which matters
   // for few rows); the score matrix is viewed as (Hkv, G, Tq, Tk) only to broadcast the bias.
   const qs = g.op('Mul', [g.op('Reshape', [q, g.constI([Hkv, -1, D])]), g.constF(1 / Math.sqrt(D))]); // (Hkv, G·Tq, D), scaled
   let s = g.op('MatMul', [qs, g.op('Transpose', [k], { perm: [0, 2, 1] })]); // (Hkv, G·Tq, Tk); row r of kv-head j is q-head j·G + r / Tq
-  if (masked) {
-    const bias = g.input('bias', 'float32', ['Tq', 'Tk']); // (Tq, Tk): 0 visible, −1e30 hidden
-    s = addBiasPerGroup(g, s, bias, g.op('Shape', [k], { start: 1, end: 2 }), Hkv, G); // (Hkv, G·Tq, Tk)
-  }
+  if (bias !== null) s = addBiasPerGroup(g, s, bias, g.op('Shape', [k], { start: 1, end: 2 }), Hkv, G); // (Hkv, G·Tq, Tk)
   const axis = g.constI([-1]);
   const m = g.op('ReduceMax', [s, axis], { keepdims: 1 }); // (Hkv, G·Tq, 1)
   const p = g.op('Softmax', [s], { axis: -1 }); // (Hkv, G·Tq, Tk)
   const o = g.op('MatMul', [p, v]); // (Hkv, G·Tq, D)
   const lse = g.op('Sub', [m, g.op('Log', [g.op('ReduceMax', [p, axis], { keepdims: 1 })])]); // (Hkv, G·Tq, 1)
-  g.output('o', g.op('Reshape', [o, g.constI([H, -1, D])]), 'float32', [H, 'Tq', D]);
-  g.output('lse', g.op('Reshape', [lse, g.constI([H, -1])]), 'float32', [H, 'Tq']);
-  return g.toBytes();
+  return { o: g.op('Reshape', [o, g.constI([H, -1, D])]), lse: g.op('Reshape', [lse, g.constI([H, -1])]) }; // (H, Tq, D), (H, Tq)
 }
 
 /**

@@ -18,11 +18,13 @@
 import * as ort from 'onnxruntime-node';
 import type { AttendRequest, GroupedQuery, Partial, RowGroup } from '@starq/attention';
 import { CapacityError, InvalidInputError } from '@starq/protocol/errors';
+import { MAX_BATCH_TILES } from '../onnx/attend-batch-graph';
 import { buildHeadGraph, buildPostGraph, buildQkvGraph, MAX_CHAIN_TILES } from '../onnx/graphs';
 import { positionLimit, positionLimitSource } from '../positions';
 import { ropeCosSin, ropeInvFreq } from '../rope';
 import type { ModelConfig, ModelWeights } from '../types';
 import type { AttentionBackend } from './attention-backend';
+import { BatchedAttention, type AttendJob } from './batched-attention';
 import { EMPTY_POS_I32, KvCache, transientPages, type KvPage } from './kv-cache';
 import { PagedAttention } from './paged-attention';
 import { copyRows, sliceRows } from './rows';
@@ -75,6 +77,13 @@ export interface ExecutorOptions {
    */
   maxRowsPerCall?: number;
   /**
+   * Phase-2 attention — `attendMany`, `attendCaches` and the own partials of `queryLayer` — through `BatchedAttention` (batched-attention.ts): the decode-sized items of a
+   * call go to ORT together, a few tiles per call. false: each item through `attention` on its
+   * own, one or more calls per item (the per-request reference). Prefill (`forward`), Ring's
+   * `attendKv` and `attendCache` always use `attention`. @defaultValue true
+   */
+  attendBatching?: boolean;
+  /**
    * Execution provider of every session, resolved beforehand with `resolveExecutionProvider`
    * (runtime/execution-provider.ts). @defaultValue `{ provider: 'cpu', cudaDeviceId: 0 }`
    */
@@ -91,6 +100,7 @@ export const EXECUTOR_DEFAULTS: Readonly<Required<ExecutorOptions>> = {
   rowTile: 128,
   tilesPerCall: 4,
   maxRowsPerCall: 2048,
+  attendBatching: true,
   executionProvider: { provider: 'cpu', cudaDeviceId: 0 },
 };
 
@@ -110,6 +120,7 @@ export function resolveExecutorOptions(opts: ExecutorOptions): Required<Executor
   if (!ep || (ep.provider !== 'cpu' && ep.provider !== 'cuda') || !Number.isSafeInteger(ep.cudaDeviceId) || (ep.cudaDeviceId as number) < 0) {
     errors.push(`executionProvider must be { provider: 'cpu' | 'cuda', cudaDeviceId: integer ≥ 0 }, got ${JSON.stringify(ep)}`);
   }
+  if (typeof r.attendBatching !== 'boolean') errors.push(`attendBatching must be true or false, got ${String(r.attendBatching)}`);
   if (r.attention !== 'tiled' && r.attention !== 'paged') errors.push(`attention must be 'tiled' or 'paged', got ${String(r.attention)}`);
   for (const key of Object.keys(opts)) {
     if (!(key in EXECUTOR_DEFAULTS)) errors.push(`unknown option ${key} (known: ${Object.keys(EXECUTOR_DEFAULTS).join(', ')})`);
@@ -161,6 +172,8 @@ export class ModelExecutor {
   private postS: ort.InferenceSession[] = [];
   /** The configured attention backend (`ExecutorOptions.attention`). */
   private attention!: AttentionBackend;
+  /** Phase-2 attention of many items at once (`ExecutorOptions.attendBatching`); null when off. */
+  private batched: BatchedAttention | null = null;
   private headS!: ort.InferenceSession;
   private embedW!: Float32Array;
   private readonly caches = new Map<string, KvCache>();
@@ -186,6 +199,7 @@ export class ModelExecutor {
       ex.opts.attention === 'tiled'
         ? await TiledAttention.create(config, { rowTile, keyTile, tilesPerCall, scoreBudgetBytes }, so, ex.stats)
         : await PagedAttention.create(config, scoreBudgetBytes, so, ex.stats);
+    if (ex.opts.attendBatching) ex.batched = new BatchedAttention(config, { rowTile, keyTile, tilesPerCall: MAX_BATCH_TILES, scoreBudgetBytes }, so, ex.stats, ex.attention);
     ex.headS = await make(buildHeadGraph(config, weights));
     ex.embedW = weights.embed;
     return ex;
@@ -334,7 +348,11 @@ export class ModelExecutor {
     return logits;
   }
 
-  /** Partial attention of q `(H, Tq, D)` at `qpos` over everything in a cache layer. */
+  /**
+   * Partial attention of q `(H, Tq, D)` at `qpos` over everything in a cache layer, through the
+   * configured backend (`attention`) whatever `attendBatching` says — the backend's own entry point
+   * for tests and probes.
+   */
   attendCache(cacheId: string, layer: number, q: Float32Array, qpos: Int32Array): Promise<Partial> {
     return this.attendPages(q, qpos, this.cache(cacheId).pages(layer));
   }
@@ -344,19 +362,16 @@ export class ModelExecutor {
    * host answers with one partial.
    */
   attendCaches(cacheIds: string[], layer: number, q: Float32Array, qpos: Int32Array): Promise<Partial> {
-    return this.attendPages(q, qpos, cacheIds.flatMap((id) => this.cache(id).pages(layer)));
+    return this.attendPhase2([{ q, qpos, pages: cacheIds.flatMap((id) => this.cache(id).pages(layer)) }]).then((r) => r[0]);
   }
 
   /**
    * Host side of a batched phase-2 call: per item, the partial of its q over the union of its caches
-   * (each equals `attendCaches` of the item alone), in item order. Every named cache is checked
-   * before any work.
+   * (each equals `attendCaches` of the item alone, bit for bit), in item order. Every named cache is
+   * checked before any work.
    */
-  async attendMany(items: AttendRequest[]): Promise<Partial[]> {
-    for (const it of items) for (const id of it.cacheIds) this.cache(id);
-    const out: Partial[] = [];
-    for (const it of items) out.push(await this.attendCaches(it.cacheIds, it.layer, it.q, it.qpos));
-    return out;
+  attendMany(items: AttendRequest[]): Promise<Partial[]> {
+    return this.attendPhase2(items.map((it) => ({ q: it.q, qpos: it.qpos, pages: it.cacheIds.flatMap((id) => this.cache(id).pages(it.layer)) })));
   }
 
   /**
@@ -373,7 +388,7 @@ export class ModelExecutor {
       const { positions } = groups[0];
       const { q, k, v } = await this.qkv(layer, x, positions); // (H, T, D), (Hkv, T, D) ×2
       caches[0].append(layer, k, v, positions);
-      return { q: [q], own: [await this.attendPages(q, positions, caches[0].pages(layer))] };
+      return { q: [q], own: await this.attendPhase2([{ q, qpos: positions, pages: caches[0].pages(layer) }]) };
     }
     const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.config;
     const positions = new Int32Array(groups.reduce((n, g) => n + g.positions.length, 0)); // (T)
@@ -384,18 +399,16 @@ export class ModelExecutor {
     }
     const T = positions.length;
     const { q, k, v } = await this.qkv(layer, x, positions); // (H, T, D), (Hkv, T, D) ×2
-    const out: GroupedQuery = { q: [], own: [] };
+    const qs: Float32Array[] = [];
     r0 = 0;
     for (let i = 0; i < groups.length; i++) {
       const pos = groups[i].positions; // (T_g)
       const r1 = r0 + pos.length;
-      const qg = sliceRows(q, H, T, D, r0, r1); // (H, T_g, D)
+      qs.push(sliceRows(q, H, T, D, r0, r1)); // (H, T_g, D)
       caches[i].append(layer, sliceRows(k, Hkv, T, D, r0, r1), sliceRows(v, Hkv, T, D, r0, r1), pos); // (Hkv, T_g, D) ×2
-      out.q.push(qg);
-      out.own.push(await this.attendPages(qg, pos, caches[i].pages(layer)));
       r0 = r1;
     }
-    return out;
+    return { q: qs, own: await this.attendPhase2(groups.map((g, i) => ({ q: qs[i], qpos: g.positions, pages: caches[i].pages(layer) }))) };
   }
 
   /**
@@ -487,16 +500,33 @@ export class ModelExecutor {
    * calls are merged with the exact LSE merge (the `AttentionBackend` contract).
    */
   private attendPages(q: Float32Array, qpos: Int32Array, pages: KvPage[], out?: Float32Array): Promise<Partial> {
+    this.checkQuery(q, qpos);
+    return this.attention.attend(q, qpos, pages, out);
+  }
+
+  /**
+   * Phase-2 attention of several items (each: q over the union of its pages), in item order:
+   * through `BatchedAttention` when `attendBatching` is on, else each item on its own.
+   */
+  private async attendPhase2(jobs: AttendJob[]): Promise<Partial[]> {
+    for (const j of jobs) this.checkQuery(j.q, j.qpos);
+    if (this.batched) return this.batched.attendMany(jobs);
+    const out: Partial[] = [];
+    for (const j of jobs) out.push(await this.attention.attend(j.q, j.qpos, j.pages));
+    return out;
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  /** q must be (H, Tq, D) for Tq = qpos.length, every position below the empty-slot marker. */
+  private checkQuery(q: Float32Array, qpos: Int32Array): void {
     const { numHeads: H, headDim: D } = this.config;
     const Tq = qpos.length;
     if (q.length !== H * Tq * D) throw new Error(`attend: q has ${q.length} values, expected H·Tq·D = ${H * Tq * D}`);
     for (const p of qpos) {
       if (p >= EMPTY_POS_I32) throw new InvalidInputError('invalid_position', `query position ${p} is not below ${EMPTY_POS_I32} (the empty-slot marker)`, 'qpos');
     }
-    return this.attention.attend(q, qpos, pages, out);
   }
-
-  // ---------------------------------------------------------------- helpers
 
   private newCache(reserve: number): KvCache {
     const { numLayers, numKvHeads, headDim } = this.config;

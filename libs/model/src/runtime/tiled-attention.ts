@@ -232,7 +232,7 @@ function worthTrimming(w: number, c: number, n: number, H: number, Hkv: number):
  * where npos[j] ≤ qpos[i] and MASKED_SCORE elsewhere. On a sorted page each row's visible keys are
  * a prefix, found by binary search and filled in bulk.
  */
-function maskBias(qpos: Int32Array, npos: Int32Array, c0: number, c1: number, sorted: boolean): Float32Array {
+export function maskBias(qpos: Int32Array, npos: Int32Array, c0: number, c1: number, sorted: boolean): Float32Array {
   const n = qpos.length;
   const w = c1 - c0;
   const bias = new Float32Array(n * w); // (n, w), zero = visible
