@@ -66,6 +66,7 @@ export class ActorBoot {
       boot.engine = await ModelEngine.load(o.cfg.modelDir, o.model, {
         threads: o.cfg.threads,
         executionProvider: boot.provider,
+        attendBatching: o.cfg.attendBatching,
         ...(o.testEncodeDelayMs ? { testEncodeDelayMs: o.testEncodeDelayMs } : {}),
       });
       const warm = new LocalHost(`${id}-warmup`, boot.engine);

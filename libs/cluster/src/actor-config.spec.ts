@@ -1,4 +1,4 @@
-/** The direct-link settings of the actor configuration (STARQ_LINK, STARQ_LINK_ADVERTISE). */
+/** The actor configuration: the direct-link settings (STARQ_LINK, STARQ_LINK_ADVERTISE) and batched attention (STARQ_ATTEND_BATCHING). */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -34,5 +34,14 @@ describe('actor config: direct link', () => {
     expect(() => parseActorConfig('host', env({ STARQ_LINK: 'localhost:7400' }))).toThrow(/STARQ_LINK: invalid link address "localhost:7400"/);
     expect(() => parseActorConfig('host', env({ STARQ_LINK: 'tcp://0.0.0.0:7400' }))).toThrow(/set STARQ_LINK_ADVERTISE/);
     expect(() => parseActorConfig('host', env({ STARQ_LINK_ADVERTISE: 'nope' }))).toThrow(expect.objectContaining({ code: 'invalid_config', param: 'env' }));
+  });
+});
+
+describe('actor config: batched attention', () => {
+  it('is on by default, off with STARQ_ATTEND_BATCHING=0, and anything but 1/0 is refused', () => {
+    expect(parseActorConfig('host', env({})).attendBatching).toBe(true);
+    expect(parseActorConfig('query', env({ STARQ_ATTEND_BATCHING: '1' })).attendBatching).toBe(true);
+    expect(parseActorConfig('query', env({ STARQ_ATTEND_BATCHING: '0' })).attendBatching).toBe(false);
+    expect(() => parseActorConfig('host', env({ STARQ_ATTEND_BATCHING: 'yes' }))).toThrow(/STARQ_ATTEND_BATCHING must be 1 or 0/);
   });
 });

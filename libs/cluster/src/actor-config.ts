@@ -18,6 +18,9 @@
  * |                          | own caches (query + generated tokens)          |                           |
  * | STARQ_BATCHING           | query actor: 1 = one batched step for the      | 1                         |
  * |                          | running set, 0 = each request its own steps    |                           |
+ * | STARQ_ATTEND_BATCHING    | 1 = phase-2 attention of a call's items in     | 1                         |
+ * |                          | shared ORT calls (`ExecutorOptions.            |                           |
+ * |                          | attendBatching`), 0 = each item on its own     |                           |
  * | STARQ_HEARTBEAT_MS       | registry heartbeat period                      | 1000                      |
  * | STARQ_TTL_MS             | registry record TTL (dead after this)          | 5000                      |
  * | STARQ_ATTEND_TIMEOUT_MS  | query actor: per-layer host call timeout       | 15000                     |
@@ -68,6 +71,8 @@ export interface ActorConfig {
   queryKvBytes: number;
   /** Query actor: batch the running set's steps (false: each request steps alone, for comparison). */
   batching: boolean;
+  /** `ExecutorOptions.attendBatching` of the actor's engine (false: the per-request reference path, for comparison). */
+  attendBatching: boolean;
   heartbeatMs: number;
   ttlMs: number;
   attendTimeoutMs: number;
@@ -118,6 +123,7 @@ export function parseActorConfig(kind: 'host' | 'query', env: NodeJS.ProcessEnv 
     maxRunning: int('STARQ_MAX_RUNNING', 16, 1),
     queryKvBytes: int('STARQ_QUERY_KV_BYTES', 1024 ** 3, 1),
     batching: true,
+    attendBatching: true,
     heartbeatMs: int('STARQ_HEARTBEAT_MS', 1000, 10),
     ttlMs: int('STARQ_TTL_MS', 5000, 20),
     attendTimeoutMs: int('STARQ_ATTEND_TIMEOUT_MS', 15000, 10),
@@ -147,6 +153,9 @@ export function parseActorConfig(kind: 'host' | 'query', env: NodeJS.ProcessEnv 
   const batching = env.STARQ_BATCHING;
   if (batching !== undefined && batching !== '' && batching !== '0' && batching !== '1') problems.push(`STARQ_BATCHING must be 1 or 0 (got ${JSON.stringify(batching)})`);
   cfg.batching = batching !== '0';
+  const attendBatching = env.STARQ_ATTEND_BATCHING;
+  if (attendBatching !== undefined && attendBatching !== '' && attendBatching !== '0' && attendBatching !== '1') problems.push(`STARQ_ATTEND_BATCHING must be 1 or 0 (got ${JSON.stringify(attendBatching)})`);
+  cfg.attendBatching = attendBatching !== '0';
   if (cfg.ttlMs <= cfg.heartbeatMs) problems.push(`STARQ_TTL_MS (${cfg.ttlMs}) must exceed STARQ_HEARTBEAT_MS (${cfg.heartbeatMs})`);
   if (problems.length > 0) {
     throw new InvalidInputError('invalid_config', `invalid ${kind} actor configuration:\n  - ${problems.join('\n  - ')}`, 'env');
