@@ -89,6 +89,28 @@ describe('starq bench speed', () => {
     expect(r.stderr).toMatch(/^global\s+64/m);
   }, 300000);
 
+  it('--predict-global-from: Global measured at N₀ only, predicted (not run) at N from that rate; KV and expected-memory fields', async () => {
+    const r = await starq(['bench', 'speed', '--random-model', 'hidden=32,layers=1,heads=2,kv-heads=1', '--contexts', '64', '--modes', 'star',
+      '--block-sizes', '16', '--hosts', '2', '--threads', '2', '--query-tokens', '1', '--new-tokens', '2', '--predict-global-from', '32', '--json', '-']);
+    expect(r.code).toBe(0);
+    const doc = JSON.parse(r.stdout);
+    const [g32, g64, star] = doc.cells;
+    expect(doc.cells.map((c: { mode: string; contextTokens: number; predicted: boolean }) => `${c.mode}:${c.contextTokens}:${c.predicted}`)).toEqual(['global:32:false', 'global:64:true', 'star:64:false']);
+    expect(g64.gflop).toBeCloseTo(HAND_GFLOP['global/64'], 12);
+    expect(g64.predictedFrom).toBe(32);
+    expect(g64.gflops).toBe(g32.gflops); // the rate measured at 32
+    expect(g64.phase1Ms).toBeCloseTo((g64.gflop / g32.gflops) * 1000, 6);
+    for (const f of ['firstTokenMs', 'decodeTokensPerSec', 'peakRssMb', 'expectedMb']) expect(g64[f]).toBeNull();
+    expect(star.ratioVsGlobal).toBeCloseTo(g64.phase1Ms / star.phase1Ms, 9);
+    // KV: kvBytesPerToken = 1 layer · (2·1·16·4 + 8) = 136; star N=64, b=a=16 on 2 hosts: 64 rows + 2 anchors of 16 + 3 own rows
+    expect(star.kvMb * 2 ** 20).toBeCloseTo((64 + 32 + 3) * 136, 6);
+    expect(star.expectedMb).toBeCloseTo(star.kvMb + star.baseRssMb, 9);
+    expect(star.peakVsExpected).toBeCloseTo(star.peakRssMb / star.expectedMb, 9);
+    expect(r.stderr).toMatch(/^global \(predicted, not run\)\s+64/m);
+    expect(r.stderr).toMatch(/global at N = 64 is predicted, not run/);
+    expect(r.stderr).toMatch(/\[bench\] cell 2\/2: star N=64/);
+  }, 300000);
+
   it('--cluster: real host processes on Redis, same structure, no keys left behind', async () => {
     const dir = tmp.make('starq-bench-speed-');
     const json = path.join(dir, 'cluster.json');

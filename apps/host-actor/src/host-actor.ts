@@ -17,9 +17,9 @@
 import { MessageChannel } from 'node:worker_threads';
 import type { Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { phase1Positions, phase1Tokens, type AttendRequest, type EncodeBlockRequest } from '@starq/attention';
+import { phase1Positions, type AttendRequest, type EncodeBlockRequest } from '@starq/attention';
 import { ActorClient, ActorServer, createWorker, failJob } from '@starq/actors';
-import { ActorBoot, ClusterRegistry, fetchContextIds, isRedisDown, KvDirectory, KvNotFoundError, serveHost, StarqReaper, validateBlockJob, type ActorConfig, type BlockJobData } from '@starq/cluster';
+import { ActorBoot, ClusterRegistry, ContextLengthMismatchError, fetchContextSegments, isRedisDown, KvDirectory, KvNotFoundError, serveHost, StarqReaper, validateBlockJob, type ActorConfig, type BlockJobData } from '@starq/cluster';
 import { loadConfig } from '@starq/model/config';
 import { LocalHost } from '@starq/model/local/local-host';
 import { positionLimit } from '@starq/model/positions';
@@ -263,13 +263,19 @@ export class HostActor {
       throw final('malformed_job', `malformed block job ${job.id}: ${e.message}`, e.param);
     }
     if (d.model !== this.cfg.modelId) throw final('unknown_model', `block job ${job.id} is for model ${d.model}; this cluster's hosts serve ${this.cfg.modelId}`, 'model');
-    const ctx = await fetchContextIds(this.redis, this.keys, d.contextHash); // (N)
-    if (!ctx) throw final('context_expired', `context ${d.contextHash} is no longer in Redis (expired?): resubmit the request`, 'context');
-    if (ctx.length !== d.contextLength) throw final('malformed_job', `block job ${job.id}: context ${d.contextHash} has ${ctx.length} tokens, the job says ${d.contextLength}`, 'context');
+    // Only this block's ranges (anchor ++ block; the validator keeps them within contextLength).
+    let ids: Int32Array | null;
+    try {
+      ids = await fetchContextSegments(this.redis, this.keys, d.contextHash, d.segments, d.contextLength); // (a' + |B_k|)
+    } catch (e) {
+      if (e instanceof ContextLengthMismatchError) throw final('malformed_job', `block job ${job.id}: ${e.message}`, 'context');
+      throw e;
+    }
+    if (!ids) throw final('context_expired', `context ${d.contextHash} is no longer in Redis (expired?): resubmit the request`, 'context');
     const seq = { segments: d.segments, keepFrom: d.keepFrom, length: d.segments.reduce((n, s) => n + s.end - s.start, 0) };
     let handle;
     try {
-      handle = await this.encode({ cacheId: d.cacheId, ids: Int32Array.from(phase1Tokens(ctx, seq)), positions: phase1Positions(seq), keepFrom: d.keepFrom });
+      handle = await this.encode({ cacheId: d.cacheId, ids, positions: phase1Positions(seq), keepFrom: d.keepFrom });
     } catch (e) {
       // The request itself is at fault (bad ids, too long, too large): retrying cannot help.
       if (e instanceof StarqError && e.status < 500) throw failJob(e, { retry: false });

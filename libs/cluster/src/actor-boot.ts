@@ -67,6 +67,7 @@ export class ActorBoot {
         threads: o.cfg.threads,
         executionProvider: boot.provider,
         attendBatching: o.cfg.attendBatching,
+        ...(o.cfg.maxRowsPerCall !== null ? { maxRowsPerCall: o.cfg.maxRowsPerCall } : {}),
         ...(o.testEncodeDelayMs ? { testEncodeDelayMs: o.testEncodeDelayMs } : {}),
       });
       const warm = new LocalHost(`${id}-warmup`, boot.engine);

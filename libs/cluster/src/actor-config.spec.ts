@@ -45,3 +45,11 @@ describe('actor config: batched attention', () => {
     expect(() => parseActorConfig('host', env({ STARQ_ATTEND_BATCHING: 'yes' }))).toThrow(/STARQ_ATTEND_BATCHING must be 1 or 0/);
   });
 });
+
+describe('actor config: engine rows per call', () => {
+  it('STARQ_MAX_ROWS_PER_CALL sets the engine\'s maxRowsPerCall; unset leaves the engine default; a bad value is reported', () => {
+    expect(parseActorConfig('host', env({})).maxRowsPerCall).toBeNull();
+    expect(parseActorConfig('query', env({ STARQ_MAX_ROWS_PER_CALL: '512' })).maxRowsPerCall).toBe(512);
+    expect(() => parseActorConfig('host', env({ STARQ_MAX_ROWS_PER_CALL: '0' }))).toThrow(/STARQ_MAX_ROWS_PER_CALL must be an integer ≥ 1 \(got "0"\)/);
+  });
+});

@@ -10,6 +10,9 @@
  * | STARQ_MODEL_ID           | model name clients use                         | basename of the directory |
  * | STARQ_ACTOR_ID           | actor id (unique in the cluster)               | <type>-<hostname>-<pid>   |
  * | STARQ_THREADS            | ORT threads of this actor's engine             | 1                         |
+ * | STARQ_MAX_ROWS_PER_CALL  | rows per qkv/post/head ORT call of the engine  | 2048 (the engine default) |
+ * |                          | (`ExecutorOptions.maxRowsPerCall`: fewer rows, |                           |
+ * |                          | less activation memory kept by ORT's arenas)   |                           |
  * | STARQ_KV_LIMIT_BYTES     | host: KV memory limit (LRU eviction above it)  | 2147483648 (2 GiB)        |
  * | STARQ_MAX_RUNNING        | query actor: requests in the running set       | 16                        |
  * | STARQ_CONCURRENCY        | query actor: request jobs taken at once (the   | STARQ_MAX_RUNNING         |
@@ -63,6 +66,8 @@ export interface ActorConfig {
   modelId: string;
   actorId: string;
   threads: number;
+  /** `ExecutorOptions.maxRowsPerCall` of the actor's engine (null: the engine default). */
+  maxRowsPerCall: number | null;
   kvLimitBytes: number;
   concurrency: number;
   /** Query actor: most requests advanced together (the running set). */
@@ -118,6 +123,7 @@ export function parseActorConfig(kind: 'host' | 'query', env: NodeJS.ProcessEnv 
     modelId: env.STARQ_MODEL_ID || (modelDir ? path.basename(path.resolve(modelDir)) : ''),
     actorId: env.STARQ_ACTOR_ID || `${kind}-${os.hostname()}-${process.pid}`,
     threads: int('STARQ_THREADS', 1, 1),
+    maxRowsPerCall: env.STARQ_MAX_ROWS_PER_CALL ? int('STARQ_MAX_ROWS_PER_CALL', 0, 1) : null,
     kvLimitBytes: int('STARQ_KV_LIMIT_BYTES', 2 * 1024 ** 3, 1),
     concurrency: 0,
     maxRunning: int('STARQ_MAX_RUNNING', 16, 1),

@@ -5,8 +5,8 @@
 import type { ModelConfig } from '@starq/model/types';
 import { planMode } from '@starq/attention';
 import { causalPairs, phase1Flops, phase2Flops } from '@starq/model/perf/flops';
-import { planCells } from './cells';
-import { defaultIntermediate, parseSpeedFlags, parseTokenCount, resolveBlockSize, type SpeedFlags } from './options';
+import { cellKvBytes, planCells } from './cells';
+import { defaultIntermediate, parseSpeedFlags, parseTokenCount, resolveAnchorSize, resolveBlockSize, type SpeedFlags } from './options';
 import { lineChart } from './svg-chart';
 
 /** h=16, H=2, Hkv=1, D=8, I=32, L=1, vocab=32. */
@@ -87,6 +87,20 @@ describe('flag parsing', () => {
     expect(defaultIntermediate(256)).toBe(688);
   });
 
+  it('block and anchor sizes take K and M suffixes (16K, 1M)', () => {
+    const o = parseSpeedFlags({ ...FLAGS, randomModel: 'hidden=256,layers=4,heads=8,kv-heads=2', contexts: '1M', blockSizes: '16K,1M', anchorSize: '4K' });
+    expect(o.contexts).toEqual([1048576]);
+    expect(o.blockSizes.map((b) => resolveBlockSize(b, 1048576))).toEqual([16384, 1048576]);
+    expect(resolveAnchorSize(o.anchor, 1048576, 16384)).toBe(4096);
+  });
+
+  it('--predict-global-from takes a token count and refuses global in --modes', () => {
+    expect(parseSpeedFlags({ ...FLAGS, model: 'x', modes: 'star', predictGlobalFrom: '64K' }).predictGlobalFrom).toBe(65536);
+    expect(parseSpeedFlags({ ...FLAGS, model: 'x', modes: 'star' }).predictGlobalFrom).toBeNull();
+    expect(() => parseSpeedFlags({ ...FLAGS, model: 'x', modes: 'global,star', predictGlobalFrom: '64K' })).toThrow(expect.objectContaining({ code: 'conflicting_flags', param: 'predict-global-from' }));
+    expect(() => parseSpeedFlags({ ...FLAGS, model: 'x', modes: 'star', predictGlobalFrom: '64Q' })).toThrow(expect.objectContaining({ code: 'invalid_flag', param: 'predict-global-from' }));
+  });
+
   it('reports every bad flag in one error, naming the first', () => {
     let err: unknown;
     try {
@@ -126,6 +140,26 @@ describe('cell planning', () => {
       'star:32:16:16:2',
       'star:32:8:8:2',
     ]);
+  });
+
+  it('--predict-global-from: Global runs at N₀ only; every other context gets a predicted (not run) Global cell', () => {
+    const o = parseSpeedFlags({ ...FLAGS, model: 'x', contexts: '32,48', modes: 'star', blockSizes: '16', hosts: '2', predictGlobalFrom: '16', newTokens: '1', queryTokens: '1' });
+    const cells = planCells(o, TINY);
+    expect(cells.map((c) => `${c.mode}:${c.contextTokens}:${c.predictedFrom}`)).toEqual(['global:16:null', 'global:32:16', 'star:32:null', 'global:48:16', 'star:48:null']);
+    // the predicted cells carry Global's own FLOP count at their context
+    expect(cells[1].phase1Flops).toBe(phase1Flops(TINY, 'global', planMode('global', 32)).total);
+  });
+
+  it('KV bytes: every context row once, Star\'s anchor once per host holding an anchored block, the query actor\'s rows', () => {
+    // kvBytesPerToken(TINY) = L·2·Hkv·D·4 + L·8 = 1·2·1·8·4 + 8 = 72
+    // star N=64, b=a=16 on 2 hosts: host 0 holds blocks 0,1 (block 1 anchored), host 1 blocks 2,3 → 2 anchors of 16
+    const star = planMode('star', 64, { blockSize: 16, anchorSize: 16, hosts: 2 });
+    expect(cellKvBytes(TINY, 'star', star, 5)).toBe((64 + 2 * 16 + 5) * 72);
+    // one block per host: host 0 holds only block 0 (no anchor) → one anchor
+    const spread = planMode('star', 32, { blockSize: 16, anchorSize: 16, hosts: 2 });
+    expect(cellKvBytes(TINY, 'star', spread, 0)).toBe((32 + 16) * 72);
+    expect(cellKvBytes(TINY, 'global', planMode('global', 64), 5)).toBe((64 + 5) * 72);
+    expect(cellKvBytes(TINY, 'ring', planMode('ring', 64, { blockSize: 32, hosts: 2 }), 0)).toBe(64 * 72);
   });
 
   it('rejects contexts beyond the position limit, listing each', () => {

@@ -3,12 +3,16 @@
  *
  * Per context N: one Global cell (the whole context on one host that has every thread), and per
  * host count H: one Ring cell (one block per host, b = ⌈N/H⌉ — the paper's ring setup) and one Star
- * cell per block size (anchor per --anchor-size, default a = b). All cells are validated up front
- * with the same planner the runtime uses; every unsupported combination is reported together.
+ * cell per block size (anchor per --anchor-size, default a = b). With --predict-global-from N₀,
+ * Global runs once at N₀ and every context's Global cell is *predicted* instead (not run): its
+ * phase-1 time is its FLOPs at the rate Global measured at N₀ in the same run. All cells are
+ * validated up front with the same planner the runtime uses; every unsupported combination is
+ * reported together.
  */
 import { planMode, type Mode, type StarPlan } from '@starq/attention';
 import { phase1Flops, phase2Flops } from '@starq/model/perf/flops';
 import { checkPositions } from '@starq/model/positions';
+import { kvBytesPerToken } from '@starq/model/runtime/kv-cache';
 import type { ModelConfig } from '@starq/model/types';
 import { InvalidInputError, StarqError } from '@starq/protocol/errors';
 import { resolveAnchorSize, resolveBlockSize, type SpeedOptions } from './options';
@@ -28,6 +32,25 @@ export interface SpeedCellSpec {
   phase1FlopsAnchorPerBlock: number;
   /** Analytic phase-2 FLOPs: query chunk + decode steps + lm_head rows. */
   phase2Flops: number;
+  /**
+   * Not run: a Global cell whose phase-1 time is predicted from its FLOPs and the rate Global
+   * measured at this context in the same run. null: the cell runs.
+   */
+  predictedFrom: number | null;
+  /** KV bytes the cell holds at its end (see `cellKvBytes`). */
+  kvBytes: number;
+}
+
+/**
+ * KV bytes a request holds once phase 1 is done and its last token generated (the paged cache's
+ * `kvBytesPerToken` per row): every context token once (Star keeps each block's own rows; Ring
+ * and Global the whole context), Star's anchor once on every host that holds an anchored block,
+ * and the query actor's own cache (query + generated tokens).
+ */
+export function cellKvBytes(config: ModelConfig, mode: Mode, plan: StarPlan, ownTokens: number): number {
+  let rows = plan.contextLength + ownTokens;
+  if (mode === 'star') for (const a of plan.assignments) if (a.blocks.some((k) => plan.blocks[k].phase1.keepFrom > 0)) rows += plan.anchorLength;
+  return rows * kvBytesPerToken(config);
 }
 
 export function planCells(o: SpeedOptions, config: ModelConfig): SpeedCellSpec[] {
@@ -35,10 +58,10 @@ export function planCells(o: SpeedOptions, config: ModelConfig): SpeedCellSpec[]
   const problems: string[] = [];
   let first: StarqError | null = null;
   const seen = new Set<string>();
-  const add = (mode: Mode, N: number, hosts: number, label: string, blockSize?: number, anchorSize?: number) => {
+  const add = (mode: Mode, N: number, hosts: number, label: string, blockSize?: number, anchorSize?: number, predictedFrom: number | null = null) => {
     try {
       const plan = planMode(mode, N, mode === 'global' ? {} : { blockSize, anchorSize: mode === 'ring' ? undefined : anchorSize, hosts });
-      const key = `${mode}/${N}/${plan.blockSize}/${plan.anchorSize}/${plan.effectiveHosts}`;
+      const key = `${mode}/${N}/${plan.blockSize}/${plan.anchorSize}/${plan.effectiveHosts}${predictedFrom !== null ? '/predicted' : ''}`;
       if (seen.has(key)) return;
       seen.add(key);
       cells.push({
@@ -52,6 +75,8 @@ export function planCells(o: SpeedOptions, config: ModelConfig): SpeedCellSpec[]
         phase1Flops: phase1Flops(config, mode, plan).total,
         phase1FlopsAnchorPerBlock: phase1Flops(config, mode, plan, { anchorPerBlock: true }).total,
         phase2Flops: phase2Flops(config, N, o.queryTokens, o.newTokens).total,
+        predictedFrom,
+        kvBytes: cellKvBytes(config, mode, plan, o.queryTokens + o.newTokens),
       });
     } catch (e) {
       if (!(e instanceof StarqError)) throw e;
@@ -59,16 +84,23 @@ export function planCells(o: SpeedOptions, config: ModelConfig): SpeedCellSpec[]
       problems.push(`${mode} N=${N} hosts=${hosts}${blockSize !== undefined ? ` b=${blockSize}` : ''}: ${e.message}`);
     }
   };
-  for (const N of o.contexts) {
+  const fits = (N: number, param: string): boolean => {
     try {
-      checkPositions({ contextTokens: N, queryTokens: o.queryTokens, maxNewTokens: o.newTokens }, config, { context: 'contexts', maxNewTokens: 'new-tokens' });
+      checkPositions({ contextTokens: N, queryTokens: o.queryTokens, maxNewTokens: o.newTokens }, config, { context: param, maxNewTokens: 'new-tokens' });
+      return true;
     } catch (e) {
       if (!(e instanceof StarqError)) throw e;
       first ??= e;
       problems.push(e.message);
-      continue;
+      return false;
     }
+  };
+  const N0 = o.predictGlobalFrom;
+  if (N0 !== null && fits(N0, 'predict-global-from')) add('global', N0, 1, 'global');
+  for (const N of o.contexts) {
+    if (!fits(N, 'contexts')) continue;
     if (o.modes.includes('global')) add('global', N, 1, 'global');
+    else if (N0 !== null && N !== N0) add('global', N, 1, 'global', undefined, undefined, N0);
     for (const H of o.hosts) {
       if (o.modes.includes('ring')) add('ring', N, H, `N/${H}`, Math.ceil(N / H));
       if (o.modes.includes('star')) {

@@ -37,6 +37,14 @@ export interface SpeedOptions {
   prefix: string | null;
   /** Total ORT threads: one engine gets all of them; H host engines get ⌊threads/H⌋ each. */
   threads: number;
+  /**
+   * Run Global at this context only (measured) and predict its phase-1 time at every other context
+   * from FLOPs and that measured rate (`--predict-global-from`); null: Global runs where --modes says.
+   * @defaultValue null
+   */
+  predictGlobalFrom: number | null;
+  /** Rows per qkv/post/head ORT call of every engine (`ExecutorOptions.maxRowsPerCall`); null: the engine default. @defaultValue null */
+  maxRowsPerCall: number | null;
   queryTokens: number;
   newTokens: number;
   seed: number;
@@ -57,6 +65,8 @@ export interface SpeedFlags {
   redis?: string;
   prefix?: string;
   threads?: string;
+  predictGlobalFrom?: string;
+  maxRowsPerCall?: string;
   queryTokens: string;
   newTokens: string;
   seed: string;
@@ -72,6 +82,9 @@ interface Problem {
 }
 
 const INT = /^\d+$/;
+
+/** A token count: `4096`, `4K`, `1M` (what `parseTokenCount` reads). */
+const TOKEN_COUNT = /^\d+[kKmM]?$/;
 
 /** `4096`, `4K`/`4k` (= 4096), `1M` (= 1048576). */
 export function parseTokenCount(s: string): number | null {
@@ -158,7 +171,7 @@ export function parseSpeedFlags(f: SpeedFlags): SpeedOptions {
 
   const blockSizes: BlockSizeSpec[] = [];
   for (const b of list(f.blockSizes)) {
-    if (INT.test(b) || /^\d+[kK]$/.test(b)) {
+    if (TOKEN_COUNT.test(b)) {
       const n = parseTokenCount(b);
       if (n === null || n < 1) push('invalid_block_size', 'block-sizes', `--block-sizes: "${b}" must be ≥ 1`);
       else blockSizes.push({ tokens: n, label: String(n) });
@@ -172,7 +185,11 @@ export function parseSpeedFlags(f: SpeedFlags): SpeedOptions {
   let anchor: AnchorSpec = { sameAsBlock: true, label: 'b' };
   const a = f.anchorSize.trim();
   if (a === 'b') anchor = { sameAsBlock: true, label: 'b' };
-  else if (INT.test(a)) anchor = { tokens: Number(a), label: a };
+  else if (TOKEN_COUNT.test(a)) {
+    const n = parseTokenCount(a);
+    if (n === null) push('invalid_anchor_size', 'anchor-size', `--anchor-size: "${a}" is too large`);
+    else anchor = { tokens: n, label: String(n) };
+  }
   else {
     const fr = parseFraction(a);
     if (fr === null) push('invalid_anchor_size', 'anchor-size', `--anchor-size: "${a}" must be "b", a token count or a fraction like 1/8`);
@@ -194,9 +211,17 @@ export function parseSpeedFlags(f: SpeedFlags): SpeedOptions {
     if (n !== undefined && !hosts.includes(n)) hosts.push(n);
   }
   const threads = int(f.threads, 'threads', 1) ?? cores;
+  const maxRowsPerCall = int(f.maxRowsPerCall, 'max-rows-per-call', 1) ?? null;
   const queryTokens = int(f.queryTokens, 'query-tokens', 1) ?? 1;
   const newTokens = int(f.newTokens, 'new-tokens', 1) ?? 1;
   const seed = int(f.seed, 'seed', 0) ?? 0;
+  let predictGlobalFrom: number | null = null;
+  if (f.predictGlobalFrom !== undefined) {
+    const n = parseTokenCount(f.predictGlobalFrom);
+    if (n === null || n < 2) push('invalid_flag', 'predict-global-from', `--predict-global-from: "${f.predictGlobalFrom}" is not a token count ≥ 2 (e.g. 64K)`);
+    else if (modes.includes('global')) push('conflicting_flags', 'predict-global-from', '--predict-global-from runs Global at one context and predicts it at the others: drop global from --modes');
+    else predictGlobalFrom = n;
+  }
   if (f.redis !== undefined && !f.cluster) push('invalid_flag', 'redis', '--redis only applies with --cluster');
   if (f.prefix !== undefined && !f.cluster) push('invalid_flag', 'prefix', '--prefix only applies with --cluster');
   if (f.prefix !== undefined && !/^[A-Za-z0-9_.:-]+$/.test(f.prefix)) push('invalid_flag', 'prefix', `--prefix must be letters, digits, _ . : - (got "${f.prefix}")`);
@@ -218,6 +243,8 @@ export function parseSpeedFlags(f: SpeedFlags): SpeedOptions {
     redisUrl: f.redis,
     prefix: f.prefix ?? null,
     threads,
+    predictGlobalFrom,
+    maxRowsPerCall,
     queryTokens,
     newTokens,
     seed,

@@ -24,13 +24,18 @@ const COLUMNS: Column[] = [
   { key: 'predictedRatioAnchorPerBlock', title: 'predicted × (anchor per block)', digits: 2 },
   { key: 'ratioVsRing', title: '× vs Ring', digits: 2 },
   { key: 'peakRssMb', title: 'peak RSS MB' },
+  { key: 'kvMb', title: 'KV MB' },
+  { key: 'expectedMb', title: 'KV + engines MB' },
+  { key: 'peakVsExpected', title: 'peak / (KV + engines)', digits: 2 },
 ];
 
 function row(c: SpeedCellResult): Record<string, string | number | null> {
   return {
     ...c,
+    predicted: null,
+    mode: c.predicted ? `${c.mode} (predicted, not run)` : c.mode,
     block: c.mode === 'global' ? '–' : `${c.blockSize} (${c.blockLabel})`,
-    pctMatmul: c.efficiency * 100,
+    pctMatmul: c.predicted ? null : c.efficiency * 100,
     ofPredicted: c.ratioVsGlobal !== null && c.predictedRatioVsGlobal ? (100 * c.ratioVsGlobal) / c.predictedRatioVsGlobal : null,
   };
 }
@@ -42,7 +47,17 @@ export function formatSpeedTable(r: SpeedResult, markdown: boolean): string {
     `(same run, best of before ${r.roofline.before.toFixed(1)} / after ${r.roofline.after.toFixed(1)}); ` +
     `query ${r.queryTokens} tokens, ${r.newTokens} new tokens`;
   const rows = r.cells.map(row);
-  return `${head}\n\n${markdown ? markdownTable(COLUMNS, rows) : textTable(COLUMNS, rows)}\n`;
+  const notes = r.cells
+    .filter((c) => c.predicted)
+    .map(
+      (c) =>
+        `global at N = ${c.contextTokens.toLocaleString('en-US')} is predicted, not run: ${c.gflop.toFixed(1)} GFLOP at the phase-1 rate Global measured at ` +
+        `N = ${c.predictedFrom!.toLocaleString('en-US')} in this run (${c.gflops.toFixed(1)} GFLOP/s); "× vs Global" at N = ${c.contextTokens.toLocaleString('en-US')} is against that prediction`,
+    );
+  const memo =
+    'KV MB: the KV the cell holds (context rows, Star\'s anchor once per host, the query actor\'s rows); KV + engines MB adds the RSS of the ' +
+    "cell's processes with their engines loaded, before the request (weights, ORT sessions, runtime); peak RSS is the cell's high-water mark";
+  return `${head}\n\n${markdown ? markdownTable(COLUMNS, rows) : textTable(COLUMNS, rows)}\n${[...notes, memo].map((n) => `${markdown ? '- ' : ''}${n}\n`).join('')}`;
 }
 
 export interface SpeedJsonMeta {

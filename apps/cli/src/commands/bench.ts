@@ -51,6 +51,8 @@ export function registerBench(program: Command): void {
     .option('--cluster', 'run on real host and query actor processes on Redis instead of in-process hosts')
     .option('--redis <url>', 'Redis URL for --cluster (default redis://127.0.0.1:6379, or a private redis-server if none answers)')
     .option('--prefix <p>', 'Redis key prefix for --cluster (default: a random starq-bench-…); every key under it is deleted at the end')
+    .option('--predict-global-from <N>', 'run Global only at context N (e.g. 64K) and predict its phase-1 time at the other contexts from FLOPs and that rate (not run; marked in the table); needs --modes without global')
+    .option('--max-rows-per-call <n>', 'rows per qkv/post/head ORT call of every engine (fewer: less activation memory kept by ORT; default: the engine\'s 2048)')
     .option('--threads <n>', 'total ORT threads: one engine gets all, H host engines ⌊threads/H⌋ each (default: CPU cores)')
     .option('--query-tokens <m>', 'query tokens after the context', '16')
     .option('--new-tokens <n>', 'tokens to generate (greedy, EOS ignored)', '16')
@@ -73,8 +75,8 @@ async function speedCommand(flags: SpeedFlags): Promise<void> {
     const cells = planCells(o, config);
     const log = (line: string) => process.stderr.write(line);
     backend = o.cluster
-      ? new ClusterBackend(modelDir, o.threads, o.prefix ?? `starq-bench-${randomBytes(4).toString('hex')}`, o.redisUrl, (l) => log(l.split('\n').filter((x) => /error|exited/i.test(x)).map((x) => x + '\n').join('')))
-      : new InProcessBackend(modelDir, config, o.threads);
+      ? new ClusterBackend(modelDir, o.threads, o.prefix ?? `starq-bench-${randomBytes(4).toString('hex')}`, o.redisUrl, o.maxRowsPerCall, (l) => log(l.split('\n').filter((x) => /error|exited/i.test(x)).map((x) => x + '\n').join('')))
+      : new InProcessBackend(modelDir, config, o.threads, o.maxRowsPerCall);
     log(`[bench] ${cells.length} cell${cells.length > 1 ? 's' : ''} on ${backend.name}, ${o.threads} thread${o.threads > 1 ? 's' : ''}; measuring the MatMul roofline…\n`);
     let phase1: Progress | null = null;
     let decode: Progress | null = null;
@@ -87,11 +89,11 @@ async function speedCommand(flags: SpeedFlags): Promise<void> {
       queryTokens: o.queryTokens,
       newTokens: o.newTokens,
       seed: o.seed,
-      onCell: (i, c, eta) => {
+      onCell: (i, total, c, eta) => {
         phase1?.done();
         decode?.done();
         const what = c.mode === 'global' ? '' : ` b=${c.blockSize} a=${c.anchorSize} hosts=${c.hosts}`;
-        log(`[bench] cell ${i + 1}/${cells.length}: ${c.mode} N=${c.contextTokens}${what} (${(c.phase1Flops / 1e9).toFixed(1)} GFLOP)${eta !== null ? `, ETA ${(eta / 1000).toFixed(0)} s` : ''}\n`);
+        log(`[bench] cell ${i + 1}/${total}: ${c.mode} N=${c.contextTokens}${what} (${(c.phase1Flops / 1e9).toFixed(1)} GFLOP)${eta !== null ? `, ETA ${(eta / 1000).toFixed(0)} s` : ''}\n`);
         phase1 = new Progress(process.stderr, `  phase 1 ${c.mode === 'ring' ? 'layers' : c.mode === 'global' ? 'chunks' : 'blocks'}`);
         decode = null; // created at the first token, so its clock starts with phase 2
       },
@@ -131,7 +133,7 @@ function prepareModel(o: SpeedOptions, onTemp: (dir: string) => void): string {
     return o.model.dir;
   }
   const r = o.model.random;
-  const need = Math.max(...o.contexts) + o.queryTokens + o.newTokens;
+  const need = Math.max(...o.contexts, o.predictGlobalFrom ?? 0) + o.queryTokens + o.newTokens;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'starq-bench-model-'));
   onTemp(dir);
   writeRandomCheckpoint(dir, {

@@ -49,6 +49,8 @@ export interface StartClusterOptions {
   kvLimit?: number;
   /** Extra environment of the query actor (e.g. STARQ_BATCHING, STARQ_MAX_RUNNING). */
   queryEnv?: Record<string, string>;
+  /** Extra environment of every actor process (e.g. STARQ_MAX_ROWS_PER_CALL). @defaultValue none */
+  actorEnv?: Record<string, string>;
   /** Also start the HTTP gateway (apps/gateway) on this port. */
   gateway?: { port: number; apiKeys?: string[] };
   /** Where actor output goes. @defaultValue process.stderr */
@@ -128,6 +130,7 @@ export async function startProcessCluster(o: StartClusterOptions): Promise<Local
             STARQ_THREADS: String(app === 'query-actor' ? (o.queryThreads ?? o.threads) : o.threads),
             STARQ_ACTOR_ID: id,
             ...(o.kvLimit ? { STARQ_KV_LIMIT_BYTES: String(o.kvLimit) } : {}),
+            ...o.actorEnv,
             ...(app === 'query-actor' ? o.queryEnv : {}),
           };
           const c = spawn(process.execPath, [ACTOR_BIN, app], { env, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -16,15 +16,24 @@ export class PeakRssUnavailableError extends Error {
 
 /** Peak RSS of `pid` in bytes since its last reset (or its start). */
 export function peakRssBytes(pid: number = process.pid): number {
+  return statusKb(pid, 'VmHWM') * 1024;
+}
+
+function statusKb(pid: number, field: 'VmHWM' | 'VmRSS'): number {
   let text: string;
   try {
     text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   } catch (e) {
     throw new PeakRssUnavailableError(pid, (e as Error).message);
   }
-  const m = /^VmHWM:\s+(\d+)\s+kB/m.exec(text);
-  if (!m) throw new PeakRssUnavailableError(pid, 'no VmHWM line');
-  return Number(m[1]) * 1024;
+  const m = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(text);
+  if (!m) throw new PeakRssUnavailableError(pid, `no ${field} line`);
+  return Number(m[1]);
+}
+
+/** Current RSS of `pid` in bytes (`VmRSS`). */
+export function rssBytes(pid: number = process.pid): number {
+  return statusKb(pid, 'VmRSS') * 1024;
 }
 
 /** Reset `pid`'s high-water mark to its current RSS. Returns false when the kernel refuses. */
