@@ -2,23 +2,27 @@
  * Phase-2 latency benchmark: per-token decode latency on a cluster of processes vs in-process, and
  * where a layer step spends its time.
  *
- * Per scenario (model, context, host count) it starts an in-process `LocalCluster` and two process
- * clusters (host actors + query actor on the local Redis, random key prefixes): one whose hosts
- * advertise a direct link and one with `STARQ_LINK=off` (pub/sub only). The context is encoded once
- * on each (blocks kept). Then, alternating in rounds so that machine load hits every variant alike:
+ * Per scenario (model, context, host count) it starts an in-process `LocalCluster` and up to three
+ * process clusters (host actors + query actor on the local Redis, random key prefixes; `--sides`):
+ * `link` — hosts serve their direct link from the engine's worker thread (the default);
+ * `link/main` — from the main thread (`STARQ_LINK_THREAD=main`: every call through it);
+ * `pubsub` — `STARQ_LINK=off`. The context is encoded once on each (blocks kept). Then,
+ * alternating in rounds so that machine load hits every variant alike:
  *
  * - `in-process loop` — `LocalCluster.generate` (phase 1, then the serving loop): the in-process
  *                    product path, the reference of every ratio;
  * - `in-process`   — `starStep` over the LocalCluster's hosts (worker-thread engines), timed;
  * - `client link`  — the same `starStep` run in this process over `RemoteHost`s of the link cluster,
  *                    every actor call traced (caller and host timestamps);
- * - `client pubsub`— the same over the pub/sub cluster;
- * - `actor link` / `actor pubsub` — the request submitted to the cluster's query actor (end to end,
- *                    what a user gets; tok/s as the query actor measured it).
+ * - `client link/main`, `client pubsub` — the same over the other clusters;
+ * - `actor link` / `actor link/main` / `actor pubsub` — the request submitted to the cluster's
+ *                    query actor (end to end, what a user gets; tok/s as the query actor measured it).
  *
  * The in-process and client variants are timed per layer step: encode q, transport to the host,
  * host receive (decode + queue), host attend, reply (encode + transport back), client decode,
- * merge, post (fused with the next layer's q) — medians over all layer steps of all decode tokens;
+ * merge, post (fused with the next layer's q) — medians over all layer steps of all decode tokens
+ * ("host attend" is the host's handler: on the `link` cluster the engine thread's checks and
+ * attention; elsewhere the main thread's handler, i.e. main → engine thread → main);
  * for a step with several hosts the slowest host's call is the one shown. Per-token latency p50/p99
  * and tok/s per variant; ratios to in-process are taken within each round.
  *
@@ -29,7 +33,8 @@
  * First, the transports alone: round trips of a q-sized echo call to an actor process over the
  * direct link and over pub/sub, alternating call by call.
  *
- * Usage: npx tsx bench/phase2.ts [--quick] [--rounds R] [--only transport|stories|bench] [--contexts 4K,16K] [--markdown] [--json FILE]
+ * Usage: npx tsx bench/phase2.ts [--quick] [--rounds R] [--only transport|stories|bench] [--contexts 4K,16K]
+ *        [--sides link,link/main,pubsub] [--markdown] [--json FILE]
  * (`× in-proc`: tok/s over the reference's in the same round, median over rounds; the reference is
  * `in-process loop`, or `in-process` above 4K where the loop would re-encode the context every run.)
  */
@@ -207,16 +212,22 @@ interface ProcessSide {
   redis: Awaited<ReturnType<typeof createRedis>>;
 }
 
-async function startSide(s: Scenario, link: boolean): Promise<ProcessSide> {
+/** The process clusters compared: hosts' links served by the engine thread (the default), by the main thread (STARQ_LINK_THREAD=main), or no links (STARQ_LINK=off). */
+type Side = 'link' | 'link/main' | 'pubsub';
+const SIDE_ENV: Record<Side, Record<string, string>> = { link: {}, 'link/main': { STARQ_LINK_THREAD: 'main' }, pubsub: { STARQ_LINK: 'off' } };
+
+async function startSide(s: Scenario, side: Side): Promise<ProcessSide> {
   const prefix = `starq-phase2-${randomBytes(4).toString('hex')}`;
-  const before = process.env.STARQ_LINK;
-  if (!link) process.env.STARQ_LINK = 'off';
+  const saved = Object.keys(SIDE_ENV[side]).map((k) => [k, process.env[k]] as const);
+  Object.assign(process.env, SIDE_ENV[side]);
   let cluster: LocalProcessCluster;
   try {
     cluster = await startProcessCluster({ hosts: s.hosts, threads: 1, prefix, redisUrl: REDIS, modelDir: s.modelDir, log: (l) => (/error|exited/i.test(l) ? process.stderr.write(l) : undefined) });
   } finally {
-    if (before === undefined) delete process.env.STARQ_LINK;
-    else process.env.STARQ_LINK = before;
+    for (const [k, v] of saved) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
   }
   const client = await StarqClient.connect(cluster.redisUrl, { prefix });
   const model = path.basename(path.resolve(s.modelDir));
@@ -262,8 +273,14 @@ async function runActor(p: ProcessSide, s: Scenario, gen: GenerateOptions): Prom
   return { tokens: r.generatedIds, tokPerSec: r.timings.decodeTokensPerSec, gaps: [], steps: [] };
 }
 
-const VARIANTS = ['in-process loop', 'in-process', 'client link', 'client pubsub', 'actor link', 'actor pubsub'] as const;
+const VARIANTS = ['in-process loop', 'in-process', 'client link', 'client link/main', 'client pubsub', 'actor link', 'actor link/main', 'actor pubsub'] as const;
 type Variant = (typeof VARIANTS)[number];
+const SIDES: Side[] = (opt('--sides') ?? 'link,link/main,pubsub').split(',').map((x) => {
+  if (x !== 'link' && x !== 'link/main' && x !== 'pubsub') throw new Error(`--sides: unknown side ${x} (link, link/main, pubsub)`);
+  return x;
+});
+/** The process cluster a variant runs on (null: in-process). */
+const sideOf = (v: Variant): Side | null => (v.startsWith('client ') || v.startsWith('actor ') ? (v.slice(v.indexOf(' ') + 1) as Side) : null);
 
 const pct = (xs: number[], p: number) => {
   const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
@@ -280,10 +297,11 @@ async function runScenario(s: Scenario): Promise<Record<string, unknown>> {
   const localPlacement = await starPhase1(plan, s.contextIds, local.hosts, localKey);
   const localRec = new StepRecorder();
   const queryEngine = await ModelEngine.load(s.modelDir, s.config, { threads: 1 });
-  const sides: Record<'link' | 'pubsub', ProcessSide> = { link: await startSide(s, true), pubsub: await startSide(s, false) };
+  const sides = new Map<Side, ProcessSide>();
+  for (const side of SIDES) sides.set(side, await startSide(s, side));
   // LocalCluster.generate encodes the context again on every run: above 4K that is most of the run's time,
   // so there the reference is the timed in-process starStep (same steps without the loop's bookkeeping).
-  const variants = VARIANTS.filter((v) => v !== 'in-process loop' || s.contextIds.length <= 4096);
+  const variants = VARIANTS.filter((v) => (v !== 'in-process loop' || s.contextIds.length <= 4096) && (sideOf(v) === null || sides.has(sideOf(v)!)));
   const reference: Variant = variants[0];
   const results = new Map<Variant, RunResult[]>(variants.map((v) => [v, []]));
   const run = (v: Variant): Promise<RunResult> => {
@@ -292,21 +310,15 @@ async function runScenario(s: Scenario): Promise<Record<string, unknown>> {
         return runLocal(local, s, gen);
       case 'in-process':
         return runStar(local.queryEngine, localPlacement, s, gen, localRec);
-      case 'client link':
-        return runStar(queryEngine, sides.link.placement, s, gen, sides.link.rec);
-      case 'client pubsub':
-        return runStar(queryEngine, sides.pubsub.placement, s, gen, sides.pubsub.rec);
-      case 'actor link':
-        return runActor(sides.link, s, gen);
-      case 'actor pubsub':
-        return runActor(sides.pubsub, s, gen);
+      default: {
+        const side = sides.get(sideOf(v)!)!;
+        return v.startsWith('client ') ? runStar(queryEngine, side.placement, s, gen, side.rec) : runActor(side, s, gen);
+      }
     }
   };
   try {
     for (const v of variants) await run(v); // warm-up (links opened, engines warm)
-    const transports = [...new Set(sides.link.placement.map((p) => sides.link.actor.transportTo(p.host.id)))];
-    const pubsubTransports = [...new Set(sides.pubsub.placement.map((p) => sides.pubsub.actor.transportTo(p.host.id)))];
-    log(`${s.name}: client transports: link cluster ${transports.join(',')}, pub/sub cluster ${pubsubTransports.join(',')}`);
+    log(`${s.name}: client transports: ${[...sides].map(([name, side]) => `${name} cluster ${[...new Set(side.placement.map((p) => side.actor.transportTo(p.host.id)))].join(',')}`).join('; ')}`);
     for (let r = 0; r < rounds; r++) {
       for (const v of variants) {
         const out = await run(v);
@@ -315,7 +327,7 @@ async function runScenario(s: Scenario): Promise<Record<string, unknown>> {
       }
     }
   } finally {
-    await Promise.all([stopSide(sides.link), stopSide(sides.pubsub)]);
+    await Promise.all([...sides.values()].map(stopSide));
     await queryEngine.close();
     await Promise.all(local.hosts.map((h) => h.release(localPlacement.flatMap((p) => p.cacheIds)).catch(() => undefined)));
     await local.close();

@@ -105,7 +105,8 @@ export class HostActor {
     this.local = new LocalHost(this.id, this.engine);
     this.directory = new KvDirectory(this.redis, this.keys);
     this.registry = new ClusterRegistry(this.redis, { keys: this.keys, heartbeatMs: this.cfg.heartbeatMs, ttlMs: this.cfg.ttlMs });
-    this.server = new ActorServer(this.redis, { actorId: this.id, keys: this.keys });
+    const mainLink = this.cfg.link && this.cfg.linkThread === 'main' ? this.cfg.link : undefined;
+    this.server = new ActorServer(this.redis, { actorId: this.id, keys: this.keys, link: mainLink });
     serveHost(this.server, {
       attend: (req) => this.attend(req),
       attendMany: (a) => this.attendMany(a.items),
@@ -123,7 +124,7 @@ export class HostActor {
       },
     });
     await this.server.start();
-    const link = this.cfg.link ? await this.startLinks(this.cfg.link) : null;
+    const link = mainLink ? this.server.linkAddress : this.cfg.link ? await this.startLinks(this.cfg.link) : null;
     await this.registry.register({
       id: this.id,
       type: 'host',

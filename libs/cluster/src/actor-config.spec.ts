@@ -1,4 +1,4 @@
-/** The actor configuration: the direct-link settings (STARQ_LINK, STARQ_LINK_ADVERTISE) and batched attention (STARQ_ATTEND_BATCHING). */
+/** The actor configuration: the direct-link settings (STARQ_LINK, STARQ_LINK_ADVERTISE, STARQ_LINK_THREAD) and batched attention (STARQ_ATTEND_BATCHING). */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -34,6 +34,12 @@ describe('actor config: direct link', () => {
     expect(() => parseActorConfig('host', env({ STARQ_LINK: 'localhost:7400' }))).toThrow(/STARQ_LINK: invalid link address "localhost:7400"/);
     expect(() => parseActorConfig('host', env({ STARQ_LINK: 'tcp://0.0.0.0:7400' }))).toThrow(/set STARQ_LINK_ADVERTISE/);
     expect(() => parseActorConfig('host', env({ STARQ_LINK_ADVERTISE: 'nope' }))).toThrow(expect.objectContaining({ code: 'invalid_config', param: 'env' }));
+  });
+
+  it('serves the link from the engine thread unless STARQ_LINK_THREAD=main; anything else is reported', () => {
+    expect(parseActorConfig('host', env({})).linkThread).toBe('engine');
+    expect(parseActorConfig('host', env({ STARQ_LINK_THREAD: 'main' })).linkThread).toBe('main');
+    expect(() => parseActorConfig('host', env({ STARQ_LINK_THREAD: 'worker' }))).toThrow(/STARQ_LINK_THREAD must be engine or main \(got "worker"\)/);
   });
 });
 

@@ -31,6 +31,9 @@
  * |                          | with no live actor is failed (actor-wait.ts)   |                           |
  * | STARQ_LINK               | host: direct-link listen address, or `off`     | tcp://127.0.0.1:0         |
  * | STARQ_LINK_ADVERTISE     | host: link address put in the registry record  | the bound address         |
+ * | STARQ_LINK_THREAD        | host: thread that owns the link's sockets:     | engine                    |
+ * |                          | `engine` (answers attend calls there), `main`  |                           |
+ * |                          | (every call via the main thread, comparison)   |                           |
  *
  * The direct link (libs/actors direct-link.ts) carries phase-2 calls from query actors straight to
  * the host; `tcp://127.0.0.1:0` (any free loopback port) serves callers on the same machine. For
@@ -87,6 +90,8 @@ export interface ActorConfig {
   link: string | null;
   /** Address advertised for the link (null: the bound address). */
   linkAdvertise: string | null;
+  /** Host: the thread that serves the link — the engine's worker thread (attend calls answered there) or the main thread (every call through it, for comparison). */
+  linkThread: 'engine' | 'main';
   /** Health server and drain settings. */
   lifecycle: LifecycleConfig;
   /** Execution providers to try, in order (resolved at start-up). */
@@ -136,6 +141,7 @@ export function parseActorConfig(kind: 'host' | 'query', env: NodeJS.ProcessEnv 
     actorWaitMs: int('STARQ_ACTOR_WAIT_MS', 60000, 100),
     link: env.STARQ_LINK === 'off' ? null : env.STARQ_LINK || 'tcp://127.0.0.1:0',
     linkAdvertise: env.STARQ_LINK_ADVERTISE || null,
+    linkThread: 'engine',
     lifecycle: parseLifecycleConfig(env, problems),
     executionProvider: parseExecutionProvider(env, problems),
     testEncodeDelayMs: int('STARQ_TEST_ENCODE_DELAY_MS', 0, 0),
@@ -155,6 +161,9 @@ export function parseActorConfig(kind: 'host' | 'query', env: NodeJS.ProcessEnv 
   if (cfg.link && !cfg.linkAdvertise && /^tcp:\/\/(0\.0\.0\.0|\[::\]):/.test(cfg.link)) {
     problems.push(`STARQ_LINK=${cfg.link} listens on every interface: set STARQ_LINK_ADVERTISE to the address callers reach this host by (e.g. tcp://10.0.0.5:7400)`);
   }
+  const linkThread = env.STARQ_LINK_THREAD;
+  if (linkThread !== undefined && linkThread !== '' && linkThread !== 'engine' && linkThread !== 'main') problems.push(`STARQ_LINK_THREAD must be engine or main (got ${JSON.stringify(linkThread)})`);
+  cfg.linkThread = linkThread === 'main' ? 'main' : 'engine';
   cfg.concurrency = int('STARQ_CONCURRENCY', cfg.maxRunning, 1);
   const batching = env.STARQ_BATCHING;
   if (batching !== undefined && batching !== '' && batching !== '0' && batching !== '1') problems.push(`STARQ_BATCHING must be 1 or 0 (got ${JSON.stringify(batching)})`);
