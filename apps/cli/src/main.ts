@@ -16,6 +16,7 @@ import { registerDemo } from './commands/demo';
 import { registerCluster } from './commands/cluster';
 import { registerSubmit } from './commands/submit';
 import { registerBench } from './commands/bench';
+import { registerBenchServe } from './commands/bench-serve';
 
 export function buildProgram(): Command {
   const program = new Command('starq')
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   registerCluster(program);
   registerSubmit(program);
   registerBench(program);
+  registerBenchServe(program);
   return program;
 }
 
