@@ -90,7 +90,12 @@ describeBrowser('admin dashboard views (browser)', () => {
     await page.waitForFunction(() => (globalThis as any).document.querySelector('#detail-fields [data-field="status"]')?.textContent === 'completed', undefined, { timeout: 120000 });
     const job = await finished(id);
     expect(job.status).toBe('completed');
-    await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('#gantt g.bar').length === 4);
+    // The detail fields and the timeline are fetched one after the other: wait for a timeline read
+    // after completion (a Gantt drawn from an earlier poll can still show pending blocks).
+    await page.waitForFunction(() => {
+      const bars = [...(globalThis as any).document.querySelectorAll('#gantt g.bar')];
+      return bars.length === 4 && bars.every((b: any) => b.getAttribute('data-kind') !== 'pending');
+    });
     const key = await contextKeyOf(id);
     const handles = await cluster.client.directory.getMany([0, 1, 2, 3].map((k) => blockCacheId(key, k)));
     for (let k = 0; k < 4; k++) {
