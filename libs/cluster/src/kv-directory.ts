@@ -4,7 +4,27 @@
  * them to find a request's blocks. A handle whose host is no longer alive is stale.
  */
 import type { Redis } from 'ioredis';
-import { kvHandleFromHash, kvHandleToHash, type KvHandle, type RedisKeys } from '@starq/protocol';
+import { kvHandleFromHash, kvHandleToHash, ProtocolError, type KvHandle, type RedisKeys } from '@starq/protocol';
+
+// KEYS: the handle; ARGV: lastUsedAt, TTL seconds. Only an existing handle is touched.
+const TOUCH = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'lastUsedAt', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1`;
+
+/**
+ * A stored handle, or null when there is none — or only an unreadable one (e.g. the remains of a
+ * handle written by an older version): the block is then re-encoded and its handle written anew.
+ */
+function readHandle(hash: Record<string, string>): KvHandle | null {
+  try {
+    return kvHandleFromHash(hash);
+  } catch (e) {
+    if (e instanceof ProtocolError) return null;
+    throw e;
+  }
+}
 
 export class KvDirectory {
   constructor(private readonly redis: Redis, private readonly keys: RedisKeys, private readonly ttlSeconds = 24 * 3600) {}
@@ -29,7 +49,7 @@ export class KvDirectory {
   }
 
   async get(cacheId: string): Promise<KvHandle | null> {
-    return kvHandleFromHash(await this.redis.hgetall(this.keys.kvHandle(cacheId)));
+    return readHandle(await this.redis.hgetall(this.keys.kvHandle(cacheId)));
   }
 
   /**
@@ -43,13 +63,17 @@ export class KvDirectory {
     for (const id of cacheIds) p.hgetall(this.keys.kvHandle(id));
     const res = await p.exec();
     if (opts.strict && (!res || res.some(([err]) => err))) throw res?.find(([err]) => err)?.[0] ?? new Error('Redis pipeline returned nothing');
-    return (res ?? []).map(([err, rec]) => (err ? null : kvHandleFromHash(rec as Record<string, string>)));
+    return (res ?? []).map(([err, rec]) => (err ? null : readHandle(rec as Record<string, string>)));
   }
 
+  /**
+   * Marks handles used `now` (and renews their TTL). A handle removed meanwhile (its block
+   * released) stays removed: touching never creates a partial handle.
+   */
   async touch(cacheIds: string[], now = Date.now()): Promise<void> {
     if (cacheIds.length === 0) return;
     const p = this.redis.pipeline();
-    for (const id of cacheIds) p.hset(this.keys.kvHandle(id), 'lastUsedAt', String(now)).expire(this.keys.kvHandle(id), this.ttlSeconds);
+    for (const id of cacheIds) p.eval(TOUCH, 1, this.keys.kvHandle(id), String(now), String(this.ttlSeconds));
     await p.exec();
   }
 

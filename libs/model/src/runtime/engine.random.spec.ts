@@ -78,4 +78,10 @@ describe.each(VARIANTS)('ModelEngine vs float64 reference: %s', (_name, opts) =>
     expect((await engine.cacheInfo(cacheId)).tokens).toBe(P + S);
     await engine.dropCache(cacheId);
   });
+
+  it('a call on a dropped cache fails with kv_not_found (a caller re-encodes the block and retries)', async () => {
+    await engine.forward({ cacheId: 'gone', ids: Int32Array.from(ids.slice(0, 4)), positions: range(0, 4), logits: 'none' });
+    expect(await engine.dropCache('gone')).toBe(true);
+    await expect(engine.cacheInfo('gone')).rejects.toMatchObject({ code: 'kv_not_found', param: 'cacheIds' });
+  });
 });

@@ -25,6 +25,7 @@ import { ropeCosSin, ropeInvFreq } from '../rope';
 import type { ModelConfig, ModelWeights } from '../types';
 import type { AttentionBackend } from './attention-backend';
 import { BatchedAttention, type AttendJob } from './batched-attention';
+import { CacheNotFoundError } from './cache-not-found-error';
 import { EMPTY_POS_I32, KvCache, transientPages, type KvPage } from './kv-cache';
 import { PagedAttention } from './paged-attention';
 import { copyRows, sliceRows } from './rows';
@@ -535,7 +536,7 @@ export class ModelExecutor {
 
   private cache(id: string): KvCache {
     const c = this.caches.get(id);
-    if (!c) throw new Error(`no KV cache ${id} on this executor`);
+    if (!c) throw new CacheNotFoundError(id);
     return c;
   }
 
