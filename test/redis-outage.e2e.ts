@@ -11,66 +11,24 @@
  *   host still holds is either re-announced in the KV directory (pointing at that host) or freed;
  * - no process logs an unhandled ioredis error event, and no actor crashed.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import * as net from 'node:net';
-import { HOST_METHODS } from '@starq/cluster';
+import { HOST_METHODS, RedisServer } from '@starq/cluster';
 import { ActorClient } from '@starq/actors';
 import { writeRandomCheckpoint } from '@starq/model/synthetic/random-checkpoint';
 import { randomTokenIds, TmpDirs } from '@starq/testing';
-import { sleep, stopProcess, TestCluster, until, waitExit } from './helpers/cluster';
+import { sleep, stopProcess, TestCluster, until } from './helpers/cluster';
 import { readSse, request, startGateway, type SseEvent } from './helpers/gateway';
 
 jest.setTimeout(240000);
 
 const tmp = new TmpDirs();
-let port = 0;
-let redisProc: ChildProcess | null = null;
+let redis: RedisServer | null = null;
 let cluster: TestCluster;
 let gw: Awaited<ReturnType<typeof startGateway>>;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-    s.on('error', reject);
-  });
-}
-
-/** Starts redis-server on `port` (no RDB, no AOF) and waits until it accepts connections. */
-async function startRedis(): Promise<ChildProcess> {
-  const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  await until(
-    'redis-server to accept connections',
-    () =>
-      new Promise<boolean>((resolve) => {
-        const s = net.connect(port, '127.0.0.1', () => {
-          s.end();
-          resolve(true);
-        });
-        s.on('error', () => resolve(false));
-      }),
-    15000,
-    50,
-  );
-  return p;
-}
-
-async function killRedis(): Promise<void> {
-  if (!redisProc) return;
-  const p = redisProc;
-  redisProc = null;
-  process.kill(p.pid!, 'SIGKILL');
-  await waitExit(p, 5000);
-}
-
-const url = () => `redis://127.0.0.1:${port}`;
+const url = () => redis!.url;
 
 beforeAll(async () => {
-  port = await freePort();
-  redisProc = await startRedis();
+  redis = await RedisServer.start(); // no persistence
   const modelDir = tmp.make('starq-outage-model-');
   writeRandomCheckpoint(modelDir, { architecture: 'llama', hidden: 64, intermediate: 128, layers: 2, heads: 4, kvHeads: 2, vocab: 128, maxPositions: 8192, dtype: 'F32', tied: false, sharded: false, seed: 8 });
   cluster = await TestCluster.start({ modelDir, hosts: 2, redisUrl: url() });
@@ -79,9 +37,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (gw) await stopProcess(gw.proc, 5000);
-  if (!redisProc) redisProc = await startRedis().catch(() => null); // let the actors deregister cleanly
+  if (redis && redis.pid === null) await redis.restart().catch(() => undefined); // let the actors deregister cleanly
   await cluster?.stop();
-  await killRedis();
+  await redis?.stop();
   tmp.cleanup();
 });
 
@@ -102,7 +60,7 @@ describe('Redis outage', () => {
     const sse: Promise<SseEvent[]> = readSse(gw.url, `/v1/jobs/${id}/events`, null, { timeoutMs: 120000 });
     await sleep(300);
 
-    await killRedis();
+    await redis!.kill(); // SIGKILL by pid
     // Outage: fast, coded answers.
     const ready = await until('/ready to say Redis is down', async () => ((r) => (r.status === 503 ? r : null))(await request(gw.url, 'GET', '/ready')), 15000, 200);
     expect(ready.json).toMatchObject({ status: 'not_ready', redis: false });
@@ -116,7 +74,7 @@ describe('Redis outage', () => {
     expect(read.json.error.code).toBe('redis_unavailable');
     await sleep(2000);
 
-    redisProc = await startRedis(); // same port, empty: no persistence
+    await redis!.restart(); // same port, empty: no persistence
     // The running job ends failed with redis_unavailable, on its stream and in GET.
     const events = await sse;
     const last = events[events.length - 1];

@@ -24,5 +24,6 @@ export * from './launcher/process-cluster';
 export * from './cluster-block-locator';
 export * from './launcher/supervisor';
 export * from './launcher/child-process';
+export * from './launcher/redis-server';
 export * from './actor-status';
 export * from './actor-boot';

@@ -4,7 +4,7 @@
  * 127.0.0.1:6379, or, when none is reachable, a `redis-server` started on a free loopback port.
  * Used by `starq cluster up`, `starq bench speed --cluster` and the benchmark programs.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,7 +15,7 @@ import { InvalidInputError, RedisKeys, StarqError } from '@starq/protocol';
 import { ClusterRegistry } from '../registry';
 import { spawnGateway } from './gateway-process';
 import { Supervisor, type RestartPolicy, type SupervisedProcess } from './supervisor';
-import { freePort, waitExit } from './child-process';
+import { RedisServer } from './redis-server';
 
 const ACTOR_BIN = path.resolve(__dirname, '../../../../bin/starq-actor');
 
@@ -70,16 +70,13 @@ export interface StartClusterOptions {
 export async function startProcessCluster(o: StartClusterOptions): Promise<LocalProcessCluster> {
   const log = o.log ?? ((l: string) => process.stderr.write(l));
   let tmpModel: string | null = null;
-  let redisProc: ChildProcess | null = null;
+  let privateRedis: RedisServer | null = null;
   let supervisor: Supervisor | null = null;
   let supRedis: Awaited<ReturnType<typeof createRedis>> | null = null;
   const stop = async () => {
     await supervisor?.stop(10000);
     supRedis?.disconnect();
-    if (redisProc && redisProc.exitCode === null) {
-      redisProc.kill('SIGTERM');
-      await waitExit(redisProc, 5000);
-    }
+    await privateRedis?.stop();
     if (tmpModel) fs.rmSync(tmpModel, { recursive: true, force: true });
   };
   try {
@@ -97,9 +94,12 @@ export async function startProcessCluster(o: StartClusterOptions): Promise<Local
       return null;
     });
     if (!redis) {
-      const port = await freePort();
-      redisProc = await startRedis(port);
-      redisUrl = `redis://127.0.0.1:${port}`;
+      privateRedis = await RedisServer.start().catch((e) => {
+        throw e instanceof StarqError && e.code === 'redis_not_installed'
+          ? new StarqError('redis_not_installed', `no Redis is reachable at 127.0.0.1:6379 and ${e.message}`, { param: 'redis', status: 400 })
+          : e;
+      });
+      redisUrl = privateRedis.url;
       redis = await retry(() => createRedis(redisUrl), 50, 100);
       log(`cluster: no Redis at 127.0.0.1:6379, started redis-server on ${redisUrl}\n`);
     }
@@ -186,21 +186,6 @@ function prefixLines(name: string, b: Buffer): string {
     .filter((l) => l.length > 0)
     .map((l) => `[${name}] ${l}\n`)
     .join('');
-}
-
-/** A private redis-server on a loopback port (fails clearly when the binary is missing). */
-function startRedis(port: number): Promise<ChildProcess> {
-  return new Promise((resolve, reject) => {
-    const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
-    p.once('error', (e: NodeJS.ErrnoException) =>
-      reject(
-        e.code === 'ENOENT'
-          ? new StarqError('redis_not_installed', 'no Redis is reachable at 127.0.0.1:6379 and redis-server is not installed: install it (Debian: apt-get install -y redis-server) or pass --redis URL', { param: 'redis', status: 400 })
-          : e,
-      ),
-    );
-    p.once('spawn', () => resolve(p));
-  });
 }
 
 async function retry<T>(fn: () => Promise<T>, times: number, delayMs: number): Promise<T> {
