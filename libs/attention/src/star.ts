@@ -29,8 +29,12 @@ export function placement(plan: StarPlan, hosts: Host[], contextKey: string): Co
 }
 
 /**
- * Phase 1: every block encoded on its host (hosts work in parallel; a host takes its blocks in
- * order). Resolves when all blocks are encoded; `onBlock` reports each one.
+ * Phase 1: every block encoded on its host. Hosts work in parallel; a host takes its blocks one
+ * at a time, in order — its next block is sent when the previous one is encoded, so a host holds
+ * the working memory of one encode (not of all its blocks at once: 32 concurrent 16K-token encodes
+ * on one engine held ~3 GB of activations) and blocks complete one by one. Resolves when all
+ * blocks are encoded; `onBlock` reports each one. On a failed block its host stops and the error
+ * is thrown once every host has stopped.
  */
 export async function starPhase1(
   plan: StarPlan,
@@ -40,18 +44,23 @@ export async function starPhase1(
   onBlock?: (handle: BlockHandle, done: number, total: number) => void,
 ): Promise<ContextPlacement[]> {
   let done = 0;
-  await Promise.all(
-    plan.blocks.map(async (b) => {
-      const host = hosts[plan.hostOfBlock[b.index]];
-      const handle = await host.encodeBlock({
-        cacheId: blockCacheId(contextKey, b.index),
-        ids: Int32Array.from(phase1Tokens(contextIds, b.phase1)), // (a' + |B_k|)
-        positions: phase1Positions(b.phase1), // (a' + |B_k|)
-        keepFrom: b.phase1.keepFrom,
-      });
-      onBlock?.(handle, ++done, plan.numBlocks);
+  const settled = await Promise.allSettled(
+    plan.assignments.map(async (a) => {
+      const host = hosts[a.host];
+      for (const k of a.blocks) {
+        const b = plan.blocks[k];
+        const handle = await host.encodeBlock({
+          cacheId: blockCacheId(contextKey, b.index),
+          ids: Int32Array.from(phase1Tokens(contextIds, b.phase1)), // (a' + |B_k|)
+          positions: phase1Positions(b.phase1), // (a' + |B_k|)
+          keepFrom: b.phase1.keepFrom,
+        });
+        onBlock?.(handle, ++done, plan.numBlocks);
+      }
     }),
   );
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) throw failed.reason;
   return placement(plan, hosts, contextKey);
 }
 

@@ -27,7 +27,7 @@ import { ModelEngine } from '../runtime/engine';
 import { writeRandomCheckpoint, type RandomCheckpointOptions } from '../synthetic/random-checkpoint';
 import type { ModelConfig } from '../types';
 import { loadModelDir } from '../weights';
-import { planStar, phase1Positions, phase1Tokens, type EncodeBlockRequest } from '@starq/attention';
+import { blockCacheId, planStar, phase1Positions, phase1Tokens, starPhase1, type BlockHandle, type EncodeBlockRequest, type Host } from '@starq/attention';
 import { linearFlopsPerToken } from '../perf/flops';
 import { LocalCluster, type LocalRequest } from './local-cluster';
 import { LocalHost } from './local-host';
@@ -262,6 +262,40 @@ describe('Anchor once per host (LocalHost): exact, shared, counted once, release
     await shared.release(['sh/b3', 'sh/b4']);
     expect(await anchorCaches()).toHaveLength(0); // released with the last block
     expect(shared.anchorBytes).toBe(0);
+    expect((await engine.listCaches()).map((c) => c.id)).toEqual([]);
+  });
+
+  it('starPhase1 sends each host one block at a time, in plan order (hosts in parallel), and reports every block', async () => {
+    const plan = planStar({ contextLength: N, blockSize: 20, anchorSize: 20, hosts: 2 }); // 10 blocks, 5 per host
+    const log: string[] = [];
+    const inFlight = [0, 0];
+    const peak = [0, 0];
+    // Each plan host is a real LocalHost on the shared engine, wrapped to record its calls.
+    const hosts: Host[] = [0, 1].map((i) => {
+      const real = new LocalHost(`h${i}`, engine);
+      return Object.assign(Object.create(real) as Host, {
+        encodeBlock: async (req: EncodeBlockRequest): Promise<BlockHandle> => {
+          peak[i] = Math.max(peak[i], ++inFlight[i]);
+          log.push(`h${i}:${req.cacheId.slice(req.cacheId.lastIndexOf('/') + 1)}`);
+          try {
+            return await real.encodeBlock(req);
+          } finally {
+            inFlight[i]--;
+          }
+        },
+      });
+    });
+    const reported: number[] = [];
+    await starPhase1(plan, contextIds, hosts, 'seq', (_h, done, total) => {
+      expect(total).toBe(10);
+      reported.push(done);
+    });
+    expect(peak).toEqual([1, 1]);
+    expect(log.filter((l) => l.startsWith('h0'))).toEqual(['h0:b0', 'h0:b1', 'h0:b2', 'h0:b3', 'h0:b4']);
+    expect(log.filter((l) => l.startsWith('h1'))).toEqual(['h1:b5', 'h1:b6', 'h1:b7', 'h1:b8', 'h1:b9']);
+    expect(reported).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    const ids = plan.blocks.map((b) => blockCacheId('seq', b.index));
+    for (const h of hosts) await h.release(ids); // each host drops its blocks and its own anchor
     expect((await engine.listCaches()).map((c) => c.id)).toEqual([]);
   });
 
