@@ -3,7 +3,8 @@
  *   - the engine's row independence that exactness rests on (stacked rows give bit-identical rows);
  *   - every request's greedy tokens equal running it alone, with requests of different context and
  *     query lengths, modes, block sizes and host counts in one batch, joining and leaving
- *     mid-stream, one cancelled, one failing on its own;
+ *     mid-stream, one cancelled, one failing on its own — with the attention of a step's items
+ *     batched into shared ORT calls (the default), and the same tokens on the per-request path;
  *   - lost-host recovery: a host's engine stops mid-generation, its blocks are re-encoded on the
  *     others, the tokens do not change; without recoveries left the request fails with host_lost;
  *   - admission: running-set maximum and KV budget queue requests with the reason visible; a request
@@ -211,6 +212,24 @@ describe('ServingLoop through LocalCluster: batched requests give the tokens the
     const beforeLong = log.indexOf('long');
     expect(log.slice(0, beforeLong).filter((x) => x === 'a').length).toBeGreaterThanOrEqual(2 + 5);
     await Promise.all(cluster.hosts.map((h) => h.release(placements.flatMap((p) => p.flatMap((x) => x.cacheIds)))));
+  });
+
+  it('the per-request attention path (attendBatching: false) gives the same greedy tokens, with more attend calls', async () => {
+    const reqs = mixedRequests();
+    const attendCalls = async (c: LocalCluster) => (await Promise.all([...c.hosts.map((h) => h.engine), c.queryEngine].map((e) => e.stats()))).reduce((n, s) => n + s.attendCalls, 0);
+    const per = await LocalCluster.start(dir, config, { hosts: 3, hostThreads: 1, queryThreads: 1, attendBatching: false, serving: { maxQueryRowsPerStep: 16 } });
+    try {
+      const before = [await attendCalls(cluster), await attendCalls(per)];
+      const [batchedIds, perIds] = await Promise.all([cluster, per].map((c) => Promise.all(reqs.map((r) => c.generate(r, gen(r.maxNew)).then((x) => x.generatedIds)))));
+      reqs.forEach((r, i) => {
+        expect([r.name, batchedIds[i]]).toEqual([r.name, alone.get(r.name)]);
+        expect([r.name, perIds[i]]).toEqual([r.name, alone.get(r.name)]); // float32 rounding apart, the same partials (batched-attention.spec.ts)
+      });
+      // Phase 1 is the same on both; phase 2 sends every step's items of a host (and own partials) in shared calls.
+      expect((await attendCalls(cluster)) - before[0]).toBeLessThan((await attendCalls(per)) - before[1]);
+    } finally {
+      await per.close();
+    }
   });
 
   it('unbatched mode (each request its own steps) gives the same tokens', async () => {
