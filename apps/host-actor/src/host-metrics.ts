@@ -52,7 +52,7 @@ export class HostMetrics {
     const running = this.running;
     this.inFlight = new Gauge({
       name: 'starq_host_jobs_in_flight',
-      help: 'Work in progress on this host: block jobs, encode calls (re-encodes), attend calls',
+      help: 'Work in progress on this host: block jobs, encode calls (re-encodes), attend calls on the main thread (pub/sub or STARQ_LINK_THREAD=main; not those the engine thread answers over the direct link)',
       labelNames: ['kind'],
       registers,
       collect() {
