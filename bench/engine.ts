@@ -23,7 +23,7 @@
  *   npx tsx bench/engine.ts [--threads 2] [--contexts 1024,4096,16384] [--json FILE] [--quick]
  *                           [--reps 2] [--decode 32] [--no-breakdown] [--markdown]
  *                           [--page-size N] [--score-budget-mib N] [--key-tile N] [--row-tile N]
- *                           [--attention tiled|paged] [--max-rows-per-call N] [--tiles-per-call N]
+ *                           [--attention tiled|paged] [--max-rows-per-call N] [--tiles-per-call N] [--flash on|off]
  *                           [--no-stories] [--no-random] [--model-dir DIR] [--model-contexts LIST]
  *
  * --model-dir adds a checkpoint directory (e.g. /work/shared/models/bench-256), named after its
@@ -64,6 +64,7 @@ interface Args {
   attention: 'tiled' | 'paged' | null;
   maxRowsPerCall: number | null;
   tilesPerCall: number | null;
+  flash: boolean | null;
   modelDirs: string[];
   modelContexts: number[];
   stories: boolean;
@@ -73,7 +74,7 @@ interface Args {
 
 const USAGE = `usage: npx tsx bench/engine.ts [--threads N] [--contexts 1024,4096,16384] [--json FILE] [--quick]
        [--reps N] [--decode N] [--no-breakdown] [--markdown] [--page-size N] [--score-budget-mib N]
-       [--key-tile N] [--row-tile N] [--attention tiled|paged] [--max-rows-per-call N] [--tiles-per-call N]
+       [--key-tile N] [--row-tile N] [--attention tiled|paged] [--max-rows-per-call N] [--tiles-per-call N] [--flash on|off]
        [--no-stories] [--no-random] [--stories-dir DIR] [--model-dir DIR] [--model-contexts LIST]`;
 
 function parseArgs(argv: string[]): Args {
@@ -94,6 +95,7 @@ function parseArgs(argv: string[]): Args {
     attention: null,
     maxRowsPerCall: null,
     tilesPerCall: null,
+    flash: null,
     modelDirs: [],
     modelContexts: [16384, 65536],
     stories: true,
@@ -156,6 +158,12 @@ function parseArgs(argv: string[]): Args {
       case '--tiles-per-call':
         a.tilesPerCall = int(f, argv[++i]);
         break;
+      case '--flash': {
+        const v = argv[++i];
+        if (v !== 'on' && v !== 'off') throw new Error(`--flash must be on or off, got ${v}`);
+        a.flash = v === 'on';
+        break;
+      }
       case '--attention': {
         const v = argv[++i];
         if (v !== 'tiled' && v !== 'paged') fail(`--attention needs tiled or paged, got ${v}`);
@@ -608,6 +616,7 @@ async function main(): Promise<void> {
   if (args.attention !== null) engineOpts.attention = args.attention;
   if (args.maxRowsPerCall !== null) engineOpts.maxRowsPerCall = args.maxRowsPerCall;
   if (args.tilesPerCall !== null) engineOpts.tilesPerCall = args.tilesPerCall;
+  if (args.flash !== null) engineOpts.flash = args.flash;
 
   const runs: RunResult[] = [];
   const bds: Breakdown[] = [];

@@ -31,12 +31,12 @@ function parseConfig(text: string): { key: string; opts: ExecutorOptions } {
     const [page, mib] = text.split(':').map(Number);
     return { key: `page ${page}, budget ${mib} MiB`, opts: { pageSize: page, scoreBudgetBytes: mib * 2 ** 20 } };
   }
-  const opts: Record<string, number | string> = {};
+  const opts: Record<string, number | string | boolean> = {};
   for (const pair of text.split('/')) {
     const [name, value] = pair.split('=');
     if (!name || value === undefined) throw new Error(`config ${text}: expected name=value pairs separated by '/'`);
     if (name === 'scoreBudgetMiB') opts.scoreBudgetBytes = Number(value) * 2 ** 20;
-    else opts[name] = /^\d+$/.test(value) ? Number(value) : value;
+    else opts[name] = /^\d+$/.test(value) ? Number(value) : value === 'true' ? true : value === 'false' ? false : value;
   }
   return { key: text, opts: opts as ExecutorOptions };
 }

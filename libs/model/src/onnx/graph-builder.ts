@@ -29,6 +29,8 @@ export class GraphBuilder {
   private readonly outputs: onnx.IValueInfoProto[] = [];
   private readonly initializers: onnx.ITensorProto[] = [];
   private readonly used = new Set<string>();
+  /** Operator domains other than the default ONNX one that the nodes use (e.g. 'com.microsoft'). */
+  private readonly domains = new Set<string>();
   private counter = 0;
 
   constructor(private readonly name: string) {}
@@ -90,10 +92,20 @@ export class GraphBuilder {
 
   /** Add a node with `n` outputs. */
   opN(opType: string, inputs: string[], n: number, attrs: Record<string, AttrValue> = {}, hint?: string): string[] {
+    return this.opIn('', opType, inputs, n, attrs, hint);
+  }
+
+  /**
+   * Add a node of an operator domain other than ONNX's (version 1 of it is imported), e.g.
+   * onnxruntime's contrib ops in 'com.microsoft'; `n` outputs.
+   */
+  opIn(domain: string, opType: string, inputs: string[], n: number, attrs: Record<string, AttrValue> = {}, hint?: string): string[] {
     const outs = Array.from({ length: n }, () => this.fresh(hint ?? opType.toLowerCase()));
     for (const o of outs) this.claim(o);
+    if (domain !== '') this.domains.add(domain);
     this.nodes.push({
       opType,
+      ...(domain !== '' ? { domain } : {}),
       input: inputs,
       output: outs,
       name: this.fresh(`n_${opType}`),
@@ -107,7 +119,7 @@ export class GraphBuilder {
     const model: onnx.IModelProto = {
       irVersion: 8,
       producerName: 'starq',
-      opsetImport: [{ domain: '', version: opset }],
+      opsetImport: [{ domain: '', version: opset }, ...[...this.domains].map((domain) => ({ domain, version: 1 }))],
       graph: {
         name: this.name,
         node: this.nodes,

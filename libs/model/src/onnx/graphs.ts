@@ -147,6 +147,35 @@ function addBiasPerGroup(g: GraphBuilder, s: string, bias: string, tk: string, H
   return g.op('Reshape', [g.op('Add', [s4, bias]), g.op('Concat', [g.constI([Hkv, -1]), tk], { axis: 0 })]); // (Hkv, G·Tq, Tk)
 }
 
+/**
+ * Attention of a row tile over a prefix of keys that every row sees (no mask), with onnxruntime's CPU
+ * flash attention: the contrib op `com.microsoft.MultiHeadAttention` without mask, bias or past
+ * runs MLAS's FlashAttention kernel (per block of query rows, key blocks sized to the L2 cache;
+ * QKᵀ, the online softmax and P·V stay in cache). One node per KV head, its G query heads stacked as
+ * rows (one "head" of G·Tq rows). The kernel returns o only; the caller recovers the LSE from a
+ * sink key carried in one extra column (`TiledAttention`): row i of q is [q_i, a_i], key 0 is the
+ * sink [0…0, 1] with value [0…0, 1], every other key/value has a 0 there, so the extra output column
+ * is r_i = e^{s*_i} / (L_i + e^{s*_i}) with s*_i = a_i·scale, and L_i = e^{s*_i}·(1 − r_i)/r_i,
+ * o_i = o'_i[0:D] / (1 − r_i).
+ *
+ *   inputs:  per KV head h < Hkv: q{h} (1, G·Tq, D+1), k{h} / v{h} (1, 1+Tk, D+1)
+ *   outputs: o{h} (1, G·Tq, D+1)
+ *
+ * Scores are scaled by 1/√D (the `scale` attribute; the extra column does not change it).
+ */
+export function buildFlashAttendGraph(cfg: ModelConfig): Uint8Array {
+  const { numKvHeads: Hkv, headDim: D } = cfg;
+  const g = new GraphBuilder('attend_flash');
+  for (let h = 0; h < Hkv; h++) {
+    const q = g.input(`q${h}`, 'float32', [1, 'R', D + 1]); // (1, G·Tq, D+1)
+    const k = g.input(`k${h}`, 'float32', [1, 'L', D + 1]); // (1, 1+Tk, D+1)
+    const v = g.input(`v${h}`, 'float32', [1, 'L', D + 1]); // (1, 1+Tk, D+1)
+    const [o] = g.opIn('com.microsoft', 'MultiHeadAttention', [q, k, v], 1, { num_heads: 1, scale: { float: 1 / Math.sqrt(D) } }); // (1, G·Tq, D+1)
+    g.output(`o${h}`, o, 'float32', [1, 'R', D + 1]);
+  }
+  return g.toBytes();
+}
+
 /** Most key tiles one `buildAttendChainGraph` call takes. */
 export const MAX_CHAIN_TILES = 16;
 

@@ -38,7 +38,8 @@ import { TiledAttention } from './tiled-attention';
  *   'tiled' — the fast path (tiled-attention.ts): tiles of ≤ `rowTile` query rows × ≤ `keyTile` keys cut from the pages
  *             (a copy of the page's key range per tile), keys invisible to every row of a tile
  *             trimmed, an additive mask bias, fused Softmax (`buildAttendGraph`), up to
- *             `tilesPerCall` tiles per call merged in the graph (`buildAttendChainGraph`).
+ *             `tilesPerCall` tiles per call merged in the graph (`buildAttendChainGraph`); with
+ *             `flash`, the keys a long query's row tile sees in full go to one flash call.
  *   'paged' — the slow reference (paged-attention.ts): one call per whole page, query rows
  *             cut only by `scoreBudgetBytes`, mask computed in the graph with `Where`
  *             (`buildAttendGraphReference`).
@@ -85,6 +86,13 @@ export interface ExecutorOptions {
    */
   attendBatching?: boolean;
   /**
+   * 'tiled', long queries (row tiles cut against key tiles) over pages whose written positions
+   * never decrease: the keys every row of a row tile sees go to one call of ORT's CPU flash
+   * attention (`buildFlashAttendGraph`, LSE from a sink key) instead of key tiles; the causal
+   * diagonal still takes tiles. CPU execution provider only (ignored with CUDA). @defaultValue true
+   */
+  flash?: boolean;
+  /**
    * Execution provider of every session, resolved beforehand with `resolveExecutionProvider`
    * (runtime/execution-provider.ts). @defaultValue `{ provider: 'cpu', cudaDeviceId: 0 }`
    */
@@ -102,6 +110,7 @@ export const EXECUTOR_DEFAULTS: Readonly<Required<ExecutorOptions>> = {
   tilesPerCall: 4,
   maxRowsPerCall: 2048,
   attendBatching: true,
+  flash: true,
   executionProvider: { provider: 'cpu', cudaDeviceId: 0 },
 };
 
@@ -122,6 +131,7 @@ export function resolveExecutorOptions(opts: ExecutorOptions): Required<Executor
     errors.push(`executionProvider must be { provider: 'cpu' | 'cuda', cudaDeviceId: integer ≥ 0 }, got ${JSON.stringify(ep)}`);
   }
   if (typeof r.attendBatching !== 'boolean') errors.push(`attendBatching must be true or false, got ${String(r.attendBatching)}`);
+  if (typeof r.flash !== 'boolean') errors.push(`flash must be true or false, got ${String(r.flash)}`);
   if (r.attention !== 'tiled' && r.attention !== 'paged') errors.push(`attention must be 'tiled' or 'paged', got ${String(r.attention)}`);
   for (const key of Object.keys(opts)) {
     if (!(key in EXECUTOR_DEFAULTS)) errors.push(`unknown option ${key} (known: ${Object.keys(EXECUTOR_DEFAULTS).join(', ')})`);
@@ -196,9 +206,10 @@ export class ModelExecutor {
       ex.postS.push(await make(buildPostGraph(config, weights.layers[l], l)));
     }
     const { rowTile, keyTile, tilesPerCall, scoreBudgetBytes } = ex.opts;
+    const flash = ex.opts.flash && ex.opts.executionProvider.provider === 'cpu';
     ex.attention =
       ex.opts.attention === 'tiled'
-        ? await TiledAttention.create(config, { rowTile, keyTile, tilesPerCall, scoreBudgetBytes }, so, ex.stats)
+        ? await TiledAttention.create(config, { rowTile, keyTile, tilesPerCall, scoreBudgetBytes, flash }, so, ex.stats)
         : await PagedAttention.create(config, scoreBudgetBytes, so, ex.stats);
     if (ex.opts.attendBatching) ex.batched = new BatchedAttention(config, { rowTile, keyTile, tilesPerCall: MAX_BATCH_TILES, scoreBudgetBytes }, so, ex.stats, ex.attention);
     ex.headS = await make(buildHeadGraph(config, weights));

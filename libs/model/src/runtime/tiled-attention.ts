@@ -5,10 +5,14 @@
  * (Hkv, w, D) and reused by every row tile); otherwise (decode, short queries) each page is one key
  * tile and goes to ORT without a copy. The graphs: `buildAttendGraph` (additive mask bias, fused
  * softmax) and `buildAttendChainGraph` (up to `tilesPerCall` tiles per call, merged in the graph).
+ * With `flash` on a long query over position-sorted pages, the keys every row of a row tile sees
+ * (a prefix of the keys in page order) go to one `buildAttendFlashGraph` call instead (ORT's CPU
+ * flash attention, LSE recovered from a sink key); the rest of the row tile's keys (the causal
+ * diagonal) take the tiles as above.
  */
 import * as ort from 'onnxruntime-node';
 import { emptyPartial64, mergeInto, type Partial, type Partial64 } from '@starq/attention';
-import { buildAttendChainGraph, buildAttendGraph, MASKED_SCORE } from '../onnx/graphs';
+import { buildAttendChainGraph, buildAttendGraph, buildFlashAttendGraph, MASKED_SCORE } from '../onnx/graphs';
 import type { ModelConfig } from '../types';
 import type { AttentionBackend, AttentionCounters } from './attention-backend';
 import type { KvPage } from './kv-cache';
@@ -24,6 +28,34 @@ export interface TiledAttentionSettings {
   tilesPerCall: number;
   /** Largest score matrix (bytes, 2 float32 buffers of H × rows × keys) one call may build. */
   scoreBudgetBytes: number;
+  /** Long queries over position-sorted pages: the keys every row of a row tile sees in one flash call. */
+  flash: boolean;
+}
+
+/** Fewest keys a row tile must see in full for the flash call to be used (below, tiles only). */
+export const FLASH_MIN_KEYS = 128;
+
+/**
+ * Smallest sink weight r = e^{s*}/(L + e^{s*}) the flash call's LSE is recovered from: below it
+ * (s* more than ~69 under the row's LSE, a very peaked row) the row tile is computed with tiles.
+ */
+const FLASH_MIN_SINK = 1e-30;
+
+/**
+ * Every written key of the live pages in page order, for flash calls; built once per attend call
+ * when the written positions are non-decreasing across the pages, so that the keys at positions
+ * ≤ p are a prefix [0, c).
+ */
+interface FlatKeys {
+  n: number;
+  pos: Int32Array; // (n), non-decreasing
+  /** Per live page (as indexed by `keyTiles`): flat index of its slot 0. */
+  offset: number[];
+  k: Float32Array[]; // per KV head (1 + n, D + 1): row 0 the sink key [0…0, 1], row 1 + j = [k_j, 0]
+  v: Float32Array[]; // per KV head (1 + n, D + 1): row 0 [0…0, 1], row 1 + j = [v_j, 0]
+  /** Σ_{j < sumTo} k_j per KV head (float64, D each), advanced as row tiles move forward. */
+  sum: Float64Array[];
+  sumTo: number;
 }
 
 export class TiledAttention implements AttentionBackend {
@@ -38,12 +70,15 @@ export class TiledAttention implements AttentionBackend {
     /** Single-tile sessions: with an additive mask bias, and without. */
     private readonly masked: ort.InferenceSession,
     private readonly open: ort.InferenceSession,
+    /** The flash session (`buildFlashAttendGraph`), when `settings.flash`. */
+    private readonly flash: ort.InferenceSession | null,
   ) {}
 
   static async create(config: ModelConfig, settings: TiledAttentionSettings, sessionOptions: ort.InferenceSession.SessionOptions, counters: AttentionCounters): Promise<TiledAttention> {
     const masked = await ort.InferenceSession.create(buildAttendGraph(config, true), sessionOptions);
     const open = await ort.InferenceSession.create(buildAttendGraph(config, false), sessionOptions);
-    return new TiledAttention(config, { ...settings }, sessionOptions, counters, masked, open);
+    const flash = settings.flash ? await ort.InferenceSession.create(buildFlashAttendGraph(config), sessionOptions) : null;
+    return new TiledAttention(config, { ...settings }, sessionOptions, counters, masked, open, flash);
   }
 
   /**
@@ -58,6 +93,9 @@ export class TiledAttention implements AttentionBackend {
    * (`buildAttendChainGraph`: per-tile softmax, partials merged in the graph). The calls' partials
    * are folded into a float64 accumulator (`mergeInto`), so the result does not depend on the
    * tiling beyond float32 rounding. `out` (H, Tq, D), when given, receives o (every row is written).
+   * With flash (long queries, pages sorted across pages): a row tile's keys at positions ≤ its first
+   * row's position (all visible to every row) are one flash call (`flashPrefix`) when there are at
+   * least FLASH_MIN_KEYS of them; the tiles above then cover only the keys after that prefix.
    */
   async attend(q: Float32Array, qpos: Int32Array, pages: KvPage[], out?: Float32Array): Promise<Partial> {
     const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.config;
@@ -76,6 +114,7 @@ export class TiledAttention implements AttentionBackend {
     // The budget covers the score matrix and its softmax (2 buffers of H × rows × width floats).
     rows = Math.max(1, Math.min(rows, Math.floor(scoreBudgetBytes / (2 * 4 * H * width))));
     const tiles = keyTiles(live, cut ? keyTile : 0);
+    const flat = cut && this.flash ? flatKeys(live, Hkv, D) : null;
     const kvCache = new Map<string, { k: ort.Tensor; v: ort.Tensor }>(); // full-width cut tiles, reused across row tiles
     const kvOf = (page: KvPage, pageIdx: number, c0: number, c1: number, reuse: boolean): { k: ort.Tensor; v: ort.Tensor } => {
       if (c0 === 0 && c1 === page.cap) {
@@ -97,21 +136,30 @@ export class TiledAttention implements AttentionBackend {
       const { r0, n, q: qc, qpos: pc, minPos: qMin, maxPos: qMax } = tile; // qc (H, n, D), pc (n)
       const qT = new ort.Tensor('float32', qc, [H, n, D]);
       const acc: Partial64 = emptyPartial64(H, n, D);
+      // Flat keys [0, done) went to the flash call (written into acc); the tiles take the rest.
+      let done = 0;
+      if (flat) {
+        const c = upperBound(flat.pos, 0, flat.n, qMin);
+        if (c >= FLASH_MIN_KEYS && (await this.flashPrefix(flat, c, qc, n, acc))) done = c;
+      }
       // The key ranges this row tile sees, after skipping and trimming.
       const items: { page: KvPage; c0: number; c1: number; open: boolean; kv: { k: ort.Tensor; v: ort.Tensor } }[] = [];
       for (const t of tiles) {
         if (t.minPos > qMax) continue; // every key hidden from every row
         const { page } = t;
+        const c0 = flat && done > 0 ? Math.max(t.c0, done - flat.offset[t.pageIdx]) : t.c0;
+        if (c0 >= t.c1) continue; // all in the flash prefix
         let c1 = t.c1;
         if (page.sorted) {
           // Visible keys of the range form a prefix: drop the tail hidden from every row.
-          const vis = upperBound(page.npos, t.c0, t.c1, qMax);
-          const whole = t.c0 === 0 && t.c1 === page.cap;
-          if (vis < c1 && (!whole || worthTrimming(c1 - t.c0, vis - t.c0, n, H, Hkv))) c1 = vis;
+          const vis = upperBound(page.npos, c0, t.c1, qMax);
+          const whole = c0 === 0 && t.c1 === page.cap;
+          if (vis < c1 && (!whole || worthTrimming(c1 - c0, vis - c0, n, H, Hkv))) c1 = vis;
         }
+        if (c1 <= c0) continue;
         const written = c1 <= page.len;
         const maxPos = page.sorted && written ? page.npos[c1 - 1] : t.maxPos;
-        items.push({ page, c0: t.c0, c1, open: written && maxPos <= qMin, kv: kvOf(page, t.pageIdx, t.c0, c1, c1 === t.c1) });
+        items.push({ page, c0, c1, open: written && maxPos <= qMin, kv: kvOf(page, t.pageIdx, c0, c1, c0 === t.c0 && c1 === t.c1) });
       }
       // Calls: a run of open tiles, closed by one masked tile, or a run of masked tiles; at most
       // tilesPerCall tiles each (so at most 3·tilesPerCall chain graphs ever get built).
@@ -152,6 +200,68 @@ export class TiledAttention implements AttentionBackend {
       writePartialRows(result, acc, r0);
     }
     return result;
+  }
+
+  /**
+   * One flash call (`buildFlashAttendGraph`) for the row tile qc (H, n, D) over flat keys [0, c),
+   * all visible to every row; writes o and lse into `acc` (empty before) and returns true, or
+   * returns false (acc untouched) when some row's sink weight falls outside
+   * [FLASH_MIN_SINK, 0.75] and its LSE cannot be recovered precisely.
+   * The sink logit of row i is s*_i = q_i·k̄/√D + log c (k̄ the mean of the c keys): by Jensen's
+   * inequality s*_i ≤ lse_i, so r_i ≤ 1/2 and 1 − r_i keeps its precision; lse_i = s*_i +
+   * log((1 − r_i)/r_i), o_i = o'_i / (1 − r_i).
+   */
+  private async flashPrefix(flat: FlatKeys, c: number, qc: Float32Array, n: number, acc: Partial64): Promise<boolean> {
+    const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.config;
+    const G = H / Hkv;
+    const Dp = D + 1;
+    const R = G * n; // rows per KV head
+    const scale = 1 / Math.sqrt(D);
+    const scale32 = Math.fround(scale);
+    advanceKeySums(flat, c, Hkv, D);
+    const logC = Math.log(c);
+    const feeds: Record<string, ort.Tensor> = {};
+    const sink = new Float64Array(H * n); // (H, n): s*_i as the kernel computes it
+    for (let h = 0; h < Hkv; h++) {
+      const sum = flat.sum[h];
+      const qp = new Float32Array(R * Dp); // (G·n, D+1)
+      for (let r = 0; r < R; r++) {
+        const src = (h * R + r) * D; // q head h·G + ⌊r/n⌋, row r mod n: contiguous in (H, n, D)
+        let dot = 0;
+        for (let d = 0; d < D; d++) {
+          const x = qc[src + d];
+          qp[r * Dp + d] = x;
+          dot += x * sum[d];
+        }
+        const a = Math.fround((dot * scale) / c / scale32 + logC / scale32);
+        qp[r * Dp + D] = a;
+        sink[h * R + r] = a * scale32;
+      }
+      feeds[`q${h}`] = new ort.Tensor('float32', qp, [1, R, Dp]);
+      feeds[`k${h}`] = new ort.Tensor('float32', flat.k[h].subarray(0, (1 + c) * Dp), [1, 1 + c, Dp]);
+      feeds[`v${h}`] = new ort.Tensor('float32', flat.v[h].subarray(0, (1 + c) * Dp), [1, 1 + c, Dp]);
+    }
+    const res = await this.flash!.run(feeds);
+    this.counters.attendCalls++;
+    this.counters.attendFlops += 4 * H * n * c * D;
+    const outs = Array.from({ length: Hkv }, (_, h) => res[`o${h}`].data as Float32Array); // (G·n, D+1) each
+    for (let h = 0; h < Hkv; h++) {
+      for (let r = 0; r < R; r++) {
+        const w = outs[h][r * Dp + D];
+        if (!(w >= FLASH_MIN_SINK && w <= 0.75)) return false;
+      }
+    }
+    for (let h = 0; h < Hkv; h++) {
+      const out = outs[h];
+      for (let r = 0; r < R; r++) {
+        const row = h * R + r; // (H, n) row index
+        const w = out[r * Dp + D];
+        const inv = 1 / (1 - w);
+        for (let d = 0; d < D; d++) acc.o[row * D + d] = out[r * Dp + d] * inv;
+        acc.lse[row] = sink[row] + Math.log((1 - w) / w);
+      }
+    }
+    return true;
   }
 
   /** The chain attend session for a tile pattern (built on first use). */
@@ -247,4 +357,64 @@ export function maskBias(qpos: Int32Array, npos: Int32Array, c0: number, c1: num
     }
   }
   return bias;
+}
+
+/**
+ * The flash layout of the live pages' written keys (`FlatKeys`), or null when the written positions
+ * decrease somewhere (within a page or from one page to the next) or there are fewer than
+ * FLASH_MIN_KEYS keys.
+ */
+function flatKeys(pages: KvPage[], Hkv: number, D: number): FlatKeys | null {
+  let n = 0;
+  let last = -Infinity;
+  for (const p of pages) {
+    if (!p.sorted || p.npos[0] < last) return null;
+    last = p.npos[p.len - 1];
+    n += p.len;
+  }
+  if (n < FLASH_MIN_KEYS) return null;
+  const Dp = D + 1;
+  const pos = new Int32Array(n); // (n)
+  const offset: number[] = [];
+  const k = Array.from({ length: Hkv }, () => new Float32Array((1 + n) * Dp)); // (1 + n, D+1) each
+  const v = Array.from({ length: Hkv }, () => new Float32Array((1 + n) * Dp)); // (1 + n, D+1) each
+  for (let h = 0; h < Hkv; h++) {
+    k[h][D] = 1;
+    v[h][D] = 1;
+  }
+  let f = 0;
+  for (const p of pages) {
+    offset.push(f);
+    pos.set(p.npos.subarray(0, p.len), f);
+    for (let h = 0; h < Hkv; h++) {
+      const kh = k[h];
+      const vh = v[h];
+      for (let j = 0; j < p.len; j++) {
+        const src = (h * p.cap + j) * D;
+        const dst = (1 + f + j) * Dp;
+        kh.set(p.k.subarray(src, src + D), dst);
+        vh.set(p.v.subarray(src, src + D), dst);
+      }
+    }
+    f += p.len;
+  }
+  return { n, pos, offset, k, v, sum: Array.from({ length: Hkv }, () => new Float64Array(D)), sumTo: 0 };
+}
+
+/** Move `flat.sum` to Σ_{j < c} k_j (forward from the last prefix, or again from 0). */
+function advanceKeySums(flat: FlatKeys, c: number, Hkv: number, D: number): void {
+  const Dp = D + 1;
+  if (c < flat.sumTo) {
+    for (const s of flat.sum) s.fill(0);
+    flat.sumTo = 0;
+  }
+  for (let h = 0; h < Hkv; h++) {
+    const s = flat.sum[h];
+    const kh = flat.k[h];
+    for (let j = flat.sumTo; j < c; j++) {
+      const row = (1 + j) * Dp;
+      for (let d = 0; d < D; d++) s[d] += kh[row + d];
+    }
+  }
+  flat.sumTo = c;
 }

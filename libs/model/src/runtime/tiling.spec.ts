@@ -171,27 +171,36 @@ describe.each<[string, ExecutorOptions]>([
   });
 });
 
-describe('default options on a long causal query', () => {
+describe.each<[string, boolean, number]>([
+  ['flash on (default): row tile 0 in one call; row tiles 1–11 a flash call over keys [0, r0] + one masked call', true, 23],
+  ['flash off: one call per row tile', false, 12],
+])('default tiles on a long causal query, %s', (_name, flash, calls) => {
   let engine: ModelEngine;
   beforeAll(async () => {
-    engine = await ModelEngine.load(dir, cfg, { threads: 1 });
+    engine = await ModelEngine.load(dir, cfg, { threads: 1, flash });
   });
   afterAll(async () => {
     await engine?.close();
   });
 
-  it('1500 rows over their own 1500 keys: 12 row tiles of ≤ 128, key tiles [0, 1024) + [1024, 1500), one call per row tile; matches the reference', async () => {
+  it(`1500 rows over their own 1500 keys: 12 row tiles of ≤ 128, key tiles [0, 1024) + [1024, 1500); ${calls} calls; matches the reference`, async () => {
     const c = makeCase(range(0, 1500), range(0, 1500), 30);
+    const before = await engine.stats();
     const got = await viaCache(engine, c, 'causal-1500');
+    const after = await engine.stats();
     expectMatchesReference(got, c);
-    expect(got.calls).toBe(12);
+    expect(got.calls).toBe(calls);
+    // issued FLOPs: each row tile over the keys up to its last row, whichever way it is cut
+    let pairs = 0;
+    for (let r0 = 0; r0 < 1500; r0 += 128) pairs += Math.min(128, 1500 - r0) * Math.min(1500, r0 + 128);
+    expect(after.attendFlops - before.attendFlops).toBe(4 * cfg.numHeads * cfg.headDim * pairs);
   });
 });
 
-describe('tiles of 512 rows × 1024 keys on long queries: key tiles cut from a 1500-slot page', () => {
+describe('tiles of 512 rows × 1024 keys on long queries (flash off): key tiles cut from a 1500-slot page', () => {
   let engine: ModelEngine;
   beforeAll(async () => {
-    engine = await ModelEngine.load(dir, cfg, { threads: 1, rowTile: 512, keyTile: 1024 });
+    engine = await ModelEngine.load(dir, cfg, { threads: 1, rowTile: 512, keyTile: 1024, flash: false });
   });
   afterAll(async () => {
     await engine?.close();
@@ -288,13 +297,13 @@ describe('rows per qkv / post / head call', () => {
 
 describe('executor options are validated', () => {
   it('bad options are all reported in one error and the engine does not start', async () => {
-    const bad = { keyTile: 0, rowTile: 2.5, attention: 'fast', maxRowsPerCall: -1 } as unknown as ExecutorOptions;
+    const bad = { keyTile: 0, rowTile: 2.5, attention: 'fast', maxRowsPerCall: -1, flash: 'yes' } as unknown as ExecutorOptions;
     const err = await ModelEngine.load(dir, cfg, bad).then(
       () => null,
       (e: unknown) => e as Error,
     );
     expect(err).not.toBeNull();
-    for (const what of ['keyTile', 'rowTile', 'attention', 'maxRowsPerCall']) expect(err!.message).toContain(what);
+    for (const what of ['keyTile', 'rowTile', 'attention', 'maxRowsPerCall', 'flash']) expect(err!.message).toContain(what);
   });
 });
 
@@ -328,5 +337,67 @@ describe('postQueryLayer: post(l) + queryLayer(l + 1) in one worker call', () =>
     const q2b = await engine.attendCache('split', 1, fused.q[0], pos);
     expect(maxAbsDiff(q2.o, q2b.o)).toBe(0);
     await expect(engine.postQueryLayer(cfg.numLayers - 1, x, a0.own[0].o, g('fused'))).rejects.toThrow(/no next layer/);
+  });
+});
+
+describe('flash prefix (ORT CPU flash attention over the keys a row tile sees in full, LSE from a sink key)', () => {
+  // rowTile 16 × keyTile 32 on pages of 64: a 300-row query is cut; row tiles from row 128 on see
+  // ≥ FLASH_MIN_KEYS keys in full.
+  const TILES: ExecutorOptions = { threads: 1, rowTile: 16, keyTile: 32, pageSize: 64 };
+  let on: ModelEngine;
+  let off: ModelEngine;
+  beforeAll(async () => {
+    [on, off] = await Promise.all([ModelEngine.load(dir, cfg, TILES), ModelEngine.load(dir, cfg, { ...TILES, flash: false })]);
+  });
+  afterAll(async () => {
+    await Promise.all([on?.close(), off?.close()]);
+  });
+
+  it('causal 300 rows over their keys on 5 pages (appended in 3 pieces): matches the reference, in fewer calls than the tiles alone', async () => {
+    const c = makeCase(range(0, 300), range(0, 300), 40);
+    const a = await viaCache(on, c, 'flash-causal', 3);
+    const b = await viaCache(off, c, 'flash-causal', 3);
+    expectMatchesReference(a, c);
+    expectMatchesReference(b, c);
+    expect(a.calls).toBeLessThan(b.calls);
+    expect(maxAbsDiff(a.o, b.o)).toBeGreaterThan(0); // a different computation, not the tiles
+  });
+
+  it('rows after a gap in positions (Star block after its anchor): matches the reference', async () => {
+    const kpos = Int32Array.from([...range(0, 150), ...range(1000, 150)]);
+    const c = makeCase(range(1000, 150), kpos, 41);
+    expectMatchesReference(await viaCache(on, c, 'flash-gap', 2), c);
+  });
+
+  it('positions that decrease across pages: no flash call, the same calls and numbers as without flash', async () => {
+    const kpos = Int32Array.from([...range(150, 150), ...range(0, 150)]);
+    const c = makeCase(range(150, 150), kpos, 42);
+    const a = await viaCache(on, c, 'flash-unsorted', 2);
+    const b = await viaCache(off, c, 'flash-unsorted', 2);
+    expectMatchesReference(a, c);
+    expect(a.calls).toBe(b.calls);
+    expect(maxAbsDiff(a.o, b.o)).toBe(0);
+    expect(maxAbsDiff(a.lse, b.lse)).toBe(0);
+  });
+
+  it('peaked rows (one score ≈ 78 above the rest: the sink weight underflows) fall back to the tiles: the same numbers as without flash', async () => {
+    const { numHeads: H, numKvHeads: Hkv, headDim: D } = cfg;
+    const c = makeCase(range(0, 300), range(0, 300), 43);
+    // Key 0 = β·u in every KV head; every 10th query row = α·u in every head; α·β/√D = 78.
+    const u = randomArray(D, 44, 1);
+    const norm = Math.hypot(...u);
+    const beta = Math.sqrt(78 * Math.sqrt(D));
+    for (let h = 0; h < Hkv; h++) for (let d = 0; d < D; d++) c.k[h * 300 * D + d] = (beta * u[d]) / norm;
+    for (let h = 0; h < H; h++) {
+      for (let i = 0; i < 300; i += 10) for (let d = 0; d < D; d++) c.q[(h * 300 + i) * D + d] = (beta * u[d]) / norm;
+    }
+    const a = await viaCache(on, c, 'flash-peaked', 3);
+    const b = await viaCache(off, c, 'flash-peaked', 3);
+    expect(maxAbsDiff(a.o, b.o)).toBe(0);
+    expect(maxAbsDiff(a.lse, b.lse)).toBe(0);
+    // against float64: lse up to ≈ 78, so allow float32's relative rounding on top of TOL
+    const ref = attentionWithLse(c.q, c.k, c.v, c.qpos, c.kpos, { heads: H, kvHeads: Hkv, headDim: D });
+    expect(maxAbsDiff(a.o, ref.o)).toBeLessThan(TOL);
+    for (let r = 0; r < ref.lse.length; r++) expect(Math.abs(a.lse[r] - ref.lse[r])).toBeLessThan(TOL + 1e-6 * Math.abs(ref.lse[r]));
   });
 });
