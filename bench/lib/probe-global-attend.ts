@@ -8,7 +8,7 @@
  * round, bench/lib/roofline.ts). max|Δo| is against the first setting.
  *
  *   npx tsx bench/lib/probe-global-attend.ts [--threads 2] [--n 16384] [--rounds 3] [--head-dim 32]
- *        [--need-lse 0|1]        # 0: the executor's forward (o only); 1: o and lse (a Star block)
+ *        [--block B]             # a Star block of B rows (positions N−B..N−1) over an anchor of B keys and itself
  *        [--configs keyTile=1024/rowTile=128/tilesPerCall=4,keyTile=256/rowTile=128/tilesPerCall=16]
  */
 import * as ort from 'onnxruntime-node';
@@ -30,6 +30,7 @@ function parseConfig(text: string): TiledAttentionSettings {
     tilesPerCall: EXECUTOR_DEFAULTS.tilesPerCall,
     scoreBudgetBytes: EXECUTOR_DEFAULTS.scoreBudgetBytes,
     flash: EXECUTOR_DEFAULTS.flash,
+    flashRows: EXECUTOR_DEFAULTS.flashRows,
   };
   for (const pair of text.split('/')) {
     const [name, value] = pair.split('=');
@@ -44,17 +45,22 @@ async function main(): Promise<void> {
   const N = arg('--n', 16384);
   const rounds = arg('--rounds', 3);
   const D = arg('--head-dim', 32);
-  const needLse = arg('--need-lse', 0) === 1;
   const configs = argStr('--configs', 'keyTile=1024/rowTile=128/tilesPerCall=4').split(',');
   const cfg = { numHeads: 8, numKvHeads: 2, headDim: D } as ModelConfig;
   const { numHeads: H, numKvHeads: Hkv } = cfg;
   const so = sessionOptions({ threads });
-  const q = rand(H * N * D, 1, 4); // (H, N, D)
-  const k = rand(Hkv * N * D, 2, 4); // (Hkv, N, D)
-  const v = rand(Hkv * N * D, 3); // (Hkv, N, D)
-  const pos = Int32Array.from({ length: N }, (_, i) => i);
-  const pages = transientPages(k, v, pos, 0, N, Hkv, D, EXECUTOR_DEFAULTS.pageSize);
-  const flops = 4 * H * D * ((N * (N + 1)) / 2);
+  // --block B: a Star block instead — B rows at positions N−B..N−1 over an anchor of B keys at
+  // 0..B−1 and the block's own keys (causal), as a host encodes its last block.
+  const B = arg('--block', 0);
+  const rowsN = B > 0 ? B : N;
+  const keysN = B > 0 ? 2 * B : N;
+  const q = rand(H * rowsN * D, 1, 4); // (H, rows, D)
+  const k = rand(Hkv * keysN * D, 2, 4); // (Hkv, keys, D)
+  const v = rand(Hkv * keysN * D, 3); // (Hkv, keys, D)
+  const pos = Int32Array.from({ length: rowsN }, (_, i) => (B > 0 ? N - B + i : i));
+  const kpos = B > 0 ? Int32Array.from({ length: keysN }, (_, i) => (i < B ? i : N - 2 * B + i)) : pos;
+  const pages = transientPages(k, v, kpos, 0, keysN, Hkv, D, EXECUTOR_DEFAULTS.pageSize);
+  const flops = 4 * H * D * (B > 0 ? B * B + (B * (B + 1)) / 2 : (N * (N + 1)) / 2);
   const rows = configs.map((text) => ({ text, wall: Infinity, cpu: Infinity, calls: 0, d: 0 }));
   const backends: TiledAttention[] = [];
   for (const text of configs) {
@@ -90,7 +96,7 @@ async function main(): Promise<void> {
       progress(`round ${r + 1} ${row.text}: ${wall.toFixed(0)} ms`);
     }
   }
-  process.stdout.write(`\nGlobal attention, one layer, N=${N}, H ${H}, Hkv ${Hkv}, D ${D}, ${threads} threads, ${needLse ? 'o + lse' : 'o only'}; best MatMul ${bestMatmul.toFixed(1)} GFLOP/s\n`);
+  process.stdout.write(`\n${B > 0 ? `Star block of ${B} rows after an anchor of ${B}, context` : 'Global attention, one layer,'} N=${N}, H ${H}, Hkv ${Hkv}, D ${D}, ${threads} threads; best MatMul ${bestMatmul.toFixed(1)} GFLOP/s\n`);
   const cols = [
     { key: 'text', title: 'settings' },
     { key: 'wall', title: 'best ms' },

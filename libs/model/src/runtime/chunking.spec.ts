@@ -90,6 +90,7 @@ describe.each<[string, ExecutorOptions]>([
   ['pageSize 50, budget → 1 query row per chunk', { pageSize: 50, scoreBudgetBytes: 1 }],
   ['pageSize 50, budget → 7 query rows per chunk', { pageSize: 50, scoreBudgetBytes: 2 * 4 * 4 * 50 * 7 }],
   ['tiles of 5 rows × 7 keys on pages of 16, 3 rows per qkv/post call', { pageSize: 16, keyTile: 7, rowTile: 5, maxRowsPerCall: 3 }],
+  ['tiles of 5 rows × 7 keys on pages of 16, flash calls of 20 rows over the keys they see in full', { pageSize: 16, keyTile: 7, rowTile: 5, flash: true, flashRows: 20 }],
   ['reference attention path (paged), pageSize 50, budget → 7 query rows per chunk', { attention: 'paged', pageSize: 50, scoreBudgetBytes: 2 * 4 * 4 * 50 * 7 }],
 ])('engine with %s', (_name, opts) => {
   let engine: ModelEngine;
@@ -169,6 +170,7 @@ describe('keepFrom: Star phase-1 (anchor attended, not stored)', () => {
     ['pageSize 16, 4-row chunks', { pageSize: 16, scoreBudgetBytes: 2 * 4 * 4 * 16 * 4 }],
     ['pageSize 50, 1-row chunks', { pageSize: 50, scoreBudgetBytes: 1 }],
     ['tiles of 5 rows × 7 keys on pages of 16', { pageSize: 16, keyTile: 7, rowTile: 5 }],
+    ['tiles of 5 rows × 7 keys on pages of 16, flash on', { pageSize: 16, keyTile: 7, rowTile: 5, flash: true, flashRows: 20 }],
     ['reference attention path (paged), pageSize 16, 4-row chunks', { attention: 'paged', pageSize: 16, scoreBudgetBytes: 2 * 4 * 4 * 16 * 4 }],
   ])('anchor ++ block at (0..a−1, global) positions matches the reference; a query then sees the block only (%s)', async (_n, opts) => {
     const engine = opts ? await ModelEngine.load(dir, config, { threads: 1, ...opts }) : base;

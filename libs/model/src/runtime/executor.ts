@@ -89,9 +89,17 @@ export interface ExecutorOptions {
    * 'tiled', long queries (row tiles cut against key tiles) over pages whose written positions
    * never decrease: the keys every row of a row tile sees go to one call of ORT's CPU flash
    * attention (`buildFlashAttendGraph`, LSE from a sink key) instead of key tiles; the causal
-   * diagonal still takes tiles. CPU execution provider only (ignored with CUDA). @defaultValue true
+   * diagonal still takes tiles. CPU execution provider only (ignored with CUDA). Off by default:
+   * it saves CPU time but its kernel splits the work statically between the threads, which costs
+   * wall time on a busy machine (docs/BENCHMARKS.md, "Where Global prefill's time goes").
+   * @defaultValue false
    */
   flash?: boolean;
+  /**
+   * 'tiled' with `flash`: query rows per flash call. A flash call covers the keys every row of its
+   * rows sees; the row tiles inside it take the rest (their causal diagonal) in tiles. @defaultValue 512
+   */
+  flashRows?: number;
   /**
    * Execution provider of every session, resolved beforehand with `resolveExecutionProvider`
    * (runtime/execution-provider.ts). @defaultValue `{ provider: 'cpu', cudaDeviceId: 0 }`
@@ -110,7 +118,8 @@ export const EXECUTOR_DEFAULTS: Readonly<Required<ExecutorOptions>> = {
   tilesPerCall: 4,
   maxRowsPerCall: 2048,
   attendBatching: true,
-  flash: true,
+  flash: false,
+  flashRows: 512,
   executionProvider: { provider: 'cpu', cudaDeviceId: 0 },
 };
 
@@ -121,7 +130,7 @@ export function resolveExecutorOptions(opts: ExecutorOptions): Required<Executor
     if (value !== undefined) (r as Record<string, unknown>)[key] = value;
   }
   const errors: string[] = [];
-  for (const key of ['threads', 'scoreBudgetBytes', 'pageSize', 'keyTile', 'rowTile', 'tilesPerCall', 'maxRowsPerCall'] as const) {
+  for (const key of ['threads', 'scoreBudgetBytes', 'pageSize', 'keyTile', 'rowTile', 'tilesPerCall', 'maxRowsPerCall', 'flashRows'] as const) {
     const v = r[key];
     if (!Number.isSafeInteger(v) || v < 1) errors.push(`${key} must be an integer ≥ 1, got ${String(v)}`);
   }
@@ -205,11 +214,11 @@ export class ModelExecutor {
       ex.qkvS.push(await make(buildQkvGraph(config, weights.layers[l], l)));
       ex.postS.push(await make(buildPostGraph(config, weights.layers[l], l)));
     }
-    const { rowTile, keyTile, tilesPerCall, scoreBudgetBytes } = ex.opts;
+    const { rowTile, keyTile, tilesPerCall, scoreBudgetBytes, flashRows } = ex.opts;
     const flash = ex.opts.flash && ex.opts.executionProvider.provider === 'cpu';
     ex.attention =
       ex.opts.attention === 'tiled'
-        ? await TiledAttention.create(config, { rowTile, keyTile, tilesPerCall, scoreBudgetBytes, flash }, so, ex.stats)
+        ? await TiledAttention.create(config, { rowTile, keyTile, tilesPerCall, scoreBudgetBytes, flash, flashRows }, so, ex.stats)
         : await PagedAttention.create(config, scoreBudgetBytes, so, ex.stats);
     if (ex.opts.attendBatching) ex.batched = new BatchedAttention(config, { rowTile, keyTile, tilesPerCall: MAX_BATCH_TILES, scoreBudgetBytes }, so, ex.stats, ex.attention);
     ex.headS = await make(buildHeadGraph(config, weights));

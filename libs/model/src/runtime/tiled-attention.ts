@@ -16,7 +16,7 @@ import { buildAttendChainGraph, buildAttendGraph, buildFlashAttendGraph, MASKED_
 import type { ModelConfig } from '../types';
 import type { AttentionBackend, AttentionCounters } from './attention-backend';
 import type { KvPage } from './kv-cache';
-import { rowTiles, sliceRows, writePartialRows } from './rows';
+import { copyRows, rowTiles, sliceRows, writePartialRows } from './rows';
 
 /** How `TiledAttention` cuts the work (the executor's options of the same names). */
 export interface TiledAttentionSettings {
@@ -30,6 +30,16 @@ export interface TiledAttentionSettings {
   scoreBudgetBytes: number;
   /** Long queries over position-sorted pages: the keys every row of a row tile sees in one flash call. */
   flash: boolean;
+  /** Query rows per flash call (a multiple of `rowTile` keeps the flash groups aligned with row tiles). */
+  flashRows: number;
+}
+
+/** A flash group's call: rows [r0, r1), flat keys [0, c), its partial (null: not used). */
+interface FlashGroup {
+  r0: number;
+  r1: number;
+  c: number;
+  part: Partial64 | null;
 }
 
 /** Fewest keys a row tile must see in full for the flash call to be used (below, tiles only). */
@@ -132,15 +142,23 @@ export class TiledAttention implements AttentionBackend {
       return kv;
     };
 
+    // Flash groups: whole row tiles, about flashRows rows.
+    const groupRows = Math.max(rows, Math.floor(this.settings.flashRows / rows) * rows);
+    let group: FlashGroup = { r0: 0, r1: 0, c: 0, part: null };
     for (const tile of rowTiles(q, qpos, H, D, rows)) {
       const { r0, n, q: qc, qpos: pc, minPos: qMin, maxPos: qMax } = tile; // qc (H, n, D), pc (n)
       const qT = new ort.Tensor('float32', qc, [H, n, D]);
       const acc: Partial64 = emptyPartial64(H, n, D);
-      // Flat keys [0, done) went to the flash call (written into acc); the tiles take the rest.
+      // Flat keys [0, done) went to the flash call of this row tile's flash group (its rows copied
+      // into acc); the tiles take the rest.
       let done = 0;
       if (flat) {
-        const c = upperBound(flat.pos, 0, flat.n, qMin);
-        if (c >= FLASH_MIN_KEYS && (await this.flashPrefix(flat, c, qc, n, acc))) done = c;
+        if (r0 >= group.r1) group = await this.flashGroup(flat, q, qpos, r0, Math.min(Tq, r0 + groupRows));
+        if (group.part) {
+          copyRows(group.part.o, group.part.rows, r0 - group.r0, acc.o, n, 0, n, H, D);
+          copyRows(group.part.lse, group.part.rows, r0 - group.r0, acc.lse, n, 0, n, H, 1);
+          done = group.c;
+        }
       }
       // The key ranges this row tile sees, after skipping and trimming.
       const items: { page: KvPage; c0: number; c1: number; open: boolean; kv: { k: ort.Tensor; v: ort.Tensor } }[] = [];
@@ -200,6 +218,25 @@ export class TiledAttention implements AttentionBackend {
       writePartialRows(result, acc, r0);
     }
     return result;
+  }
+
+  /**
+   * The flash call of query rows [r0, r1) (a flash group, `flashRows` rows, split into row tiles
+   * afterwards): over the flat keys at positions ≤ the group's smallest position, all visible to
+   * every row of the group. `part` is null when there are fewer than FLASH_MIN_KEYS such keys or
+   * the LSE could not be recovered (`flashPrefix`); the group's row tiles then take tiles only.
+   */
+  private async flashGroup(flat: FlatKeys, q: Float32Array, qpos: Int32Array, r0: number, r1: number): Promise<FlashGroup> {
+    const { numHeads: H, headDim: D } = this.config;
+    const m = r1 - r0;
+    let qMin = Infinity;
+    for (let i = r0; i < r1; i++) if (qpos[i] < qMin) qMin = qpos[i];
+    const c = upperBound(flat.pos, 0, flat.n, qMin);
+    if (c < FLASH_MIN_KEYS) return { r0, r1, c: 0, part: null };
+    const part = emptyPartial64(H, m, D);
+    const qg = m === qpos.length ? q : sliceRows(q, H, qpos.length, D, r0, r1); // (H, m, D)
+    const ok = await this.flashPrefix(flat, c, qg, m, part);
+    return { r0, r1, c: ok ? c : 0, part: ok ? part : null };
   }
 
   /**

@@ -172,12 +172,12 @@ describe.each<[string, ExecutorOptions]>([
 });
 
 describe.each<[string, boolean, number]>([
-  ['flash on (default): row tile 0 in one call; row tiles 1–11 a flash call over keys [0, r0] + one masked call', true, 23],
-  ['flash off: one call per row tile', false, 12],
+  ['flash on, flashRows 128: row tile 0 in one call; row tiles 1–11 a flash call over keys [0, r0] + one masked call', true, 23],
+  ['flash off (default): one call per row tile', false, 12],
 ])('default tiles on a long causal query, %s', (_name, flash, calls) => {
   let engine: ModelEngine;
   beforeAll(async () => {
-    engine = await ModelEngine.load(dir, cfg, { threads: 1, flash });
+    engine = await ModelEngine.load(dir, cfg, { threads: 1, flash, flashRows: 128 });
   });
   afterAll(async () => {
     await engine?.close();
@@ -341,13 +341,13 @@ describe('postQueryLayer: post(l) + queryLayer(l + 1) in one worker call', () =>
 });
 
 describe('flash prefix (ORT CPU flash attention over the keys a row tile sees in full, LSE from a sink key)', () => {
-  // rowTile 16 × keyTile 32 on pages of 64: a 300-row query is cut; row tiles from row 128 on see
-  // ≥ FLASH_MIN_KEYS keys in full.
-  const TILES: ExecutorOptions = { threads: 1, rowTile: 16, keyTile: 32, pageSize: 64 };
+  // rowTile 16 × keyTile 32 on pages of 64: a 300-row query is cut; flash groups of 48 rows (3 row
+  // tiles) from row 144 on see ≥ FLASH_MIN_KEYS keys in full.
+  const TILES: ExecutorOptions = { threads: 1, rowTile: 16, keyTile: 32, pageSize: 64, flashRows: 48 };
   let on: ModelEngine;
   let off: ModelEngine;
   beforeAll(async () => {
-    [on, off] = await Promise.all([ModelEngine.load(dir, cfg, TILES), ModelEngine.load(dir, cfg, { ...TILES, flash: false })]);
+    [on, off] = await Promise.all([ModelEngine.load(dir, cfg, { ...TILES, flash: true }), ModelEngine.load(dir, cfg, TILES)]);
   });
   afterAll(async () => {
     await Promise.all([on?.close(), off?.close()]);
