@@ -17,6 +17,7 @@
  *   npx tsx bench/peers/llama-cpp.ts [--threads 2] [--prefill 4096,16384] [--decode-after 4096]
  *     [--decode-tokens 64] [--rounds 2] [--flash-attention off|on|both] [--batch-size 512] [--kv-type F16|F32]
  *     [--model-dir ../shared/models/bench-256] [--gguf <model-dir>/bench-256.gguf] [--json FILE] [--markdown]
+ *     [--starq-flash off|on]   # starq's ExecutorOptions.flash (default off, the engine's default)
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -172,6 +173,8 @@ async function main(): Promise<void> {
   const gguf = path.resolve(argStr('--gguf', path.join(modelDir, 'bench-256.gguf')));
   const jsonOut = argStr('--json', '');
   const markdown = process.argv.includes('--markdown');
+  const starqFlash = argStr('--starq-flash', 'off'); // ExecutorOptions.flash of starq's engine
+  if (!['off', 'on'].includes(starqFlash)) throw new Error(`--starq-flash must be off or on (got ${starqFlash})`);
   if (!['off', 'on', 'both'].includes(fa)) throw new Error(`--flash-attention must be off, on or both (got ${fa})`);
   for (const f of [path.join(modelDir, 'model.safetensors'), gguf]) if (!fs.existsSync(f)) throw new Error(`missing ${f} (--model-dir / --gguf)`);
   const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -188,7 +191,7 @@ async function main(): Promise<void> {
   const variants: { flash: boolean; ctx: LlamaCpp }[] = [];
   if (fa !== 'on') variants.push({ flash: false, ctx: new LlamaCpp(await ctxOf(false)) });
   if (fa !== 'off') variants.push({ flash: true, ctx: new LlamaCpp(await ctxOf(true)) });
-  const engine = await ModelEngine.load(modelDir, config, { threads });
+  const engine = await ModelEngine.load(modelDir, config, { threads, flash: starqFlash === 'on' });
   const starq = new Starq(engine);
 
   log(`[peers] MatMul roofline (${threads} threads)…`);
@@ -260,7 +263,7 @@ async function main(): Promise<void> {
   const table = markdown ? markdownTable(columns, rows as unknown as Record<string, number | string | null>[]) : textTable(columns, rows as unknown as Record<string, number | string | null>[]);
   process.stdout.write(`${head}\n\n${table}\n${agreement.join('\n')}\n`);
   if (jsonOut) {
-    fs.writeFileSync(jsonOut, JSON.stringify({ command: `npx tsx bench/peers/llama-cpp.ts ${process.argv.slice(2).join(' ')}`, machine: machineInfo(), threads, batchSize, kvType, loadAverage: { before: loadBefore, after: loadAfter }, roofline: { before: before.matmulGflops, after: after.matmulGflops }, rows, agreement }, null, 2));
+    fs.writeFileSync(jsonOut, JSON.stringify({ command: `npx tsx bench/peers/llama-cpp.ts ${process.argv.slice(2).join(' ')}`, machine: machineInfo(), threads, starqFlash, batchSize, kvType, loadAverage: { before: loadBefore, after: loadAfter }, roofline: { before: before.matmulGflops, after: after.matmulGflops }, rows, agreement }, null, 2));
   }
   await engine.close();
   for (const v of variants) await v.ctx.ctx.dispose();
