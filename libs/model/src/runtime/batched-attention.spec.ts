@@ -192,11 +192,14 @@ describe('batched phase-2 attention (attendBatching)', () => {
     }
   });
 
-  it('eight decode rows over their own pages take one ORT call (the per-request path: eight; one tile per call: eight)', async () => {
+  it('eight decode rows over their own pages take one ORT call (the per-request path: eight; one tile per call: eight); thirteen take three', async () => {
     const its = range(0, 8).map((i) => item(`r${i}`, [400], [`r${i}`], 40 + i));
     expect(await calls(eb, () => eb.attendMany(its))).toBe(1);
     expect(await calls(ep, () => ep.attendMany(its))).toBe(8);
     expect(await calls(e1, () => e1.attendMany(its))).toBe(8);
+    // 13 tiles: calls of a power-of-two number of tiles (8 + 4 + 1), so only such sessions are ever built
+    const thirteen = range(0, 13).map((i) => item(`r${i % 8}`, [400], [`r${i % 8}`], 60 + i));
+    expect(await calls(eb, () => eb.attendMany(thirteen))).toBe(3);
   });
 
   it("the query engine's own partials: queryLayer over stacked groups makes one attend call and matches the per-request path", async () => {

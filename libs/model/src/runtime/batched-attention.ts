@@ -6,8 +6,9 @@
  * A decode-sized item (≤ `rowTile` rows, rows × widest page ≤ `rowTile × keyTile` score entries:
  * the items the tiled path would not cut) becomes one tile per page it can see: the whole page,
  * passed to ORT without a copy, with an additive mask bias (0 visible, −1e30 hidden) unless every
- * slot is written and before every row. The tiles of all items go to ORT together, up to
- * `tilesPerCall` per call within `scoreBudgetBytes`, through `buildAttendBatchGraph`: each tile
+ * slot is written and before every row. The tiles of all items go to ORT together — open tiles in
+ * calls of 1, 2, 4, … up to `tilesPerCall` tiles within `scoreBudgetBytes`, then the masked ones
+ * the same way — through `buildAttendBatchGraph`: each tile
  * has its own ops and sizes there (no padding, no shared key tensor), so a tile's output is what
  * it would be alone. An item's tiles are then merged in page order (exact LSE merge, float64), so
  * an item's partial depends only on the item — bit for bit, whatever else is in the batch and
@@ -55,7 +56,7 @@ interface Tile {
 }
 
 export class BatchedAttention {
-  /** Sessions by tile pattern ('o' open / 'm' masked per tile, open tiles first), created on first use. */
+  /** Sessions by tile pattern ('o' open / 'm' masked per tile), created on first use. */
   private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
 
   constructor(
@@ -100,15 +101,28 @@ export class BatchedAttention {
       for (const page of live) tiles.push({ job: j, page, open: page.len === page.cap && page.maxPos <= qMin, bytes: 2 * 4 * H * Tq * page.cap });
     });
 
-    // Tiles in job and page order, cut into calls of ≤ tilesPerCall tiles within the score budget.
+    // Calls: the open tiles, then the masked ones, each run cut into calls of a power-of-two
+    // number of tiles (≤ tilesPerCall, within the score budget), so an engine only ever builds
+    // sessions for 1, 2, 4, … open or masked tiles (a new batch size costs no session build).
     const outs: Partial[] = new Array(tiles.length);
     const qTensors = new Map<number, ort.Tensor>();
-    for (let i = 0; i < tiles.length; ) {
-      let j = i + 1;
-      let bytes = tiles[i].bytes;
-      while (j < tiles.length && j - i < this.settings.tilesPerCall && bytes + tiles[j].bytes <= scoreBudgetBytes) bytes += tiles[j++].bytes;
-      await this.run(tiles, i, j, jobs, qTensors, outs);
-      i = j;
+    for (const open of [true, false]) {
+      const run = tiles.map((t, i) => (t.open === open ? i : -1)).filter((i) => i >= 0);
+      for (let i = 0; i < run.length; ) {
+        let n = 1;
+        let bytes = tiles[run[i]].bytes;
+        for (;;) {
+          const next = 2 * n;
+          if (next > this.settings.tilesPerCall || i + next > run.length) break;
+          let more = 0;
+          for (let k = i + n; k < i + next; k++) more += tiles[run[k]].bytes;
+          if (bytes + more > scoreBudgetBytes) break;
+          bytes += more;
+          n = next;
+        }
+        await this.run(tiles, run.slice(i, i + n), jobs, qTensors, outs);
+        i += n;
+      }
     }
 
     // Each job's tiles (contiguous, in page order) merged into its partial.
@@ -128,11 +142,9 @@ export class BatchedAttention {
     return results;
   }
 
-  /** One ORT call over tiles [i0, i1): open tiles first in the graph, outputs back in tile order. */
-  private async run(tiles: Tile[], i0: number, i1: number, jobs: readonly AttendJob[], qTensors: Map<number, ort.Tensor>, outs: Partial[]): Promise<void> {
+  /** One ORT call over the tiles `order` (indices into `tiles`); outputs stored by tile index. */
+  private async run(tiles: Tile[], order: number[], jobs: readonly AttendJob[], qTensors: Map<number, ort.Tensor>, outs: Partial[]): Promise<void> {
     const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.config;
-    const order = Array.from({ length: i1 - i0 }, (_, k) => i0 + k);
-    order.sort((a, b) => Number(tiles[b].open) - Number(tiles[a].open) || a - b);
     const feeds: Record<string, ort.Tensor> = {};
     order.forEach((t, s) => {
       const { job: j, page, open } = tiles[t];
