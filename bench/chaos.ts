@@ -15,7 +15,8 @@
  *    errors"); none lost (404), stuck (not ended within `--job-deadline-s`) or duplicated.
  *
  * 2. Cost per fault kind. One fault at a time: per round and kind, `--batch` requests run
- *    undisturbed, then the same requests again with the fault injected once all of them have
+ *    undisturbed twice (a warm-up pass, then the measured one), then the same requests again with
+ *    the fault injected once all of them have
  *    generated 2 tokens (phase 2), aimed at them (the query actor running the first one; the host
  *    holding most of their blocks). The cost to an affected request is how much longer its rest
  *    (from its 2nd token to its end, the stretch the fault struck in) took than the same stretch
@@ -333,6 +334,9 @@ async function costs(c: Chaos, rand: () => number): Promise<Trial[]> {
     for (const kind of KINDS) {
       const bodies = Array.from({ length: BATCH }, () => b++ % BODIES);
       await c.whole();
+      // A warm-up pass (not measured): the actors restarted after the previous fault run their
+      // first requests slower (first engine runs), which would flatter the faulted pass.
+      await Promise.all(bodies.map((i) => c.runJob(i)));
       const base = await Promise.all(bodies.map((i) => c.runJob(i)));
       await c.whole();
       let injected: Promise<{ target: string; over: Promise<void>; affected: Set<string> }> | null = null;

@@ -18,7 +18,8 @@
  * Failures: a step that fails rolls back every member's own cache to its length before the step.
  * A host failure that re-encoding fixes (`classifyFailure`) re-places the affected requests' blocks
  * through the `BlockLocator` (at most `maxRecoveries` times per request; a host that fails while
- * re-encoding counts as one more) and the step is retried; a request that cannot recover fails
+ * re-encoding counts as one more, and a host that lacks a block the locator still places on it is
+ * treated as lost for the request) and the step is retried; a request that cannot recover fails
  * alone with a `HostLostError` (code `host_lost`: the host, the recoveries used, the hosts lost). Any other failure of a multi-request step re-runs its
  * members one by one, so only the request at fault fails.
  */
@@ -403,6 +404,12 @@ export class ServingLoop<C extends EncodedContext = EncodedContext> {
       e.recoveries++;
       try {
         const r = await this.opts.locator.locate(ctx, e.lost);
+        if (k === 'block-lost' && r.reencoded.length === 0 && r.placement.some((p) => p.host.id === f.hostId)) {
+          // The host says it lacks a block the locator still places on it (a stale record of
+          // where the block is): the host is right; stop using it for this request.
+          k = 'host-lost';
+          continue;
+        }
         e.placement = r.placement;
         e.recoveredBlocks += r.reencoded.length;
         if (r.reencoded.length > 0) {
