@@ -43,3 +43,16 @@ it('a partial handle reads as none, and writing the block again makes it whole',
   await dir.putEncoded(block('c2', 'host-b'), 7000);
   expect(await dir.get('c2')).toMatchObject({ cacheId: 'c2', hostId: 'host-b', lastUsedAt: 7000 });
 });
+
+it('remove of many handles drops those of the host (and its index entries), keeps those another host holds now', async () => {
+  const ids = Array.from({ length: 64 }, (_, k) => `ctx/b${k}`);
+  for (const [k, id] of ids.entries()) await dir.putEncoded(block(id, k % 3 === 0 ? 'host-d' : 'host-c'));
+  await dir.remove(ids, 'host-c');
+  const left = await dir.getMany(ids);
+  expect(left.map((h, k) => (h ? `${k}:${h.hostId}` : null)).filter((x) => x !== null)).toEqual(ids.map((_, k) => k).filter((k) => k % 3 === 0).map((k) => `${k}:host-d`));
+  expect(await dir.hostBlocks('host-c')).toEqual([]);
+  expect((await dir.hostBlocks('host-d')).sort()).toEqual(ids.filter((_, k) => k % 3 === 0).sort());
+  await dir.remove(ids); // no host: every handle goes
+  expect((await dir.getMany(ids)).every((h) => h === null)).toBe(true);
+  await dir.remove([], 'host-c'); // nothing to do
+});

@@ -77,16 +77,25 @@ export class KvDirectory {
     await p.exec();
   }
 
-  /** Remove handles — only those still pointing at `hostId` when given (a newer copy elsewhere stays). */
+  /**
+   * Remove handles — only those still pointing at `hostId` when given (a newer copy elsewhere
+   * stays). Two round trips whatever the number of handles (one read, one pipeline of deletes).
+   */
   async remove(cacheIds: string[], hostId?: string): Promise<void> {
-    for (const id of cacheIds) {
+    if (cacheIds.length === 0) return;
+    const current = hostId ? await this.getMany(cacheIds, { strict: true }) : [];
+    const p = this.redis.pipeline();
+    cacheIds.forEach((id, i) => {
       if (hostId) {
-        const h = await this.get(id);
-        if (h && h.hostId !== hostId) continue;
-        await this.redis.srem(this.keys.hostKvIndex(hostId), id);
+        const h = current[i];
+        if (h && h.hostId !== hostId) return;
+        p.srem(this.keys.hostKvIndex(hostId), id);
       }
-      await this.redis.del(this.keys.kvHandle(id));
-    }
+      p.del(this.keys.kvHandle(id));
+    });
+    const res = await p.exec();
+    const failed = res?.find(([err]) => err);
+    if (failed) throw failed[0];
   }
 
   /** Cache ids a host has registered. */

@@ -85,6 +85,8 @@ export interface RunSpeedOptions {
   /** Called when a cell starts and as it progresses (phase-1 units, tokens). */
   onCell?: (i: number, total: number, cell: SpeedCellSpec, etaMs: number | null) => void;
   onPhase1?: (done: number, total: number) => void;
+  /** Called with each measured cell's result as soon as it is done (ratios and efficiency not yet set). */
+  onCellDone?: (res: SpeedCellResult) => void;
   onToken?: (index: number, total: number) => void;
 }
 
@@ -152,6 +154,7 @@ export async function runSpeed(o: RunSpeedOptions): Promise<SpeedResult> {
         predictedFrom: null,
       },
     };
+    o.onCellDone?.(raw[i].res);
     doneFlops += spec.phase1Flops + spec.phase2Flops;
   }
   const after = await bestRoofline(o.threads);

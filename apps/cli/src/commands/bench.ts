@@ -77,7 +77,9 @@ async function speedCommand(flags: SpeedFlags): Promise<void> {
     backend = o.cluster
       ? new ClusterBackend(modelDir, o.threads, o.prefix ?? `starq-bench-${randomBytes(4).toString('hex')}`, o.redisUrl, o.maxRowsPerCall, (l) => log(l.split('\n').filter((x) => /error|exited/i.test(x)).map((x) => x + '\n').join('')))
       : new InProcessBackend(modelDir, config, o.threads, o.maxRowsPerCall);
-    log(`[bench] ${cells.length} cell${cells.length > 1 ? 's' : ''} on ${backend.name}, ${o.threads} thread${o.threads > 1 ? 's' : ''}; measuring the MatMul roofline…\n`);
+    const run = cells.filter((c) => c.predictedFrom === null).length;
+    const predicted = cells.length - run;
+    log(`[bench] ${run} cell${run > 1 ? 's' : ''}${predicted > 0 ? ` (+ ${predicted} predicted, not run)` : ''} on ${backend.name}, ${o.threads} thread${o.threads > 1 ? 's' : ''}; measuring the MatMul roofline…\n`);
     let phase1: Progress | null = null;
     let decode: Progress | null = null;
     const result = await runSpeed({
@@ -98,6 +100,15 @@ async function speedCommand(flags: SpeedFlags): Promise<void> {
         decode = null; // created at the first token, so its clock starts with phase 2
       },
       onPhase1: (done, total) => phase1?.update(done, total),
+      onCellDone: (r) => {
+        phase1?.done();
+        decode?.done();
+        const f = (v: number | null, d = 0) => (v === null ? '–' : v.toFixed(d));
+        log(
+          `[bench]   done: phase 1 ${f(r.phase1Ms)} ms (${f(r.gflops, 1)} GFLOP/s), TTFT ${f(r.firstTokenMs)} ms, decode ${f(r.decodeTokensPerSec, 1)} tok/s, ` +
+            `peak RSS ${f(r.peakRssMb)} MB (KV ${f(r.kvMb)} MB + engines ${f(r.baseRssMb)} MB = ${f(r.expectedMb)} MB)\n`,
+        );
+      },
       onToken: (done, total) => {
         phase1?.done();
         decode ??= new Progress(process.stderr, '  tokens');
