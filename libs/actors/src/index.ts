@@ -55,6 +55,7 @@ export * from './actor-handle';
 export * from './actor-client';
 export * from './task-queue';
 export * from './job-reaper';
+export * from './periodic-task';
 export * from './claim-check';
 export * from './direct-link';
 export * from './link-address';

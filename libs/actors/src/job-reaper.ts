@@ -20,6 +20,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { RedisKeys } from '@starq/protocol';
+import { PeriodicTask } from './periodic-task';
 
 /** Where the reaper learns which actors are alive (an ActorRegistry). */
 export interface LivenessSource {
@@ -51,26 +52,18 @@ redis.call('DEL', KEYS[4])
 return 1`;
 
 export class JobReaper {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<unknown> | null = null;
+  private readonly periodic: PeriodicTask;
 
-  constructor(private readonly o: JobReaperOptions) {}
+  constructor(private readonly o: JobReaperOptions) {
+    this.periodic = new PeriodicTask(() => this.sweep(), o.intervalMs ?? 1000, (e) => (o.log ?? console.warn)(`[starq] job reaper: ${(e as Error).message}`));
+  }
 
   start(): void {
-    if (this.timer) return;
-    this.timer = setInterval(() => {
-      if (this.running) return;
-      this.running = this.sweep()
-        .catch((e) => (this.o.log ?? console.warn)(`[starq] job reaper: ${(e as Error).message}`))
-        .finally(() => (this.running = null));
-    }, this.o.intervalMs ?? 1000);
-    this.timer.unref();
+    this.periodic.start();
   }
 
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    await this.running;
+    await this.periodic.stop();
   }
 
   /** One pass over every queue; returns the jobs whose locks were removed. */

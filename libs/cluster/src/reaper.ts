@@ -7,7 +7,7 @@
 import type { Redis } from 'ioredis';
 import type { Queue } from 'bullmq';
 import type { RedisKeys } from '@starq/protocol';
-import { createQueue, JobReaper } from '@starq/actors';
+import { createQueue, JobReaper, PeriodicTask } from '@starq/actors';
 import { ActorWaitDeadline, DEFAULT_ACTOR_WAIT_MS } from './actor-wait';
 import { isRedisDown } from './failure';
 import type { RequestEvent } from './jobs';
@@ -34,8 +34,7 @@ export class StarqReaper {
   readonly jobs: JobReaper;
   readonly deadline: ActorWaitDeadline;
   private readonly requests: Queue;
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<unknown> | null = null;
+  private readonly periodic: PeriodicTask;
 
   constructor(private readonly o: StarqReaperOptions) {
     const { redis, keys } = o;
@@ -57,24 +56,17 @@ export class StarqReaper {
     });
     this.requests = createQueue(keys.queues.requests, { connection: o.bull, prefix: keys.bullPrefix });
     this.deadline = new ActorWaitDeadline({ redis, keys, requests: this.requests, limitMs: o.actorWaitMs ?? DEFAULT_ACTOR_WAIT_MS });
+    // Outages are logged by the connection, not by every sweep.
+    this.periodic = new PeriodicTask(() => this.sweepDeadlines(), o.intervalMs ?? 1000, (e) => !isRedisDown(e) && (o.log ?? console.warn)(`[starq] actor-wait deadline: ${(e as Error).message}`));
   }
 
   start(): void {
     this.jobs.start();
-    if (this.timer) return;
-    this.timer = setInterval(() => {
-      if (this.running) return;
-      this.running = this.sweepDeadlines()
-        .catch((e) => !isRedisDown(e) && (this.o.log ?? console.warn)(`[starq] actor-wait deadline: ${(e as Error).message}`)) // outages are logged by the connection
-        .finally(() => (this.running = null));
-    }, this.o.intervalMs ?? 1000);
-    this.timer.unref();
+    this.periodic.start();
   }
 
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    await this.running;
+    await this.periodic.stop();
     await this.jobs.stop();
     await this.requests.close().catch(() => undefined);
   }
