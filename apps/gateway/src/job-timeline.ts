@@ -16,7 +16,7 @@
  * by {@link MAX_TOKEN_POINTS}; BullMQ keeps finished block jobs for an hour (`removeOnComplete`),
  * after which an encoded block shows as `unknown` timing with its current host.
  */
-import { blockCacheId, planMode, type StarPlan } from '@starq/attention';
+import { blockCacheId, planMode, privateBlockKey, type StarPlan } from '@starq/attention';
 import { jobFailure } from '@starq/actors';
 import type { KvHandle } from '@starq/protocol';
 import type { RequestEvent, RequestJobData, StarqClient } from '@starq/cluster';
@@ -122,7 +122,11 @@ export async function jobTimeline(client: StarqClient, meta: JobMeta): Promise<J
 
   // Blocks: this request's block jobs, else the handles of blocks it reused.
   const childJobs = meta.mode === 'ring' ? [] : await Promise.all(plan.blocks.map((b) => client.blocks.getJob(`${meta.id}-b${b.index}`).catch(() => undefined)));
-  const handles: (KvHandle | null)[] = contextKey && meta.mode !== 'ring' ? await client.directory.getMany(plan.blocks.map((b) => blockCacheId(contextKey, b.index))) : plan.blocks.map(() => null);
+  // A cache: false request's blocks: its private copy (privateBlockKey) if any, else the shared one.
+  const privateKey = contextKey && data && !data.cache ? privateBlockKey(contextKey, meta.id) : null;
+  const lookup = async (key: string | null) => (key && meta.mode !== 'ring' ? client.directory.getMany(plan.blocks.map((b) => blockCacheId(key, b.index))) : plan.blocks.map(() => null));
+  const [shared, own] = await Promise.all([lookup(contextKey), lookup(privateKey)]);
+  const handles: (KvHandle | null)[] = shared.map((h, i) => own[i] ?? h);
   const blocks: BlockSpan[] = plan.blocks.map((b, i) => {
     const job = childJobs[i];
     const tokens = b.end - b.start;

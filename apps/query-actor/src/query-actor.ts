@@ -14,7 +14,7 @@
  */
 import { WaitingError, type Job, type Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { blockCacheId, HostCallError, planMode, ringPhase1, type ContextPlacement, type StarPlan } from '@starq/attention';
+import { blockCacheId, HostCallError, isPrivateOf, planMode, privateBlockKey, ringPhase1, type ContextPlacement, type StarPlan } from '@starq/attention';
 import { ActorClient, createWorker, failJob } from '@starq/actors';
 import {
   ActorBoot,
@@ -39,7 +39,7 @@ import {
 import { loadConfig } from '@starq/model/config';
 import { ModelEngine } from '@starq/model/runtime/engine';
 import type { ExecutionProviderChoice } from '@starq/model/runtime/execution-provider';
-import type { Relocation } from '@starq/model/serving/block-locator';
+import { encodeCacheId, type Relocation } from '@starq/model/serving/block-locator';
 import { EngineQueryBackend } from '@starq/model/serving/query-backend';
 import { RequestCancelledError, ServingLoop } from '@starq/model/serving/serving-loop';
 import type { ModelConfig } from '@starq/model/types';
@@ -254,7 +254,9 @@ export class QueryActor {
     this.active++;
     void this.publishStatus(true);
     const plan = planMode(d.mode, d.contextLength, { blockSize: d.blockSize, anchorSize: d.anchorSize, hosts: d.hosts });
-    const ctx: ClusterContext = { mode: d.mode, plan, contextKey: d.contextKey, contextIds: await this.contextIds(d), model: d.model, contextHash: d.contextHash };
+    // Blocks an uncached (or ring) request encodes are its own: kept under its private key, found by no other request.
+    const privateKey = !d.cache || d.mode === 'ring' ? privateBlockKey(d.contextKey, d.requestId) : undefined;
+    const ctx: ClusterContext = { mode: d.mode, plan, contextKey: d.contextKey, privateKey, contextIds: await this.contextIds(d), model: d.model, contextHash: d.contextHash };
     const cancel = new AbortController();
     const poll = setInterval(
       () =>
@@ -268,26 +270,26 @@ export class QueryActor {
     if (this.handBack.signal.aborted) handBack();
     else this.handBack.signal.addEventListener('abort', handBack, { once: true });
     let placement: ContextPlacement[] = [];
-    /** Blocks re-encoded by this request (lost ones): with its own block jobs', the only ones an uncached request releases. */
+    /** Blocks re-encoded by this request (lost ones): with its own block jobs', the blocks it did not reuse. */
     const reencoded = new Set<number>();
     const ownBlocks = () => new Set([...(d.encodedBlocks ?? plan.blocks.map((b) => b.index)), ...reencoded]);
     try {
       if (await this.isCancelled(job)) {
-        if (!d.cache && d.mode !== 'ring') await this.releaseBlocks(plan, d, ownBlocks()); // blocks encoded before the cancel
+        if (!d.cache && d.mode !== 'ring') await this.releasePrivate(plan, privateKey!, new Set()); // blocks encoded before the cancel
         throw new RequestCancelledError(d.requestId);
       }
       let encoded = 0;
       let recovered = 0;
       if (d.mode === 'ring') {
         const hosts = await this.pickHosts(plan.effectiveHosts);
-        placement = await ringPhase1(plan, ctx.contextIds, hosts, d.contextKey, this.model.numLayers, (done, total) => void emit({ type: 'phase1', done, total }));
+        placement = await ringPhase1(plan, ctx.contextIds, hosts, privateKey!, this.model.numLayers, (done, total) => void emit({ type: 'phase1', done, total }));
         encoded = plan.numBlocks;
       } else {
         const r = await this.firstPlacement(ctx);
         placement = r.placement;
         recovered = r.reencoded.length;
         for (const k of r.reencoded) reencoded.add(k);
-        if (recovered > 0) await emit({ type: 'recovered', blocks: r.reencoded, fromHost: r.fromHost, toHosts: r.reencoded.map((k) => hostOfBlock(placement, blockCacheId(d.contextKey, k))) });
+        if (recovered > 0) await emit({ type: 'recovered', blocks: r.reencoded, fromHost: r.fromHost, toHosts: r.reencoded.map((k) => hostOfBlock(placement, encodeCacheId(ctx, k))) });
       }
       if (d.encodedBlocks) encoded = Math.max(encoded, d.encodedBlocks.length);
       else encoded = Math.max(encoded, (await job.getDependenciesCount({ processed: true }).catch(() => ({ processed: 0 }))).processed ?? 0);
@@ -354,9 +356,10 @@ export class QueryActor {
       this.active--;
       if (d.mode === 'ring') await Promise.all(placement.map((p) => p.host.release(p.cacheIds).catch(() => undefined)));
       else if (!d.cache) {
-        // Only what this request encoded: blocks it reused belong to the cache (other requests').
-        const own = new Set([...ownBlocks()].map((k) => blockCacheId(d.contextKey, k)));
-        await Promise.all(placement.map((p) => p.host.release(p.cacheIds.filter((c) => own.has(c))).catch(() => undefined)));
+        // Only its private blocks: shared blocks it reused belong to the cache (other requests').
+        const mine = placement.flatMap((p) => p.cacheIds).filter((c) => isPrivateOf(c, privateKey!));
+        await Promise.all(placement.map((p) => p.host.release(p.cacheIds.filter((c) => isPrivateOf(c, privateKey!))).catch(() => undefined)));
+        await this.releasePrivate(plan, privateKey!, new Set(mine)); // encoded by its block jobs but not in the final placement
       }
       void this.publishStatus(true);
     }
@@ -405,9 +408,9 @@ export class QueryActor {
     return r[0][1] === 1;
   }
 
-  /** Release the request's own blocks (`own`: block indices) that some host holds (a cancelled, uncached request). */
-  private async releaseBlocks(plan: StarPlan, d: RequestJobData, own: ReadonlySet<number>): Promise<void> {
-    const cacheIds = plan.blocks.filter((b) => own.has(b.index)).map((b) => blockCacheId(d.contextKey, b.index));
+  /** Release the request's private blocks (under `privateKey`) that the KV directory places on some host, but those in `done`. */
+  private async releasePrivate(plan: StarPlan, privateKey: string, done: ReadonlySet<string>): Promise<void> {
+    const cacheIds = plan.blocks.map((b) => blockCacheId(privateKey, b.index)).filter((c) => !done.has(c));
     const byHost = new Map<string, string[]>();
     (await this.directory.getMany(cacheIds)).forEach((h, i) => {
       if (h) byHost.set(h.hostId, [...(byHost.get(h.hostId) ?? []), cacheIds[i]]);

@@ -118,3 +118,17 @@ export interface GroupedQuery {
 export function blockCacheId(contextKey: string, block: number): string {
   return `${contextKey}/b${block}`;
 }
+
+/**
+ * Key of one request's private blocks of a context: a `cache: false` request keeps the blocks it
+ * has to encode under `blockCacheId(privateBlockKey(contextKey, requestId), k)`, which no other
+ * request looks up (it still reuses the shared `blockCacheId(contextKey, k)` blocks that exist).
+ */
+export function privateBlockKey(contextKey: string, requestId: string): string {
+  return `${contextKey}/req:${requestId}`;
+}
+
+/** True when `cacheId` is a block under `privateKey` (`blockCacheId(privateKey, k)` for some k). */
+export function isPrivateOf(cacheId: string, privateKey: string): boolean {
+  return cacheId.startsWith(`${privateKey}/b`) && /^\d+$/.test(cacheId.slice(privateKey.length + 2));
+}

@@ -11,7 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { FlowJob, FlowProducer, Job, Queue } from 'bullmq';
-import { blockCacheId, planMode, type Mode, type StarPlan } from '@starq/attention';
+import { blockCacheId, planMode, privateBlockKey, type Mode, type StarPlan } from '@starq/attention';
 import { CapacityError, InvalidInputError, RedisKeys, StarqError, contextHash, contextKey } from '@starq/protocol';
 import { createFlowProducer, createQueue, createRedis, duplicateRedis, jobFailure } from '@starq/actors';
 import { checkPositions } from '@starq/model/positions';
@@ -34,7 +34,11 @@ export interface SubmitRequest {
   sampling: SamplingData;
   stopIds: number[];
   ignoreEos?: boolean;
-  /** Keep the KV blocks for later requests on the same context. @defaultValue true */
+  /**
+   * Keep the KV blocks for later requests on the same context. False: the blocks this request
+   * encodes are private to it (`privateBlockKey`: no other request finds them) and released when
+   * it ends; shared blocks already cached are still reused (and kept). @defaultValue true
+   */
   cache?: boolean;
   /** Use this request id (must be unique). @defaultValue random UUID */
   requestId?: string;
@@ -155,6 +159,8 @@ export class StarqClient {
     const cacheIds = plan.blocks.map((b) => blockCacheId(key, b.index));
     const handles = req.mode === 'ring' ? cacheIds.map(() => null) : await this.directory.getMany(cacheIds);
     const missing = req.mode === 'ring' ? [] : plan.blocks.filter((b, i) => !handles[i] || !alive.has(handles[i]!.hostId));
+    // cache: false encodes what is missing under the request's private key (never the shared ids).
+    const encodeKey = req.cache === false ? privateBlockKey(key, requestId) : key;
     const data: RequestJobData = {
       requestId,
       model: req.model,
@@ -178,7 +184,7 @@ export class StarqClient {
       const child: BlockJobData = {
         requestId,
         model: req.model,
-        cacheId: cacheIds[b.index],
+        cacheId: encodeKey === key ? cacheIds[b.index] : blockCacheId(encodeKey, b.index),
         contextHash: hash,
         contextLength: req.contextIds.length,
         blockIndex: b.index,

@@ -3,12 +3,13 @@
  * every block is) and the registry (which hosts are alive). A block whose handle is missing or
  * names a host that is not alive (or is in the request's lost set) is re-encoded by lineage on the
  * live host holding the least KV (not draining, when there is such a host), and its handle
- * rewritten. A host that fails while re-encoding is reported as a `HostCallError` naming it.
+ * rewritten. A `cache: false` request (`ctx.privateKey`) prefers its private copy of a block, then
+ * the shared one, and re-encodes under its private id: it never writes a shared block's handle. A host that fails while re-encoding is reported as a `HostCallError` naming it.
  */
-import { blockCacheId, HostCallError, phase1Positions, phase1Tokens, type ContextPlacement, type Host } from '@starq/attention';
+import { HostCallError, phase1Positions, phase1Tokens, type ContextPlacement, type Host } from '@starq/attention';
 import { ActorDiedError, ActorTimeoutError, SERVER_ERROR_CODES } from '@starq/actors';
-import type { BlockLocator, EncodedContext, HostFailureKind, Relocation } from '@starq/model/serving/block-locator';
-import { StarqError } from '@starq/protocol';
+import { encodeCacheId, heldCacheIds, type BlockLocator, type EncodedContext, type HostFailureKind, type Relocation } from '@starq/model/serving/block-locator';
+import { StarqError, type KvHandle } from '@starq/protocol';
 import { isKvNotFound } from './errors';
 import type { KvDirectory } from './kv-directory';
 import type { ClusterRegistry } from './registry';
@@ -39,14 +40,24 @@ export class ClusterBlockLocator implements BlockLocator<ClusterContext> {
 
   async locate(ctx: ClusterContext, lost: ReadonlySet<string>): Promise<Relocation> {
     const { plan } = ctx;
-    const cacheIds = plan.blocks.map((b) => blockCacheId(ctx.contextKey, b.index));
-    const handles = await this.o.directory.getMany(cacheIds);
     const live = await this.o.registry.list('host');
     let seen = this.lostIncarnations.get(lost);
     if (!seen) this.lostIncarnations.set(lost, (seen = new Map()));
     for (const id of lost) if (!seen.has(id)) seen.set(id, live.find((h) => h.id === id)?.incarnation ?? null);
     const hosts = live.filter((h) => !(lost.has(h.id) && seen!.get(h.id) === h.incarnation));
     const alive = new Set(hosts.map((h) => h.id));
+    // Per block, the ids it may be held under (a request's private id first, then the shared one).
+    const candidates = plan.blocks.map((b) => heldCacheIds(ctx, b.index));
+    const found = await this.o.directory.getMany(candidates.flat());
+    const cacheIds: string[] = [];
+    const handles: (KvHandle | null)[] = [];
+    let at = 0;
+    candidates.forEach((ids, k) => {
+      const held = found.slice(at, (at += ids.length));
+      const j = [held.findIndex((h) => h && alive.has(h.hostId)), held.findIndex((h) => h)].find((x) => x >= 0) ?? -1;
+      cacheIds[k] = j >= 0 ? ids[j] : encodeCacheId(ctx, k);
+      handles[k] = j >= 0 ? held[j] : null;
+    });
     const owner: string[] = [];
     const reencoded: number[] = [];
     let fromHost = '';
@@ -68,6 +79,7 @@ export class ClusterBlockLocator implements BlockLocator<ClusterContext> {
         const b = plan.blocks[k];
         let handle;
         try {
+          cacheIds[k] = encodeCacheId(ctx, k); // a lost block is re-encoded under the request's own id
           handle = await this.o.host(target).encodeBlock({ cacheId: cacheIds[k], ids: Int32Array.from(phase1Tokens(ctx.contextIds, b.phase1)), positions: phase1Positions(b.phase1), keepFrom: b.phase1.keepFrom });
         } catch (e) {
           throw new HostCallError(target, e, `re-encoding block ${k}`); // the serving loop decides whether that host is lost too

@@ -11,7 +11,10 @@ import { ProtocolError, is, validator, type Validator } from '@starq/protocol';
 export interface BlockJobData {
   requestId: string;
   model: string;
-  /** Cache id the block's K/V are kept under (blockCacheId(contextKey, blockIndex)). */
+  /**
+   * Cache id the block's K/V are kept under: blockCacheId(contextKey, blockIndex), or for a
+   * `cache: false` request blockCacheId(privateBlockKey(contextKey, requestId), blockIndex).
+   */
   cacheId: string;
   contextHash: string;
   contextLength: number;
@@ -46,11 +49,15 @@ export interface RequestJobData {
   sampling: SamplingData;
   stopIds: number[];
   ignoreEos: boolean;
-  /** Keep the context's KV blocks for later requests. @defaultValue true */
+  /**
+   * Keep the context's KV blocks for later requests. False: blocks the request encodes (its block
+   * jobs, re-encoded lost blocks) are kept under `privateBlockKey(contextKey, requestId)`, found by
+   * no other request, and released when it ends; shared blocks it reused stay. @defaultValue true
+   */
   cache: boolean;
   /**
    * Indices of the blocks this request's own block jobs encode (the flow's children). The other
-   * blocks were reused from the cache: an uncached request releases only blocks it encoded.
+   * blocks were reused from the cache.
    */
   encodedBlocks?: number[];
   /** Epoch ms when the client submitted (phase-1 time is measured from here). */

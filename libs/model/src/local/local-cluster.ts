@@ -15,7 +15,7 @@ import type { GenerateOptions, GenerationResult } from '../generate';
 import { checkPositions } from '../positions';
 import { ModelEngine } from '../runtime/engine';
 import type { ExecutorOptions } from '../runtime/executor';
-import type { BlockLocator, EncodedContext, Relocation } from '../serving/block-locator';
+import { encodeCacheId, heldCacheIds, type BlockLocator, type EncodedContext, type Relocation } from '../serving/block-locator';
 import { EngineQueryBackend } from '../serving/query-backend';
 import { ServingLoop, type ServingEvent, type ServingOptions } from '../serving/serving-loop';
 import type { ModelConfig } from '../types';
@@ -153,26 +153,31 @@ export class LocalCluster implements BlockLocator {
     const load = new Map(live.map((h) => [h, 0]));
     for (const h of this.holder.values()) if (load.has(h)) load.set(h, load.get(h)! + 1);
     const owners: LocalHost[] = [];
+    const cacheIds: string[] = [];
     const reencoded: number[] = [];
     let fromHost = '';
-    for (const b of ctx.plan.blocks) {
-      const cacheId = blockCacheId(ctx.contextKey, b.index);
-      const h = this.holder.get(cacheId);
-      if (h && load.has(h) && (await h.engine.hasCache(cacheId))) {
-        owners.push(h);
-        continue;
+    blocks: for (const b of ctx.plan.blocks) {
+      for (const cacheId of heldCacheIds(ctx, b.index)) {
+        const h = this.holder.get(cacheId);
+        if (h && load.has(h) && (await h.engine.hasCache(cacheId))) {
+          owners.push(h);
+          cacheIds.push(cacheId);
+          continue blocks;
+        }
+        if (h) fromHost = h.id;
       }
-      if (h) fromHost = h.id;
+      const cacheId = encodeCacheId(ctx, b.index);
       const target = [...load.entries()].sort((x, y) => x[1] - y[1])[0][0];
       await target.encodeBlock({ cacheId, ids: Int32Array.from(phase1Tokens(ctx.contextIds, b.phase1)), positions: phase1Positions(b.phase1), keepFrom: b.phase1.keepFrom });
       this.holder.set(cacheId, target);
       load.set(target, load.get(target)! + 1);
       owners.push(target);
+      cacheIds.push(cacheId);
       reencoded.push(b.index);
     }
     const placement: ContextPlacement[] = [];
     owners.forEach((host, k) => {
-      const cacheId = blockCacheId(ctx.contextKey, ctx.plan.blocks[k].index);
+      const cacheId = cacheIds[k];
       const last = placement[placement.length - 1];
       if (last && last.host === host) last.cacheIds.push(cacheId);
       else placement.push({ host, cacheIds: [cacheId] });

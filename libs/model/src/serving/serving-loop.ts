@@ -23,14 +23,14 @@
  * alone with a `HostLostError` (code `host_lost`: the host, the recoveries used, the hosts lost). Any other failure of a multi-request step re-runs its
  * members one by one, so only the request at fault fails.
  */
-import { blockCacheId, HostCallError, starStep, type ContextPlacement, type StepRequest } from '@starq/attention';
+import { HostCallError, starStep, type ContextPlacement, type StepRequest } from '@starq/attention';
 import { InvalidInputError, StarqError } from '@starq/protocol/errors';
 import { validateGenerateOptions, type GenerateOptions, type GenerationResult } from '../generate';
 import { EngineDiedError } from '../runtime/engine';
 import { HostLostError } from './host-lost-error';
 import { Rng, sample } from '../sampling';
 import { Admission, DEFAULT_ADMISSION_LIMITS, type AdmissionLimits, type WaitReason } from './admission';
-import type { BlockLocator, EncodedContext, HostFailureKind } from './block-locator';
+import { heldCacheIds, type BlockLocator, type EncodedContext, type HostFailureKind } from './block-locator';
 import type { QueryBackend } from './query-backend';
 import { ServingMetrics, type ServingSnapshot, type StepRecord } from './serving-metrics';
 
@@ -413,7 +413,7 @@ export class ServingLoop<C extends EncodedContext = EncodedContext> {
         e.placement = r.placement;
         e.recoveredBlocks += r.reencoded.length;
         if (r.reencoded.length > 0) {
-          const holder = (b: number) => r.placement.find((p) => p.cacheIds.includes(blockCacheId(ctx.contextKey, b)))?.host.id ?? '';
+          const holder = (b: number) => r.placement.find((p) => heldCacheIds(ctx, b).some((id) => p.cacheIds.includes(id)))?.host.id ?? '';
           this.emit(e, { type: 'recovered', blocks: r.reencoded, fromHost: r.fromHost || f.hostId, toHosts: r.reencoded.map(holder) });
         }
         return;
