@@ -6,7 +6,8 @@
  *
  * A context is identified by its context key (model + mode family + b + a + content hash; a
  * block's cache id is `<contextKey>/b<k>`), so the same document encoded with two block sizes is
- * two contexts.
+ * two contexts. The private blocks of a `cache: false` request (`privateBlockKey`:
+ * `<contextKey>/req:<requestId>/b<k>`) are a context of their own, named by that key.
  */
 import type { KvHandle } from '@starq/protocol';
 import { RemoteHost, type ClusterActorRecord, type StarqClient } from '@starq/cluster';
