@@ -33,7 +33,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { blockCacheId } from '@starq/attention';
+import { blockCacheId, privateBlockKey } from '@starq/attention';
 import { JOB_ERRORS, RedisServer, startProcessCluster, StarqClient, type LocalProcessCluster, type RequestEvent, type SupervisedProcess } from '@starq/cluster';
 import { mulberry32, writeRandomCheckpoint } from '@starq/model/synthetic/random-checkpoint';
 import { randomTokenIds } from '@starq/model/synthetic/token-ids';
@@ -219,7 +219,9 @@ class Chaos {
       const raw = await this.client.redis.get(`${PREFIX}:gw:job:${id}`);
       const meta = raw ? (JSON.parse(raw) as { contextKey?: string; blocksTotal: number }) : null;
       const hosts = new Set<string>();
-      if (meta?.contextKey) for (const h of await this.client.directory.getMany(Array.from({ length: meta.blocksTotal }, (_, k) => blockCacheId(meta.contextKey!, k)))) if (h) hosts.add(h.hostId);
+      // Shared blocks it reused and its private ones (cache: false: privateBlockKey).
+      const keys = meta?.contextKey ? [meta.contextKey, privateBlockKey(meta.contextKey, id)] : [];
+      for (const h of await this.client.directory.getMany(keys.flatMap((key) => Array.from({ length: meta!.blocksTotal }, (_, k) => blockCacheId(key, k))))) if (h) hosts.add(h.hostId);
       out.set(id, hosts);
     }
     return out;

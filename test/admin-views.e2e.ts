@@ -16,7 +16,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
-import { blockCacheId } from '@starq/attention';
+import { blockCacheId, privateBlockKey } from '@starq/attention';
 import type { RandomCheckpointOptions } from '@starq/model/synthetic/random-checkpoint';
 import { randomTokenIds, TmpDirs, smallLlama } from '@starq/testing';
 import { describeBrowser, launchChromium } from './helpers/browser';
@@ -183,7 +183,8 @@ describeBrowser('admin dashboard views (browser)', () => {
     const id = await submit({ contextIds: doc, queryIds: [3], blockSize: 40, hosts: 2, maxNewTokens: 600, ignoreEos: true, cache: false });
     await until(`job ${id} to generate`, async () => (await getJob(id)).progress.tokens >= 3, 120000, 20);
     const key = await contextKeyOf(id);
-    const before = await cluster.client.directory.getMany([0, 1, 2, 3].map((k) => blockCacheId(key, k)));
+    // cache: false: the blocks it encodes are its own (privateBlockKey), not the context's shared ones.
+    const before = await cluster.client.directory.getMany([0, 1, 2, 3].map((k) => blockCacheId(privateBlockKey(key, id), k)));
     const victim = before[0]!.hostId;
     const lost = before.map((h, k) => (h!.hostId === victim ? k : -1)).filter((k) => k >= 0);
     await cluster.kill(victim);

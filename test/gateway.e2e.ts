@@ -17,7 +17,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import OpenAI from 'openai';
 import type { Redis } from 'ioredis';
-import { blockCacheId, planMode } from '../libs/attention/src';
+import { blockCacheId, planMode, privateBlockKey } from '../libs/attention/src';
 import { ActorClient, createQueue, createRedis } from '@starq/actors';
 import { HOST_METHODS } from '@starq/cluster';
 import { contextKey, RedisKeys } from '../libs/protocol/src';
@@ -111,11 +111,11 @@ async function waitJob(id: string, key: string = K1, timeoutMs = 90000): Promise
   }, timeoutMs, 100);
 }
 
-/** Cache ids of a star job's blocks (as the cluster names them). */
-function jobCacheIds(contextIds: number[], blockSize: number): string[] {
+/** Cache ids of a star job's blocks (as the cluster names them; `privateOf`: a cache: false job's own blocks). */
+function jobCacheIds(contextIds: number[], blockSize: number, privateOf?: string): string[] {
   const plan = planMode('star', contextIds.length, { blockSize });
   const key = contextKey({ model: modelId, mode: 'star', blockSize: plan.blockSize, anchorSize: plan.anchorSize, contextIds });
-  return plan.blocks.map((b) => blockCacheId(key, b.index));
+  return plan.blocks.map((b) => blockCacheId(privateOf ? privateBlockKey(key, privateOf) : key, b.index));
 }
 
 /** Cache ids every host holds right now. */
@@ -249,8 +249,8 @@ describe('native jobs API', () => {
 
   it('cancel during phase 1 frees the queued block jobs, stops the request and releases its KV', async () => {
     const ctx = [1, ...randomTokenIds(1999, VOCAB, 31, 3)];
-    const cacheIds = jobCacheIds(ctx, 1);
     const id = await submit({ contextIds: ctx, queryIds: [7], blockSize: 1, hosts: 2, maxNewTokens: 4, cache: false });
+    const cacheIds = jobCacheIds(ctx, 1, id);
     const seen: SseEvent[] = [];
     const stream = readSse(url, `/v1/jobs/${id}/events`, K1, { onEvent: (e) => seen.push(e) });
     await until('a few blocks to be encoded', async () => seen.some((e) => e.name === 'progress' && e.data.blocks.done >= 3), 60000, 20);
@@ -281,8 +281,8 @@ describe('native jobs API', () => {
 
   it('cancel during generation stops it within a step and releases the KV; the cluster keeps serving', async () => {
     const ctx = [1, ...randomTokenIds(199, VOCAB, 41, 3)];
-    const cacheIds = jobCacheIds(ctx, 50);
     const id = await submit({ contextIds: ctx, queryIds: [9, 10], blockSize: 50, hosts: 2, maxNewTokens: 3000, ignoreEos: true, cache: false });
+    const cacheIds = jobCacheIds(ctx, 50, id);
     let tokens = 0;
     const stream = readSse(url, `/v1/jobs/${id}/events`, K1, { onEvent: (e) => void (e.name === 'token' && tokens++) });
     await until('5 tokens', async () => tokens >= 5, 60000, 10);

@@ -50,7 +50,7 @@ export function registerSubmit(program: Command): void {
     .option('--top-k <k>', 'top-k sampling (0 = off)')
     .option('--seed <s>', 'sampling seed')
     .option('--ignore-eos', 'do not stop at end-of-sequence tokens')
-    .option('--no-cache', 'release the context KV blocks when the job ends')
+    .option('--no-cache', 'keep the blocks this job encodes private to it and release them when it ends (cached blocks are still reused)')
     .option('--stream', 'show phase-1 progress and stream tokens as they are generated')
     .option('--json', 'print exactly one JSON object (the result, as `starq generate --json`)')
     .action(async (f: SubmitFlags) => {
