@@ -355,8 +355,9 @@ export class QueryActor {
       this.handBack.signal.removeEventListener('abort', handBack);
       this.active--;
       if (d.mode === 'ring') await Promise.all(placement.map((p) => p.host.release(p.cacheIds).catch(() => undefined)));
-      else if (!d.cache) {
+      else if (!d.cache && !(cancel.signal.reason instanceof HandBack || cancel.signal.reason instanceof JobLockLostError)) {
         // Only its private blocks: shared blocks it reused belong to the cache (other requests').
+        // A request passed on to another query actor keeps them: its rerun (same id) finds them.
         const mine = placement.flatMap((p) => p.cacheIds).filter((c) => isPrivateOf(c, privateKey!));
         await Promise.all(placement.map((p) => p.host.release(p.cacheIds.filter((c) => isPrivateOf(c, privateKey!))).catch(() => undefined)));
         await this.releasePrivate(plan, privateKey!, new Set(mine)); // encoded by its block jobs but not in the final placement
