@@ -23,6 +23,7 @@ describe('direct links served from a worker thread', () => {
   const workers: Worker[] = [];
   const servers: ActorServer[] = [];
   const clients: ActorClient[] = [];
+  const registries: ActorRegistry[] = [];
 
   beforeAll(async () => {
     redis = await createRedis();
@@ -30,6 +31,7 @@ describe('direct links served from a worker thread', () => {
 
   afterAll(async () => {
     for (const c of clients) await c.close();
+    for (const r of registries) await r.deregister(); // stops its heartbeat before the connection closes
     for (const s of servers) await s.stop({ drainMs: 100 });
     for (const w of workers) await w.terminate();
     await deleteKeysByPrefix(redis, prefix);
@@ -59,6 +61,7 @@ describe('direct links served from a worker thread', () => {
       worker.once('error', reject);
     });
     const registry = new ActorRegistry(redis, { keys, heartbeatMs: 1000, ttlMs: 30000 });
+    registries.push(registry);
     await registry.register({ id, type: 'host', capacity: {}, status: {}, link: address });
     return { server, worker, control: control.port1, tells };
   }
