@@ -10,8 +10,9 @@ export interface Column {
   align?: 'left' | 'right';
 }
 
+/** A cell as printed: no value (null, undefined, NaN — a quantity not measured) is `–`. */
 export function formatCell(v: Cell, digits = 0): string {
-  if (v === null || v === undefined) return '–';
+  if (v === null || v === undefined || Number.isNaN(v)) return '–';
   if (typeof v === 'number') {
     if (!Number.isFinite(v)) return String(v);
     return v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
