@@ -60,3 +60,21 @@ export class TmpDirs {
     for (const d of this.dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
   }
 }
+
+/**
+ * Asserts (with jest's `expect`) that an attention partial matches a float64 reference: rows that
+ * see no key have lse −∞ and o = 0 exactly, every other row's lse and all of o are within `tol`.
+ * o is (H, T, D), lse (H, T).
+ */
+export function expectPartialNear(got: { o: ArrayLike<number>; lse: ArrayLike<number> }, ref: { o: ArrayLike<number>; lse: ArrayLike<number> }, headDim: number, tol: number): void {
+  expect(Array.from(got.o).every((x) => Number.isFinite(x))).toBe(true);
+  for (let r = 0; r < ref.lse.length; r++) {
+    if (ref.lse[r] === -Infinity) {
+      expect(got.lse[r]).toBe(-Infinity);
+      expect(Array.from(got.o).slice(r * headDim, (r + 1) * headDim).every((x) => x === 0)).toBe(true);
+    } else {
+      expect(Math.abs(got.lse[r] - ref.lse[r])).toBeLessThan(tol);
+    }
+  }
+  expect(maxAbsDiff(got.o, ref.o)).toBeLessThan(tol);
+}
