@@ -8,7 +8,9 @@
  * - an actor that dies more than --max-restarts times within --restart-window is given up on and
  *   shown `dead`;
  * - with --no-restart a dead query actor stays dead (status says so);
- * - --api-key-file: the key works and appears in no process's command line.
+ * - --api-key-file: the key works and appears in no process's command line;
+ * - a SIGKILLed `cluster up` leaves nothing behind: its actors and gateway see their parent gone
+ *   (STARQ_EXIT_WITH_PARENT=1, set by the launcher), drain and exit.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -143,4 +145,41 @@ describe('starq cluster up supervises its actors', () => {
       await c.stop();
     }
   });
+
+  it('a SIGKILLed `cluster up` leaves no actor or gateway running (they exit with their parent)', async () => {
+    const c = await clusterUp(['--hosts', '1']);
+    const children = childrenOf(c.up.proc.pid!);
+    try {
+      expect(children.length).toBe(3); // host, query actor, gateway
+      c.up.proc.kill('SIGKILL');
+      await until('the launcher\'s children to exit', async () => (children.every((pid) => !running(pid)) ? true : null), 60000);
+    } finally {
+      for (const pid of children.filter(running)) process.kill(pid, 'SIGKILL');
+    }
+  });
 });
+
+/** Pids whose parent is `ppid` (from /proc). */
+function childrenOf(ppid: number): number[] {
+  return fs
+    .readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .filter((d) => statOf(Number(d))?.ppid === ppid)
+    .map(Number);
+}
+
+/** True while `pid` exists and is not a zombie. */
+function running(pid: number): boolean {
+  const s = statOf(pid);
+  return s !== null && s.state !== 'Z';
+}
+
+function statOf(pid: number): { state: string; ppid: number } | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // state ppid ...
+    return { state: rest[0], ppid: Number(rest[1]) };
+  } catch {
+    return null;
+  }
+}

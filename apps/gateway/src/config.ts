@@ -54,6 +54,8 @@ export interface GatewayConfig {
   historyIntervalMs: number;
   /** Longest drain on SIGTERM: open streams and requests get this long to finish (ms). */
   drainTimeoutMs: number;
+  /** STARQ_EXIT_WITH_PARENT: drain and exit when the parent process exits. */
+  exitWithParent: boolean;
   /** How long a job may wait for a missing query or host actor before it is failed (ms). */
   actorWaitMs: number;
   /** Intake worker threads (parse, validate, tokenize request bodies off the event loop). */
@@ -145,7 +147,7 @@ const EnvSchema = z
 export function parseGatewayConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
   const r = EnvSchema.safeParse(env);
   const lifecycleProblems: string[] = [];
-  const { drainTimeoutMs } = parseLifecycleConfig(env, lifecycleProblems);
+  const { drainTimeoutMs, exitWithParent } = parseLifecycleConfig(env, lifecycleProblems);
   if (!r.success || lifecycleProblems.length > 0) {
     const problems = [...(r.success ? [] : r.error.issues.map((i) => `${i.path.join('.') || 'environment'} ${i.message}`)), ...lifecycleProblems];
     throw new InvalidInputError('invalid_config', `invalid gateway configuration:\n  - ${problems.join('\n  - ')}`, 'env');
@@ -167,6 +169,7 @@ export function parseGatewayConfig(env: NodeJS.ProcessEnv = process.env): Gatewa
     sseRetryMs: v.STARQ_SSE_RETRY_MS,
     historyIntervalMs: v.STARQ_HISTORY_INTERVAL_MS,
     drainTimeoutMs,
+    exitWithParent,
     actorWaitMs: v.STARQ_ACTOR_WAIT_MS,
     intakeWorkers: v.STARQ_INTAKE_WORKERS,
     intakeQueue: v.STARQ_INTAKE_QUEUE,

@@ -32,6 +32,7 @@ export async function main(): Promise<void> {
       log: (line) => process.stderr.write(`gateway: ${cfg.gatewayId}: ${line}\n`),
     });
     drain.installSignalHandlers();
+    if (cfg.exitWithParent) drain.watchParent();
     app.use((req: Req, res: Res, next: () => void) => {
       svc.gateway.track(res);
       res.once('finish', () => svc.gateway.metrics?.http.inc({ method: req.method ?? '', status: String(res.statusCode) }));

@@ -21,6 +21,7 @@ export async function main(): Promise<void> {
       log: (line) => process.stderr.write(`query-actor ${actor.id}: ${line}\n`),
     });
     drain.installSignalHandlers();
+    if (actor.cfg.lifecycle.exitWithParent) drain.watchParent();
     process.stdout.write(`registered ${actor.id}\nhealth http://${actor.cfg.lifecycle.healthHost}:${actor.healthPort}\n`);
   } catch (e) {
     if (e instanceof StarqError) {

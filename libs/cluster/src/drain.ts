@@ -62,6 +62,21 @@ export class Drain {
     }
   }
 
+  /**
+   * Starts the drain when this process's parent exits (the process is re-parented, so its
+   * `ppid` changes), checked every `intervalMs`. For processes a local launcher started
+   * (STARQ_EXIT_WITH_PARENT=1): a launcher that is killed leaves no actors behind.
+   */
+  watchParent(intervalMs = 1000): void {
+    const parent = process.ppid;
+    const t = setInterval(() => {
+      if (process.ppid === parent) return;
+      clearInterval(t);
+      void this.start(`parent process ${parent} exited`);
+    }, intervalMs);
+    t.unref();
+  }
+
   /** Starts the drain (once; later calls return the same promise), then stops and exits. */
   start(reason: string): Promise<void> {
     if (this.started) return this.started;

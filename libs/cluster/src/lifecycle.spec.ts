@@ -6,12 +6,13 @@ import { DEFAULT_DRAIN_TIMEOUT_MS, parseLifecycleConfig } from './lifecycle-conf
 describe('parseLifecycleConfig', () => {
   it('defaults, values and every problem reported', () => {
     const p: string[] = [];
-    expect(parseLifecycleConfig({}, p)).toEqual({ healthPort: 0, healthHost: '127.0.0.1', drainTimeoutMs: DEFAULT_DRAIN_TIMEOUT_MS });
-    expect(parseLifecycleConfig({ STARQ_HEALTH_PORT: '9090', STARQ_HEALTH_HOST: '0.0.0.0', STARQ_DRAIN_TIMEOUT_MS: '240000' }, p)).toEqual({ healthPort: 9090, healthHost: '0.0.0.0', drainTimeoutMs: 240000 });
+    expect(parseLifecycleConfig({}, p)).toEqual({ healthPort: 0, healthHost: '127.0.0.1', drainTimeoutMs: DEFAULT_DRAIN_TIMEOUT_MS, exitWithParent: false });
+    expect(parseLifecycleConfig({ STARQ_HEALTH_PORT: '9090', STARQ_HEALTH_HOST: '0.0.0.0', STARQ_DRAIN_TIMEOUT_MS: '240000', STARQ_EXIT_WITH_PARENT: '1' }, p)).toEqual({ healthPort: 9090, healthHost: '0.0.0.0', drainTimeoutMs: 240000, exitWithParent: true });
     expect(p).toEqual([]);
-    parseLifecycleConfig({ STARQ_HEALTH_PORT: '70000', STARQ_DRAIN_TIMEOUT_MS: '-1', STARQ_HEALTH_HOST: 'a b' }, p);
+    parseLifecycleConfig({ STARQ_HEALTH_PORT: '70000', STARQ_DRAIN_TIMEOUT_MS: '-1', STARQ_HEALTH_HOST: 'a b', STARQ_EXIT_WITH_PARENT: 'yes' }, p);
     expect(p).toEqual([
       'STARQ_HEALTH_HOST must be an address or host name (got "a b")',
+      'STARQ_EXIT_WITH_PARENT must be 0 or 1 (got "yes")',
       'STARQ_HEALTH_PORT must be an integer in [0, 65535] (got "70000")',
       'STARQ_DRAIN_TIMEOUT_MS must be an integer in [0, 86400000] (got "-1")',
     ]);

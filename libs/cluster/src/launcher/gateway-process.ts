@@ -33,6 +33,7 @@ export function spawnGateway(o: GatewayProcessOptions): { proc: ChildProcess; ur
     STARQ_MODEL_DIR: o.modelDir,
     STARQ_GATEWAY_PORT: String(o.port),
     STARQ_GATEWAY_HOST: o.host ?? '127.0.0.1',
+    STARQ_EXIT_WITH_PARENT: '1',
     ...(o.apiKeys && o.apiKeys.length > 0 ? { STARQ_API_KEYS: o.apiKeys.join(',') } : {}),
     ...(o.gatewayId ? { STARQ_GATEWAY_ID: o.gatewayId } : {}),
   };

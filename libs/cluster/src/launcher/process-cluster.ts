@@ -129,6 +129,7 @@ export async function startProcessCluster(o: StartClusterOptions): Promise<Local
             STARQ_MODEL_DIR: modelDir!,
             STARQ_THREADS: String(app === 'query-actor' ? (o.queryThreads ?? o.threads) : o.threads),
             STARQ_ACTOR_ID: id,
+            STARQ_EXIT_WITH_PARENT: '1',
             ...(o.kvLimit ? { STARQ_KV_LIMIT_BYTES: String(o.kvLimit) } : {}),
             ...o.actorEnv,
             ...(app === 'query-actor' ? o.queryEnv : {}),
